@@ -1,0 +1,49 @@
+"""Learned absolute position embedding of ViT (Dosovitskiy et al., 2021, arXiv:2010.11929) and
+DeiT (Touvron et al., 2021, arXiv:2012.12877).
+
+One learned vector per grid cell of the training resolution (plus one for the class token),
+added to the tokens after patch embedding. It has no values for cells outside the trained grid,
+so native mode is not applicable at a new resolution; interp mode resamples the patch grid
+bicubically with antialiasing exactly as timm does for ``dynamic_img_size=True``.
+"""
+
+from __future__ import annotations
+
+import torch
+from timm.layers import resample_abs_pos_embed
+from torch import nn
+
+from pebench.encodings.base import Arch, Component, Context
+
+#: the parameter's name in timm's VisionTransformer, used for state dicts
+TIMM_NAME = "pos_embed"
+
+
+class LearnedAbsolute(Component):
+    name = "ape"
+    summary = "learned absolute embedding, one vector per trained grid cell"
+    paper = "ViT, Dosovitskiy et al. 2021 (arXiv:2010.11929); DeiT, Touvron et al. 2021"
+    native_means = "not applicable off the trained grid: a learned grid has no values there"
+    interp_means = "patch grid resampled bicubically (antialiased) to the new grid, as timm/DeiT"
+
+    def __init__(self, arch: Arch):
+        super().__init__(arch)
+        gh, gw = arch.trained_grid
+        self.pos_embed = nn.Parameter(torch.zeros(1, arch.num_prefix + gh * gw, arch.dim))
+        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+
+    def native_unsupported(self, ctx: Context) -> str | None:
+        gh, gw = ctx.trained_grid
+        return f"learned APE exists only on its trained {gh}x{gw} grid; use interp mode"
+
+    def grid_embedding(self, ctx: Context) -> torch.Tensor:
+        """The embedding for ``ctx.grid``, derived from (never written into) the trained parameter."""
+        return resample_abs_pos_embed(
+            self.pos_embed,
+            new_size=list(ctx.grid),
+            old_size=list(ctx.trained_grid),
+            num_prefix_tokens=ctx.num_prefix,
+        )
+
+    def add_to_tokens(self, x: torch.Tensor, ctx: Context) -> torch.Tensor:
+        return x + self.grid_embedding(ctx)

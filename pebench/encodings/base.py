@@ -1,0 +1,251 @@
+"""What every position encoding plugs into, and the geometry they share.
+
+An encoding is one or more *components* (``ape+peg`` has two). A component is an ``nn.Module``
+that may act at four places of the ViT forward pass, each a no-op by default:
+
+* ``add_to_tokens``: after patch embedding (absolute embeddings: APE, sin-cos);
+* ``after_block``: after a transformer block (CPVT's PEG);
+* ``rotate``: on queries and keys before the scores (RoPE);
+* ``attention_bias``: an additive term on the attention logits, passed to SDPA as ``attn_mask``
+  (relative biases, ALiBi, iRPE on keys/queries);
+* ``score_multiplier`` and ``value_term``: the two hooks that need explicit attention math
+  (SP-ViT's multiplicative prior, iRPE contextual on values).
+
+Every hook receives a :class:`Context` that says on which grid the model runs, on which grid it
+was trained, and in which resolution mode. Components derive what they need for that grid in the
+forward pass and never write it back into their parameters, so switching resolution or mode
+cannot change the trained weights.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, ClassVar, Literal
+
+import torch
+from torch import nn
+
+from pebench.errors import PebenchError
+
+Mode = Literal["native", "interp"]
+MODES: tuple[Mode, ...] = ("native", "interp")
+
+
+@dataclass(frozen=True)
+class Arch:
+    """The backbone facts a component needs to build its parameters."""
+
+    dim: int
+    depth: int
+    num_heads: int
+    trained_grid: tuple[int, int]
+    num_prefix: int  # class token present (1) or global-average-pool head (0)
+
+    @property
+    def head_dim(self) -> int:
+        return self.dim // self.num_heads
+
+
+@dataclass(frozen=True)
+class Context:
+    """Where a forward pass runs: the current patch grid, the trained grid and the mode."""
+
+    grid: tuple[int, int]
+    trained_grid: tuple[int, int]
+    mode: Mode
+    num_prefix: int
+
+    @property
+    def num_patches(self) -> int:
+        return self.grid[0] * self.grid[1]
+
+    @property
+    def at_trained_grid(self) -> bool:
+        return self.grid == self.trained_grid
+
+    @property
+    def position_scale(self) -> tuple[float, float]:
+        """Factor on patch coordinates: 1 in native mode, G0/G in interp mode (position interpolation)."""
+        if self.mode == "native":
+            return (1.0, 1.0)
+        return (self.trained_grid[0] / self.grid[0], self.trained_grid[1] / self.grid[1])
+
+
+class NotApplicable(PebenchError):
+    """A resolution mode that an encoding cannot run in (learned APE, native, on a new grid)."""
+
+
+@dataclass(frozen=True)
+class Option:
+    """One typed option of a component; the type is the default's type."""
+
+    default: Any
+    help: str
+    choices: tuple[Any, ...] | None = None
+    validate: Callable[[Any], str | None] | None = None  # returns an error text or None
+
+    def parse(self, component: str, key: str, raw: Any) -> Any:
+        kind = type(self.default)
+        value = _coerce(kind, raw)
+        if value is None:
+            raise PebenchError(
+                f"encoding '{component}': option {key}={raw!r} is not a {kind.__name__}; "
+                f"write e.g. {component}:{key}={self.default}"
+            )
+        if self.choices is not None and value not in self.choices:
+            allowed = ", ".join(str(c) for c in self.choices)
+            raise PebenchError(f"encoding '{component}': {key}={raw!r} is not one of: {allowed}")
+        problem = self.validate(value) if self.validate else None
+        if problem:
+            raise PebenchError(f"encoding '{component}': {key}={raw!r}: {problem}")
+        return value
+
+
+def _coerce(kind: type, raw: Any) -> Any:
+    if isinstance(raw, kind) and not (kind is int and isinstance(raw, bool)):
+        return raw
+    text = str(raw).strip().lower()
+    if kind is bool:
+        return {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}.get(text)
+    if kind is int:
+        return int(text) if re.fullmatch(r"[+-]?\d+", text) else None
+    if kind is float:
+        try:
+            return float(text)
+        except ValueError:
+            return None
+    return str(raw).strip()
+
+
+BLOCKS_HELP = "blocks it applies to: 'all', 'all-but-last', an index '0', a range '0-4' or a list '0,2,4'"
+_BLOCKS_PATTERN = re.compile(r"all|all-but-last|\d+(-\d+)?(,\d+(-\d+)?)*")
+
+
+def check_blocks_text(text: str) -> str | None:
+    return None if _BLOCKS_PATTERN.fullmatch(text) else f"expected {BLOCKS_HELP}"
+
+
+def resolve_blocks(text: str, depth: int, component: str) -> tuple[int, ...]:
+    """Turn a blocks option into sorted block indices, checked against the model depth."""
+    if text == "all":
+        return tuple(range(depth))
+    if text == "all-but-last":
+        return tuple(range(depth - 1))
+    indices: set[int] = set()
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        indices.update(range(int(lo), int(hi or lo) + 1))
+    out_of_range = sorted(i for i in indices if i >= depth)
+    if out_of_range:
+        raise PebenchError(
+            f"encoding '{component}': blocks={text} names block {out_of_range[0]} but the model has "
+            f"{depth} blocks (0-{depth - 1})"
+        )
+    return tuple(sorted(indices))
+
+
+class Component(nn.Module):
+    """Base class of one position-encoding component; subclasses override the hooks they use."""
+
+    name: ClassVar[str]
+    summary: ClassVar[str]
+    paper: ClassVar[str]
+    options: ClassVar[dict[str, Option]] = {}
+    #: nothing depends on the mode (PEG, no encoding): interp runs the native computation
+    interp_is_native: ClassVar[bool] = False
+    #: what native and interp mean for this component, shown by `pebench list`
+    native_means: ClassVar[str]
+    interp_means: ClassVar[str]
+    def __init__(self, arch: Arch, **opts: Any):
+        super().__init__()
+        self.arch = arch
+        self.opts = opts
+
+    @classmethod
+    def keeps_class_token(cls, opts: dict[str, Any]) -> bool:
+        """False when these options replace the class token by average pooling (CPVT-GAP)."""
+        return True
+
+    def native_unsupported(self, ctx: Context) -> str | None:
+        """Why native mode cannot run on ``ctx.grid``, or None when it can."""
+        return None
+
+    def explicit_attention(self, block: int) -> bool:
+        """True where this component needs the scores materialised (not SDPA) in ``block``."""
+        return False
+
+    def add_to_tokens(self, x: torch.Tensor, ctx: Context) -> torch.Tensor:
+        return x
+
+    def after_block(self, block: int, x: torch.Tensor, ctx: Context) -> torch.Tensor:
+        return x
+
+    def rotate(
+        self, block: int, q: torch.Tensor, k: torch.Tensor, ctx: Context
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return q, k
+
+    def attention_bias(
+        self, block: int, q: torch.Tensor, k: torch.Tensor, ctx: Context
+    ) -> torch.Tensor | None:
+        """Additive logit term broadcastable to (B, heads, T, T), or None."""
+        return None
+
+    def score_multiplier(self, block: int, ctx: Context) -> torch.Tensor | None:
+        """Factor on the scaled q.k scores, broadcastable to (B, heads, T, T), or None."""
+        return None
+
+    def value_term(self, block: int, attn: torch.Tensor, ctx: Context) -> torch.Tensor | None:
+        """Extra attention output (B, heads, T, head_dim) from the attention probabilities, or None."""
+        return None
+
+
+@lru_cache(maxsize=32)
+def _relative_offsets_cpu(grid: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    gh, gw = grid
+    rows, cols = torch.meshgrid(torch.arange(gh), torch.arange(gw), indexing="ij")
+    coords = torch.stack([rows.flatten(), cols.flatten()], dim=1)  # (N, 2)
+    delta = coords[:, None, :] - coords[None, :, :]  # (N, N, 2), query minus key
+    index = (delta[..., 0] + gh - 1) * (2 * gw - 1) + (delta[..., 1] + gw - 1)
+    dr, dc = torch.meshgrid(torch.arange(-gh + 1, gh), torch.arange(-gw + 1, gw), indexing="ij")
+    offsets = torch.stack([dr.flatten(), dc.flatten()], dim=1)  # ((2gh-1)(2gw-1), 2)
+    return offsets, index
+
+
+def relative_offsets(grid: tuple[int, int], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """All relative patch offsets of a grid and, for each (query, key) pair, the index of its offset.
+
+    Returns ``offsets`` of shape ((2gh-1)(2gw-1), 2) holding integer (row, col) offsets and ``index``
+    of shape (N, N). Encodings evaluate their function once per distinct offset and gather with
+    ``index``: (2G-1)^2 evaluations instead of N^2.
+    """
+    offsets, index = _relative_offsets_cpu(grid)
+    return offsets.to(device), index.to(device)
+
+
+def scaled_relative_offsets(ctx: Context, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`relative_offsets` of ``ctx.grid`` as floats, multiplied by the mode's position scale."""
+    offsets, index = relative_offsets(ctx.grid, device)
+    scale = torch.tensor(ctx.position_scale, device=device)
+    return offsets.float() * scale, index
+
+
+def patch_coordinates(ctx: Context, device: torch.device) -> torch.Tensor:
+    """(N, 2) float (row, col) coordinates of the patches, scaled into the trained range in interp mode."""
+    rows, cols = torch.meshgrid(
+        torch.arange(ctx.grid[0], device=device, dtype=torch.float32),
+        torch.arange(ctx.grid[1], device=device, dtype=torch.float32),
+        indexing="ij",
+    )
+    sr, sc = ctx.position_scale
+    return torch.stack([rows.flatten() * sr, cols.flatten() * sc], dim=1)
+
+
+def pad_prefix(bias: torch.Tensor, num_prefix: int, value: float = 0.0) -> torch.Tensor:
+    """Grow a (..., N, N) patch-pair tensor to (..., T, T) with ``value`` in the prefix rows and columns."""
+    if num_prefix == 0:
+        return bias
+    return nn.functional.pad(bias, (num_prefix, 0, num_prefix, 0), value=value)

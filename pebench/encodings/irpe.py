@@ -1,0 +1,166 @@
+"""Image relative position encoding, iRPE (Wu, Peng et al., "Rethinking and Improving Relative
+Position Encoding for Vision Transformer", ICCV 2021, arXiv:2107.14222), and Shaw-style clipped
+relative positions (Shaw et al., 2018, arXiv:1803.02155), the "RPE" row of CPVT's comparison.
+
+Every (query, key) patch pair falls into a bucket computed from its 2D offset:
+
+* ``euclidean``: piecewise index of the rounded Euclidean distance;
+* ``quant``: piecewise index of the squared Euclidean distance;
+* ``cross``: horizontal and vertical offsets bucketed separately, their two terms added;
+* ``product``: one bucket per (row bucket, column bucket) pair;
+* ``clip``: Shaw: each axis offset clipped to [-K, K], one bucket per (row, column) pair.
+
+The piecewise index keeps exact offsets up to alpha and compresses longer ones logarithmically up
+to beta (alpha, beta, gamma = 1, 2, 8 times ``ratio``; the paper's default ratio is 1.9). The class
+token has a bucket of its own. In ``bias`` mode a bucket holds a learned scalar per head; in
+``contextual`` mode it holds a vector r that interacts with the queries (keys: q.r added to the
+logits), with the keys (queries: k.r), or is summed into the output weighted by attention
+(values). Only the value term needs the attention probabilities, so only it leaves fused SDPA.
+
+Native mode keeps the trained buckets: offsets longer than anything seen in training fall into
+the saturated outer buckets, exactly as during training. Interp mode multiplies the offsets by
+G0/G before bucketing.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import torch
+from torch import nn
+
+from pebench.encodings.base import Arch, Component, Context, Option, pad_prefix, scaled_relative_offsets
+from pebench.errors import PebenchError
+
+METHODS = ("product", "cross", "euclidean", "quant", "clip")
+
+
+def piecewise_index(x: torch.Tensor, alpha: float, beta: float, gamma: float) -> torch.Tensor:
+    """iRPE's g(x): round(x) for |x| <= alpha, else sign(x) * min(beta, round(alpha + ln(|x|/alpha) /
+    ln(gamma/alpha) * (beta - alpha))), truncated to an integer bucket."""
+    x = x.float()
+    far = torch.sign(x) * torch.clamp(
+        torch.round(alpha + torch.log(x.abs().clamp(min=alpha) / alpha) / math.log(gamma / alpha) * (beta - alpha)),
+        max=beta,
+    )
+    return torch.where(x.abs() <= alpha, torch.round(x), far).long()
+
+
+def offset_buckets(offsets: torch.Tensor, method: str, ratio: float, clip: int) -> tuple[torch.Tensor, int]:
+    """Bucket ids (planes, M) for float (row, col) offsets (M, 2), and the number of buckets."""
+    alpha, beta, gamma = ratio, 2 * ratio, 8 * ratio
+    beta_int = int(beta)
+    side = 2 * beta_int + 1
+    dr, dc = offsets[:, 0], offsets[:, 1]
+    if method == "euclidean":
+        distance = torch.sqrt(dr**2 + dc**2).round()
+        return piecewise_index(distance, alpha, beta, gamma)[None], beta_int + 1
+    if method == "quant":
+        return piecewise_index(dr**2 + dc**2, alpha, beta, gamma)[None], beta_int + 1
+    if method == "clip":
+        r = torch.round(dr).clamp(-clip, clip).long() + clip
+        c = torch.round(dc).clamp(-clip, clip).long() + clip
+        return (r * (2 * clip + 1) + c)[None], (2 * clip + 1) ** 2
+    r = piecewise_index(dr, alpha, beta, gamma) + beta_int
+    c = piecewise_index(dc, alpha, beta, gamma) + beta_int
+    if method == "product":
+        return (r * side + c)[None], side * side
+    return torch.stack([r, c + side]), 2 * side  # cross
+
+
+@lru_cache(maxsize=16)
+def bucket_index(ctx: Context, method: str, ratio: float, clip: int, device: torch.device) -> torch.Tensor:
+    """(planes, T, T) bucket of every token pair; the class token's bucket is the last one."""
+    offsets, index = scaled_relative_offsets(ctx, device)
+    buckets, num_buckets = offset_buckets(offsets, method, ratio, clip)
+    return pad_prefix(buckets[:, index], ctx.num_prefix, value=num_buckets)
+
+
+def num_buckets(method: str, ratio: float, clip: int) -> int:
+    """Buckets of a method including the class token's."""
+    return offset_buckets(torch.zeros(1, 2), method, ratio, clip)[1] + 1
+
+
+class ImageRelativePosition(Component):
+    name = "rpe"
+    summary = "iRPE: bucketed 2D relative positions, bias or contextual (q/k/v); Shaw clip"
+    paper = "iRPE, Wu et al. ICCV 2021 (arXiv:2107.14222); Shaw et al. 2018 (arXiv:1803.02155)"
+    options = {
+        "mode": Option("contextual", "scalar bias per bucket, or vectors interacting with q/k/v",
+                       choices=("contextual", "bias")),
+        "method": Option("product", "how 2D offsets map to buckets", choices=METHODS),
+        "ratio": Option(1.9, "piecewise index scale: alpha, beta, gamma = 1, 2, 8 x ratio"),
+        "on": Option("k", "where contextual terms apply: any of q, k, v (bias mode: k)",
+                     choices=("k", "q", "v", "qk", "kv", "qv", "qkv")),
+        "shared_heads": Option(True, "one table shared by all heads"),
+        "clip": Option(8, "K of method=clip: offsets clipped to [-K, K] per axis"),
+    }
+    native_means = "trained buckets; offsets beyond the trained range saturate as in training"
+    interp_means = "offsets scaled by G0/G before bucketing"
+
+    def __init__(self, arch: Arch, mode: str, method: str, ratio: float, on: str, shared_heads: bool,
+                 clip: int):
+        super().__init__(arch, mode=mode, method=method, ratio=ratio, on=on, shared_heads=shared_heads,
+                         clip=clip)
+        if mode == "bias" and on != "k":
+            raise PebenchError("rpe: bias mode adds one scalar per bucket to the logits; use on=k "
+                               "or mode=contextual")
+        if ratio <= 0 or clip < 1:
+            raise PebenchError("rpe: ratio must be > 0 and clip >= 1")
+        self.mode, self.method, self.ratio, self.on, self.clip = mode, method, ratio, on, clip
+        self.scale = arch.head_dim**-0.5
+        heads = 1 if shared_heads else arch.num_heads
+        buckets = num_buckets(method, ratio, clip)
+        if mode == "bias":
+            shape: tuple[int, ...] = (heads, buckets)
+            self.tables = nn.ModuleDict({"k": _per_block(arch.depth, shape)})
+        else:
+            shape = (heads, arch.head_dim, buckets)
+            self.tables = nn.ModuleDict({t: _per_block(arch.depth, shape) for t in on})
+
+    def _buckets(self, ctx: Context, device: torch.device) -> torch.Tensor:
+        return bucket_index(ctx, self.method, self.ratio, self.clip, device)
+
+    def explicit_attention(self, block: int) -> bool:
+        return self.mode == "contextual" and "v" in self.on
+
+    def attention_bias(self, block, q, k, ctx):
+        buckets = self._buckets(ctx, q.device)
+        if self.mode == "bias":
+            table = self.tables["k"][block]  # (heads, buckets)
+            return table[:, buckets].sum(1).unsqueeze(0).to(q.dtype)  # (1, heads, T, T)
+        bias = None
+        if "k" in self.on:
+            bias = _gather(q * self.scale, self.tables["k"][block], buckets)
+        if "q" in self.on:
+            term = _gather(k * self.scale, self.tables["q"][block], buckets).transpose(-1, -2)
+            bias = term if bias is None else bias + term
+        return bias
+
+    def value_term(self, block, attn, ctx):
+        if self.mode != "contextual" or "v" not in self.on:
+            return None
+        buckets = self._buckets(ctx, attn.device)
+        weight = self.tables["v"][block]  # (heads, head_dim, buckets)
+        per_bucket = attn.new_zeros(*attn.shape[:-1], weight.shape[-1])
+        for plane in buckets:
+            per_bucket.scatter_add_(-1, plane.expand_as(attn), attn)
+        return per_bucket @ weight.transpose(-1, -2).to(attn.dtype)
+
+
+def _per_block(depth: int, shape: tuple[int, ...]) -> nn.ParameterList:
+    tables = nn.ParameterList(nn.Parameter(torch.empty(shape)) for _ in range(depth))
+    for t in tables:
+        nn.init.trunc_normal_(t, std=0.02)
+    return tables
+
+
+def _gather(x: torch.Tensor, weight: torch.Tensor, buckets: torch.Tensor) -> torch.Tensor:
+    """sum over planes of x_i . r[bucket(i, j)]: (B, heads, T, T) from x (B, heads, T, d)."""
+    per_bucket = x @ weight.to(x.dtype)  # (B, heads, T, buckets)
+    out = None
+    for plane in buckets:
+        term = per_bucket.gather(-1, plane.expand(*per_bucket.shape[:-1], plane.shape[-1]))
+        out = term if out is None else out + term
+    return out
