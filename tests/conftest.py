@@ -1,0 +1,65 @@
+"""Shared fixtures: one spec per encoding family (and the papers' combinations)."""
+
+import pytest
+import torch
+
+from pebench.encodings import REGISTRY
+from pebench.models import build_model
+
+#: every family at its defaults, plus the option variants and combinations the papers use
+SPECS = [
+    "none",
+    "ape",
+    "sincos",
+    "rpe",
+    "rpe:mode=bias,method=euclidean",
+    "rpe:method=quant,shared_heads=false",
+    "rpe:method=cross,on=qkv",
+    "rpe:method=clip",
+    "relpos_table",
+    "cpb",
+    "spvit",
+    "peg",
+    "peg:blocks=0-4,separable=true",
+    "peg:gap=true",
+    "rope",
+    "rope:variant=mixed",
+    "alibi",
+    "ape+peg",
+    "ape+rpe",
+    "rope:variant=mixed+ape",
+]
+RESOLUTIONS = [224, 384, 448, 512]
+
+
+def test_specs_cover_every_family():
+    covered = {part.split(":")[0] for spec in SPECS for part in spec.split("+")}
+    assert covered == set(REGISTRY)
+
+
+def perturbed_model(spec: str, seed: int = 0, **kwargs):
+    """A micro model that behaves like a trained one as far as position goes.
+
+    At initialisation several encodings are no-ops (zero tables, SP-ViT's prior of exactly 1) and
+    the std-0.02 projections make attention almost uniform, so nothing depends much on where a
+    patch is. Tests that ask whether position information flows need sharp attention and encoding
+    parameters that carry something: projections get unit-variance fan-in scaling and every
+    encoding parameter a random offset.
+    """
+    torch.manual_seed(seed)
+    model = build_model("micro", spec, num_classes=10, **kwargs).eval()
+    with torch.no_grad():
+        for module in model.blocks.modules():
+            if isinstance(module, torch.nn.Linear):
+                module.weight.normal_(0, module.in_features**-0.5)
+        for p in model.pos_encoding.parameters():
+            p.add_(torch.randn_like(p) * 0.5)
+    return model
+
+
+@pytest.fixture
+def images():
+    def make(res: int, batch: int = 2, seed: int = 1) -> torch.Tensor:
+        return torch.randn(batch, 3, res, res, generator=torch.Generator().manual_seed(seed))
+
+    return make

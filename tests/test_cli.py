@@ -1,0 +1,32 @@
+"""The console script as a user runs it."""
+
+import subprocess
+import sys
+
+from pebench.encodings import REGISTRY
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-c", "from pebench.cli import main; main()", *args],
+                          capture_output=True, text=True)
+
+
+def test_list_shows_every_family_with_its_modes_and_paper():
+    out = run("list")
+    assert out.returncode == 0, out.stderr
+    for name, cls in REGISTRY.items():
+        assert f"{name}  " in out.stdout
+        assert cls.paper.split(",")[0] in out.stdout
+    assert out.stdout.count("native  ") == len(REGISTRY)
+    assert "rope_mixed" in out.stdout and "micro" in out.stdout
+
+
+def test_version():
+    out = run("version")
+    assert out.returncode == 0 and "torch" in out.stdout and "timm" in out.stdout
+
+
+def test_bad_argument_exits_2_without_traceback():
+    out = run("list", "encodingz")
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr
