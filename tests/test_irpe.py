@@ -48,7 +48,7 @@ def test_clip_method_is_shaw_clipping_per_axis():
     buckets, count = offset_buckets(offsets, "clip", ratio=1.9, clip=8)
     assert count == 289
     rows, cols = [0, 3, 8], [0, -2, -8]
-    assert buckets[0].tolist() == [(r + 8) * 17 + (c + 8) for r, c in zip(rows, cols)]
+    assert buckets[0].tolist() == [(r + 8) * 17 + (c + 8) for r, c in zip(rows, cols, strict=True)]
 
 
 def test_class_token_has_its_own_bucket_and_far_offsets_saturate_natively():

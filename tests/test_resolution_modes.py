@@ -2,8 +2,8 @@
 
 import pytest
 import torch
-
 from conftest import RESOLUTIONS, SPECS, perturbed_model
+
 from pebench.encodings import NotApplicable
 from pebench.errors import PebenchError
 from pebench.models import build_model
