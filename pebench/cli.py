@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import platform
+import shlex
 import sys
 from enum import Enum
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -15,6 +17,8 @@ from pebench import __version__
 from pebench.encodings import PRESETS, REGISTRY
 from pebench.errors import PebenchError
 from pebench.models import SIZES
+from pebench.train import TrainConfig
+from pebench.train import train as train_model
 
 app = typer.Typer(
     help="Benchmark how ViT position encodings trained at 224 px hold up at 384, 448 and 512 px.",
@@ -77,6 +81,138 @@ def list_(
         console.print(_presets_table())
     if what in (None, Listing.sizes):
         console.print(_sizes_table())
+
+
+@app.command()
+def train(
+    encoding: Annotated[str, typer.Option("--encoding", "-e", help="encoding spec, e.g. 'peg:blocks=0-4'")] = "ape",
+    out: Annotated[Path, typer.Option(help="safetensors checkpoint to write (sidecar: same name, .json)")] = Path(
+        "model.safetensors"),
+    size: Annotated[str, typer.Option(help="backbone size: micro, tiny, small, base")] = "micro",
+    data: Annotated[str, typer.Option(help="dataset spec")] = "synthetic",
+    epochs: Annotated[int, typer.Option(min=1)] = TrainConfig.epochs,
+    batch_size: Annotated[int, typer.Option(min=1)] = TrainConfig.batch_size,
+    lr: Annotated[float, typer.Option(min=0)] = TrainConfig.lr,
+    seed: Annotated[int, typer.Option()] = TrainConfig.seed,
+    all_: Annotated[bool, typer.Option("--all", help="(re)build every shipped model that is missing, "
+                                                     "into the package's zoo folder")] = False,
+) -> None:
+    """Train a ViT at 224 on a dataset; rerun the same command to resume an interrupted run."""
+    import torch
+
+    from pebench.zoo import ZOO, zoo_path
+
+    command = shlex.join(["pebench", *sys.argv[1:]])
+    jobs = [(spec, zoo_path(name)) for name, spec in ZOO.items()] if all_ else [(encoding, out)]
+    for spec, path in jobs:
+        if all_ and path.exists():
+            console.print(f"{path.name} exists; skipping (delete it to retrain)")
+            continue
+        cfg = TrainConfig(size=size, encoding=spec, data=data, epochs=epochs, batch_size=batch_size, lr=lr,
+                          seed=seed)
+        sidecar = train_model(cfg, path, command=command, console=console,
+                              save_dtype=torch.float16 if all_ else torch.float32)
+        console.print(f"wrote {path} (val top-1 {sidecar['val_top1']:.3f})")
+
+
+class ModeChoice(str, Enum):
+    native = "native"
+    interp = "interp"
+    both = "both"
+
+
+def _parse_device(device: str):
+    import torch
+
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        raise PebenchError(f"unknown device '{device}'; use cpu or cuda")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise PebenchError(f"device '{device}' asked for but no CUDA GPU is visible; use --device cpu")
+    return torch.device(device)
+
+
+def _parse_crop_pct(text: str) -> dict[int, float] | float:
+    def fraction(value: str) -> float:
+        try:
+            number = float(value)
+        except ValueError:
+            number = -1.0
+        if not 0 < number <= 1:
+            raise PebenchError(f"--crop-pct value '{value}' must be a fraction in (0, 1], e.g. 0.875")
+        return number
+
+    if "=" not in text:
+        return fraction(text)
+    per_res = {}
+    for item in text.split(","):
+        res, _, value = item.partition("=")
+        if not res.strip().isdigit():
+            raise PebenchError(f"--crop-pct item '{item}' should look like 384=1.0")
+        per_res[int(res)] = fraction(value)
+    return per_res
+
+
+@app.command("eval")
+def eval_(
+    model: Annotated[list[str] | None, typer.Option("--model", "-m", help="shipped name or .safetensors path; "
+                                                     "repeat for several (default: every shipped model)")] = None,
+    res: Annotated[list[int] | None, typer.Option(help="resolution in px; repeat (default 224 384 448 512)")] = None,
+    mode: Annotated[ModeChoice, typer.Option(help="native, interp or both")] = ModeChoice.both,
+    data: Annotated[str, typer.Option(help="dataset spec")] = "synthetic",
+    n: Annotated[int | None, typer.Option(help="evaluate the first N validation images (default: all)")] = None,
+    batch_size: Annotated[int, typer.Option(help="batch size (halved automatically on out-of-memory)")] = 64,
+    device: Annotated[str, typer.Option(help="cpu or cuda")] = "cpu",
+    out: Annotated[Path | None, typer.Option(help="append JSON-lines records here")] = None,
+    crop_pct: Annotated[str, typer.Option(help="image folders: centre-crop fraction, one value or per "
+                                               "resolution, e.g. '224=0.875,384=1.0'")] = "0.875",
+) -> None:
+    """Top-1/top-5 accuracy of models at resolutions, natively and with interpolation."""
+    import hashlib
+
+    from rich.progress import Progress
+
+    from pebench.data import parse_data
+    from pebench.evaluate import evaluate_models
+    from pebench.report import eval_table
+    from pebench.results import append_record
+    from pebench.zoo import ZOO, resolve_model, zoo_path
+
+    resolutions = res or [224, 384, 448, 512]
+    if n is not None and n <= 0:
+        raise PebenchError(f"--n must be a positive number of images, got {n}")
+    if batch_size <= 0:
+        raise PebenchError(f"--batch-size must be positive, got {batch_size}")
+    dataset = parse_data(data, _parse_crop_pct(crop_pct))
+    torch_device = _parse_device(device)
+    names = model or list(ZOO)
+    loaded = []
+    for name in names:
+        net, meta, source = resolve_model(name)
+        for r in resolutions:
+            if r % meta["patch"]:
+                lower, upper = r // meta["patch"] * meta["patch"], (r // meta["patch"] + 1) * meta["patch"]
+                raise PebenchError(f"--res {r} is not a multiple of the patch size {meta['patch']} of '{name}'; "
+                                   f"use {lower} or {upper}")
+        path = zoo_path(name) if source == "zoo" else Path(name)
+        loaded.append((name, net, meta, source, hashlib.sha256(path.read_bytes()).hexdigest()))
+    modes = ["native", "interp"] if mode is ModeChoice.both else [mode.value]
+    n_images = min(n, dataset.size("val")) if n else dataset.size("val")
+    records: list[dict] = []
+
+    def keep(record: dict) -> None:
+        records.append(record)
+        if out is not None:
+            append_record(out, record)
+
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("evaluating", total=n_images * len(loaded) * len(resolutions) * len(modes))
+        evaluate_models(loaded, dataset, resolutions, modes, n, batch_size, torch_device, keep,
+                        on_batch=lambda k: progress.advance(task, k))
+    console.print(eval_table(records))
+    for skipped in getattr(dataset, "skipped", []):
+        console.print(f"[yellow]skipped unreadable file[/] {skipped}")
+    if out is not None:
+        console.print(f"{len(records)} records appended to {out}")
 
 
 @app.command()

@@ -1,0 +1,75 @@
+"""Checkpoints: a safetensors file of the model's state dict (timm names) plus a JSON sidecar.
+
+The sidecar records how the weights were made (encoding spec, size, patch, training resolution,
+dataset, seed, recipe, learning curve, command) and with what (pebench/torch/timm versions, git
+sha), so a checkpoint can be rebuilt and a model can be built from it without guessing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from pebench.env import environment
+from pebench.errors import PebenchError
+from pebench.models import build_model
+from pebench.models.vit import VisionTransformer
+
+
+def sidecar_path(path: Path) -> Path:
+    return path.with_suffix(".json")
+
+
+def save_checkpoint(model: VisionTransformer, path: Path, sidecar: dict, dtype: torch.dtype = torch.float32) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().to(dtype).contiguous() for k, v in model.state_dict().items()}
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    save_file(tensors, str(tmp))
+    meta = {**sidecar, "dtype": str(dtype).removeprefix("torch."), "env": environment()}
+    sidecar_tmp = sidecar_path(path).with_name(sidecar_path(path).name + f".tmp{os.getpid()}")
+    sidecar_tmp.write_text(json.dumps(meta, indent=1) + "\n")
+    os.replace(tmp, path)
+    os.replace(sidecar_tmp, sidecar_path(path))
+
+
+def read_sidecar(path: Path) -> dict:
+    side = sidecar_path(path)
+    if not side.exists():
+        raise PebenchError(f"{path}: no sidecar {side.name} next to it; pebench needs it to know the encoding")
+    try:
+        return json.loads(side.read_text())
+    except json.JSONDecodeError as error:
+        raise PebenchError(f"{side}: not valid JSON ({error.msg} at line {error.lineno})") from None
+
+
+def load_checkpoint(path: Path) -> tuple[VisionTransformer, dict]:
+    """Build the model its sidecar describes and load the weights (as float32)."""
+    path = Path(path)
+    if not path.exists():
+        raise PebenchError(f"checkpoint {path} does not exist")
+    meta = read_sidecar(path)
+    try:
+        tensors = load_file(str(path))
+    except Exception as error:  # safetensors raises its own error types for truncated/corrupt files
+        raise PebenchError(f"{path}: not a readable safetensors file ({error})") from None
+    model = build_model(meta["size"], meta["encoding"], num_classes=meta["num_classes"],
+                        img_size=meta["train_res"], patch=meta["patch"])
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    if missing or unexpected:
+        raise PebenchError(
+            f"{path}: tensors do not fit the sidecar's encoding '{meta['encoding']}' "
+            f"(missing {missing[:1] or 'none'}, unexpected {unexpected[:1] or 'none'}); "
+            "the sidecar and weights come from different models"
+        )
+    for key, value in tensors.items():
+        if value.shape != expected[key].shape:
+            raise PebenchError(f"{path}: tensor {key} has shape {tuple(value.shape)}, the sidecar's model expects "
+                               f"{tuple(expected[key].shape)}")
+    model.load_state_dict({k: v.float() for k, v in tensors.items()})
+    return model.eval(), meta

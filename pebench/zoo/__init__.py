@@ -1,0 +1,52 @@
+"""The shipped models: a ``micro`` ViT per encoding family, trained by pebench itself on
+``synthetic`` at 224 (``pebench train --all`` rebuilds them; each sidecar records its command,
+recipe and learning curve)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+ZOO_DIR = Path(__file__).parent
+
+#: shipped name -> encoding spec
+ZOO: dict[str, str] = {
+    "none": "none",
+    "ape": "ape",
+    "sincos": "sincos",
+    "irpe": "rpe",
+    "shaw": "rpe:method=clip",
+    "relpos_table": "relpos_table",
+    "cpb": "cpb",
+    "spvit": "spvit",
+    "peg": "peg",
+    "peg_x5": "peg:blocks=0-4",
+    "rope_axial": "rope",
+    "rope_mixed": "rope:variant=mixed",
+    "alibi": "alibi",
+    "ape+peg": "ape+peg",
+}
+
+
+def zoo_path(name: str) -> Path:
+    return ZOO_DIR / f"{name.replace('+', '_')}.safetensors"
+
+
+def resolve_model(name_or_path: str):
+    """(model, sidecar, source) for a shipped model name or a checkpoint path."""
+    from pebench.checkpoint import load_checkpoint
+    from pebench.encodings.spec import did_you_mean
+    from pebench.errors import PebenchError
+
+    if name_or_path in ZOO:
+        path = zoo_path(name_or_path)
+        if not path.exists():
+            raise PebenchError(f"shipped model '{name_or_path}' is not built in this install ({path}); "
+                               "rebuild the zoo with `pebench train --all`")
+        model, meta = load_checkpoint(path)
+        return model, meta, "zoo"
+    path = Path(name_or_path)
+    if path.suffix == ".safetensors" or path.exists():
+        model, meta = load_checkpoint(path)
+        return model, meta, "file"
+    raise PebenchError(f"unknown model '{name_or_path}'{did_you_mean(name_or_path, list(ZOO))}: not a shipped "
+                       f"model ({', '.join(ZOO)}) nor a .safetensors checkpoint")

@@ -1,0 +1,96 @@
+"""The synthetic dataset and image folders."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from pebench.data import SyntheticData, parse_data
+from pebench.data.synthetic import CLASS_NAMES, NUM_CLASSES, render, sample_scenes
+from pebench.errors import PebenchError
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("PEBENCH_CACHE", str(tmp_path / "cache"))
+
+
+def test_scenes_are_deterministic_per_seed_split_and_index():
+    a = render(sample_scenes(0, "val", [3, 7]), 64)
+    b = render(sample_scenes(0, "val", [7, 3]), 64)
+    assert torch.equal(a[0], b[1]) and torch.equal(a[1], b[0])
+    assert not torch.equal(a, render(sample_scenes(0, "train", [3, 7]), 64))
+    assert not torch.equal(a, render(sample_scenes(1, "val", [3, 7]), 64))
+
+
+def test_same_scene_at_any_resolution_with_more_detail_when_larger():
+    scenes = sample_scenes(0, "val", range(8))
+    small, large = render(scenes, 224), render(scenes, 448)
+    pooled = F.avg_pool2d(large, 2)
+    assert (pooled - small).abs().mean() < 0.02  # the same picture
+    upsampled = F.interpolate(small, size=448, mode="bicubic", align_corners=False)
+    # 448 px is not an upsampled 224 px image: it holds detail the smaller render cannot
+    assert (large - upsampled).abs().mean() > 10 * (pooled - small).abs().mean()
+
+
+def test_ten_classes_balanced_with_arrangement_classes():
+    assert NUM_CLASSES == len(CLASS_NAMES) == 10
+    data = SyntheticData(train=40, val=20)
+    labels = data.labels("val")
+    assert torch.bincount(labels, minlength=10).tolist() == [2] * 10
+    assert sum("above" in c or "left of" in c for c in CLASS_NAMES) == 4
+
+
+def test_arrangement_classes_swap_positions_not_content():
+    scenes = sample_scenes(0, "val", [0, 1])
+    assert scenes.center[0, 0, 1] < scenes.center[0, 1, 1]  # class 0: circle above square (y down)
+    assert scenes.center[1, 0, 1] > scenes.center[1, 1, 1]  # class 1: circle below square
+    assert (scenes.shape[0, :2] == scenes.shape[1, :2]).all()
+
+
+def test_split_is_rendered_once_and_cached(tmp_path):
+    data = SyntheticData(train=8, val=6)
+    first = data.images_uint8("val", 32)
+    cached = list((tmp_path / "cache").glob("*.npy"))
+    assert len(cached) == 1 and first.dtype == torch.uint8 and first.shape == (6, 3, 32, 32)
+    assert torch.equal(first, data.images_uint8("val", 32))
+    assert len(list((tmp_path / "cache").glob("*.npy"))) == 1
+
+
+@pytest.mark.parametrize("spec,message", [
+    ("synthetik", "unknown dataset"),
+    ("synthetic:val=ten", "bad dataset option"),
+    ("imagefolder:/no/such/dir", "does not exist"),
+])
+def test_bad_dataset_specs(spec, message):
+    with pytest.raises(PebenchError, match=message):
+        parse_data(spec)
+
+
+def _folder(tmp_path, broken=False):
+    root = tmp_path / "images"
+    for label, colour in (("cat", (200, 30, 30)), ("dog", (30, 30, 200))):
+        (root / label).mkdir(parents=True)
+        for i in range(2):
+            Image.fromarray(np.full((60, 80, 3), colour, dtype=np.uint8)).save(root / label / f"{i}.png")
+    if broken:
+        (root / "dog" / "broken.jpg").write_bytes(b"not an image")
+    return root
+
+
+def test_image_folder_uses_timm_eval_transform_and_names_skipped_files(tmp_path):
+    data = parse_data(f"imagefolder:{_folder(tmp_path, broken=True)}", crop_pct={224: 0.875, 384: 1.0})
+    images, labels = data.load("val", 48)
+    assert images.shape == (4, 3, 48, 48) and labels.tolist() == [0, 0, 1, 1]
+    assert data.skipped == ["dog/broken.jpg (UnidentifiedImageError)"]
+    assert data.crop_for(384) == 1.0 and data.crop_for(448) == 0.875
+    assert images[0, 0].float().mean() > 190 and images[2, 2].float().mean() > 190
+
+
+def test_empty_image_folder_is_an_error(tmp_path):
+    (tmp_path / "empty" / "cls").mkdir(parents=True)
+    with pytest.raises(PebenchError, match="no images"):
+        parse_data(f"imagefolder:{tmp_path / 'empty'}")
+    with pytest.raises(PebenchError, match="no class subfolders"):
+        parse_data(f"imagefolder:{tmp_path / 'empty' / 'cls'}")

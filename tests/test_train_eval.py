@@ -1,0 +1,157 @@
+"""Training, checkpoints and evaluation on a tiny synthetic split."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import pebench.train as train_module
+from pebench.checkpoint import load_checkpoint, save_checkpoint
+from pebench.data import SyntheticData
+from pebench.errors import PebenchError
+from pebench.evaluate import run_accuracy, wilson_interval
+from pebench.results import read_records
+from pebench.train import TrainConfig, train
+
+TINY_DATA = "synthetic:train=64,val=24"
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("PEBENCH_CACHE", str(tmp_path / "cache"))
+
+
+def _config(encoding="ape", epochs=2):
+    return TrainConfig(encoding=encoding, data=TINY_DATA, epochs=epochs, batch_size=32, translate=4)
+
+
+@pytest.fixture
+def checkpoint(tmp_path):
+    path = tmp_path / "ape.safetensors"
+    train(_config(), path, command="test")
+    return path
+
+
+def test_training_writes_weights_and_a_complete_sidecar(checkpoint):
+    meta = json.loads(checkpoint.with_suffix(".json").read_text())
+    for key in ("encoding", "size", "patch", "train_res", "data", "seed", "epochs", "val_top1", "learning_curve",
+                "command", "recipe", "env"):
+        assert key in meta, key
+    assert meta["encoding"] == "ape" and meta["data"] == "synthetic:seed=0,train=64,val=24"
+    assert [e["epoch"] for e in meta["learning_curve"]] == [1, 2]
+    for key in ("pebench", "torch", "timm", "git_sha"):
+        assert key in meta["env"]
+    assert not list(checkpoint.parent.glob("*.state.pt"))  # finished runs leave no resume state
+    model, _ = load_checkpoint(checkpoint)
+    assert model.spec.names == ("ape",)
+
+
+def test_interrupted_training_resumes_to_the_same_weights(tmp_path, monkeypatch):
+    straight = tmp_path / "straight.safetensors"
+    train(_config(), straight)
+
+    resumed = tmp_path / "resumed.safetensors"
+    real_accuracy = train_module.accuracy
+    calls = {"n": 0}
+
+    def crash_after_first_epoch(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real_accuracy(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "accuracy", crash_after_first_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        train(_config(), resumed)
+    assert (tmp_path / "resumed.safetensors.state.pt").exists() and not resumed.exists()
+    monkeypatch.setattr(train_module, "accuracy", real_accuracy)
+    train(_config(), resumed)
+    a, _ = load_checkpoint(straight)
+    b, _ = load_checkpoint(resumed)
+    for (key, x), y in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        assert torch.equal(x, y), key
+
+
+def test_nan_loss_stops_with_a_clear_message(tmp_path, monkeypatch):
+    real_build = train_module.build_model
+
+    def poisoned(*args, **kwargs):
+        model = real_build(*args, **kwargs)
+        torch.nn.init.constant_(model.head.bias, float("nan"))
+        return model
+
+    monkeypatch.setattr(train_module, "build_model", poisoned)
+    with pytest.raises(PebenchError, match="loss became nan at epoch 1 step 1; lower --lr"):
+        train(_config(), tmp_path / "nan.safetensors")
+
+
+def test_same_checkpoint_same_data_twice_gives_identical_accuracy(checkpoint):
+    model, _ = load_checkpoint(checkpoint)
+    images, labels = SyntheticData(train=64, val=24).load("val", 384)
+    first = run_accuracy(model, images, labels, "interp", 8, torch.device("cpu"))
+    second = run_accuracy(model, images, labels, "interp", 5, torch.device("cpu"))
+    assert (first["correct_top1"], first["correct_top5"]) == (second["correct_top1"], second["correct_top5"])
+
+
+def test_wilson_interval_known_values():
+    lo, hi = wilson_interval(80, 100)
+    assert (round(lo, 4), round(hi, 4)) == (0.7112, 0.8666)
+    assert wilson_interval(0, 10)[0] == 0.0 and wilson_interval(10, 10)[1] == pytest.approx(1.0)
+
+
+def test_corrupt_and_mismatched_checkpoints_are_one_line_errors(checkpoint, tmp_path):
+    corrupt = tmp_path / "corrupt.safetensors"
+    corrupt.write_bytes(b"\x00" * 40)
+    corrupt.with_suffix(".json").write_text(checkpoint.with_suffix(".json").read_text())
+    with pytest.raises(PebenchError, match="not a readable safetensors file"):
+        load_checkpoint(corrupt)
+
+    model, meta = load_checkpoint(checkpoint)
+    wrong = tmp_path / "wrong.safetensors"
+    save_checkpoint(model, wrong, {**meta, "encoding": "peg"})
+    with pytest.raises(PebenchError, match="do not fit the sidecar's encoding 'peg'"):
+        load_checkpoint(wrong)
+
+
+def pebench(*args, cwd=None):
+    return subprocess.run([sys.executable, "-c", "from pebench.cli import main; main()", *args],
+                          capture_output=True, text=True, cwd=cwd)
+
+
+def test_eval_cli_writes_one_record_per_cell(checkpoint, tmp_path):
+    out = tmp_path / "results.jsonl"
+    run = pebench("eval", "--model", str(checkpoint), "--res", "224", "--res", "384", "--data", TINY_DATA,
+                  "--n", "16", "--out", str(out))
+    assert run.returncode == 0, run.stderr
+    records = read_records(out)
+    assert [(r["res"], r["mode"], r["status"]) for r in records] == [
+        (224, "native", "ok"), (224, "interp", "ok"), (384, "native", "not_applicable"), (384, "interp", "ok")]
+    ok = records[-1]
+    assert ok["metrics"]["n"] == 16 and 0 <= ok["metrics"]["top1"] <= 1
+    assert ok["metrics"]["top1_ci95"][0] <= ok["metrics"]["top1"] <= ok["metrics"]["top1_ci95"][1]
+    assert ok["data"]["fingerprint"] and ok["model"]["checkpoint_sha256"] and ok["env"]["torch"]
+    assert "trained 14x14 grid" in records[2]["reason"]
+    assert "n/a" in run.stdout and "384 interp" in run.stdout
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--res", "200"], "--res 200 is not a multiple of the patch size 16"),
+    (["--n", "0"], "--n must be a positive number"),
+    (["--data", "synthetik"], "unknown dataset"),
+    (["--device", "tpu"], "unknown device"),
+])
+def test_eval_bad_input_exits_2_with_one_line_and_keeps_existing_results(checkpoint, tmp_path, args, message):
+    out = tmp_path / "results.jsonl"
+    out.write_text('{"kept": true}\n')
+    run = pebench("eval", "--model", str(checkpoint), "--data", TINY_DATA, "--out", str(out), *args)
+    assert run.returncode == 2
+    assert message in run.stderr and "Traceback" not in run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1
+    assert out.read_text() == '{"kept": true}\n'
+
+
+def test_eval_unknown_model_suggests_a_shipped_name():
+    run = pebench("eval", "--model", "rope_mixd")
+    assert run.returncode == 2 and "did you mean 'rope_mixed'" in run.stderr
