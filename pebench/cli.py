@@ -31,6 +31,7 @@ console = Console()
 
 class Listing(str, Enum):
     encodings = "encodings"
+    models = "models"
     sizes = "sizes"
 
 
@@ -62,6 +63,25 @@ def _presets_table() -> Table:
     return table
 
 
+def _models_table() -> Table:
+    from pebench.checkpoint import read_sidecar
+    from pebench.zoo import ZOO, zoo_path
+
+    table = Table(title="Shipped models (micro ViT trained by pebench on synthetic at 224)")
+    for column in ("name", "encoding", "val top-1 at 224", "samples seen"):
+        table.add_column(column)
+    for name, spec in ZOO.items():
+        path = zoo_path(name)
+        if not path.exists():
+            table.add_row(name, spec, "[dim]not built: pebench train --all[/]", "")
+            continue
+        meta = read_sidecar(path)
+        curve = meta.get("learning_curve") or [{}]
+        table.add_row(name, meta["encoding"], f"{100 * meta['val_top1']:.1f}% (n={meta['data']})",
+                      str(curve[-1].get("samples", "")))
+    return table
+
+
 def _sizes_table() -> Table:
     table = Table(title="Backbone sizes (patch 16, trained at 224 unless told otherwise)")
     for column in ("size", "dim", "depth", "heads"):
@@ -75,10 +95,12 @@ def _sizes_table() -> Table:
 def list_(
     what: Annotated[Listing | None, typer.Argument(help="what to list; everything when omitted")] = None,
 ) -> None:
-    """List position encodings (with options, modes and papers) and backbone sizes."""
+    """List position encodings (with options, modes and papers), shipped models and backbone sizes."""
     if what in (None, Listing.encodings):
         _print_encodings()
         console.print(_presets_table())
+    if what in (None, Listing.models):
+        console.print(_models_table())
     if what in (None, Listing.sizes):
         console.print(_sizes_table())
 

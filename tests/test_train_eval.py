@@ -155,3 +155,25 @@ def test_eval_bad_input_exits_2_with_one_line_and_keeps_existing_results(checkpo
 def test_eval_unknown_model_suggests_a_shipped_name():
     run = pebench("eval", "--model", "rope_mixd")
     assert run.returncode == 2 and "did you mean 'rope_mixed'" in run.stderr
+
+
+def _timm_twin(model_path):
+    from timm.models.vision_transformer import VisionTransformer
+
+    model, meta = load_checkpoint(model_path)
+    twin = VisionTransformer(img_size=meta["train_res"], patch_size=meta["patch"], embed_dim=96, depth=6, num_heads=3,
+                             num_classes=meta["num_classes"], dynamic_img_size=True).eval()
+    twin.load_state_dict(model.state_dict())
+    return model, twin
+
+
+def test_trained_ape_checkpoint_at_384_interp_predicts_like_timm_dynamic_img_size(checkpoint):
+    model, twin = _timm_twin(checkpoint)
+    images, _ = SyntheticData(train=64, val=24).load("val", 384)
+    from pebench.data import normalize
+
+    x = normalize(images)
+    with torch.inference_mode():
+        ours, theirs = model(x, "interp"), twin(x)
+    assert torch.equal(ours.argmax(1), theirs.argmax(1))
+    assert (ours - theirs).abs().max() <= 1e-4
