@@ -94,8 +94,10 @@ def parse_data(spec: str, crop_pct: dict[int, float] | float = 0.875):
     return SyntheticData(**values)
 
 
+_SCALE = (1 / (255 * torch.tensor(IMAGENET_STD))).view(1, 3, 1, 1)
+_SHIFT = (-torch.tensor(IMAGENET_MEAN) / torch.tensor(IMAGENET_STD)).view(1, 3, 1, 1)
+
+
 def normalize(batch_uint8: torch.Tensor) -> torch.Tensor:
-    """uint8 (B, 3, H, W) -> float normalised with ImageNet statistics."""
-    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 255
-    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255
-    return (batch_uint8.float() - mean) / std
+    """uint8 (B, 3, H, W) -> float normalised with ImageNet statistics, in one allocation."""
+    return batch_uint8.float().mul_(_SCALE).add_(_SHIFT)
