@@ -8,12 +8,12 @@ sha), so a checkpoint can be rebuilt and a model can be built from it without gu
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from pebench.atomic import atomic_path
 from pebench.env import environment
 from pebench.errors import PebenchError
 from pebench.models import build_model
@@ -25,15 +25,12 @@ def sidecar_path(path: Path) -> Path:
 
 
 def save_checkpoint(model: VisionTransformer, path: Path, sidecar: dict, dtype: torch.dtype = torch.float32) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to(dtype).contiguous() for k, v in model.state_dict().items()}
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    save_file(tensors, str(tmp))
     meta = {**sidecar, "dtype": str(dtype).removeprefix("torch."), "env": environment()}
-    sidecar_tmp = sidecar_path(path).with_name(sidecar_path(path).name + f".tmp{os.getpid()}")
-    sidecar_tmp.write_text(json.dumps(meta, indent=1) + "\n")
-    os.replace(tmp, path)
-    os.replace(sidecar_tmp, sidecar_path(path))
+    with atomic_path(sidecar_path(path)) as tmp:
+        tmp.write_text(json.dumps(meta, indent=1) + "\n")
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp))
 
 
 def read_sidecar(path: Path) -> dict:

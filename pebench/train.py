@@ -10,7 +10,6 @@ run resumes from its last finished epoch with the same result as an uninterrupte
 from __future__ import annotations
 
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from pebench.atomic import atomic_path
 from pebench.checkpoint import save_checkpoint
 from pebench.data import SyntheticData, normalize, parse_data
 from pebench.errors import PebenchError
@@ -77,12 +77,6 @@ def accuracy(model, images_u8: torch.Tensor, labels: torch.Tensor, batch_size: i
         logits = model(normalize(images_u8[start : start + batch_size]), "native")
         correct += (logits.argmax(1) == labels[start : start + batch_size]).sum().item()
     return correct / len(labels)
-
-
-def _atomic_save(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 def train(cfg: TrainConfig, out: Path, command: str = "", console=None,
@@ -151,9 +145,10 @@ def train(cfg: TrainConfig, out: Path, command: str = "", console=None,
                                 "val_top1": round(val, 4), "img_per_s": round(rate, 1)})
             progress.console.print(f"  {cfg.encoding} epoch {epoch + 1}/{cfg.epochs}: "
                                    f"train loss {loss_sum / seen:.3f} acc {correct / seen:.3f}, val top-1 {val:.3f}")
-            _atomic_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch + 1,
-                          "config": asdict(cfg) | {"encoding": str(model.spec)}, "rng": torch.get_rng_state()},
-                         state_path)
+            with atomic_path(state_path) as tmp:
+                torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch + 1,
+                            "config": asdict(cfg) | {"encoding": str(model.spec)}, "rng": torch.get_rng_state()},
+                           tmp)
 
     sidecar = {
         "encoding": str(model.spec),

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pebench.atomic import atomic_path
 from pebench.data import synthetic
 from pebench.errors import PebenchError
 
@@ -68,10 +69,8 @@ class SyntheticData:
             out[start : start + len(idx)] = (images * 255 + 0.5).to(torch.uint8).numpy()
             if progress:
                 progress(len(idx))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}.npy")
-        np.save(tmp, out)
-        os.replace(tmp, path)  # atomic: a killed render never leaves a truncated cache
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.save(f, out)
         return torch.from_numpy(out)
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from pebench.encodings.base import Arch, Component, Context, pad_prefix, scaled_relative_offsets
+from pebench.encodings.base import Component, Context, pad_prefix, scaled_relative_offsets
 
 
 def alibi_slopes(num_heads: int, device: torch.device | None = None) -> torch.Tensor:
@@ -25,9 +25,6 @@ class ALiBi2D(Component):
     paper = "ALiBi, Press et al. ICLR 2022 (arXiv:2108.12409); 2D as in LookHere, Fuller et al. 2024"
     native_means = "distances between the new integer positions"
     interp_means = "distances scaled by G0/G"
-
-    def __init__(self, arch: Arch):
-        super().__init__(arch)
 
     def attention_bias(self, block, q, k, ctx: Context):
         offsets, index = scaled_relative_offsets(ctx, q.device)

@@ -159,10 +159,9 @@ class Component(nn.Module):
     #: what native and interp mean for this component, shown by `pebench list`
     native_means: ClassVar[str]
     interp_means: ClassVar[str]
-    def __init__(self, arch: Arch, **opts: Any):
+    def __init__(self, arch: Arch):
         super().__init__()
         self.arch = arch
-        self.opts = opts
 
     @classmethod
     def keeps_class_token(cls, opts: dict[str, Any]) -> bool:

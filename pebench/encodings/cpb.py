@@ -35,7 +35,7 @@ class ContinuousPositionBias(Component):
     interp_means = "MLP at offsets scaled by G0/G (inside the trained range)"
 
     def __init__(self, arch: Arch, hidden: int):
-        super().__init__(arch, hidden=hidden)
+        super().__init__(arch)
         self.mlps = nn.ModuleList(
             nn.Sequential(nn.Linear(2, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, arch.num_heads, bias=False))
             for _ in range(arch.depth)

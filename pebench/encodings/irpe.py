@@ -101,8 +101,7 @@ class ImageRelativePosition(Component):
 
     def __init__(self, arch: Arch, mode: str, method: str, ratio: float, on: str, shared_heads: bool,
                  clip: int):
-        super().__init__(arch, mode=mode, method=method, ratio=ratio, on=on, shared_heads=shared_heads,
-                         clip=clip)
+        super().__init__(arch)
         if mode == "bias" and on != "k":
             raise PebenchError("rpe: bias mode adds one scalar per bucket to the logits; use on=k "
                                "or mode=contextual")

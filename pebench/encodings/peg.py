@@ -51,7 +51,7 @@ class PositionEncodingGenerator(Component):
         return not opts["gap"]
 
     def __init__(self, arch: Arch, kernel: int, blocks: str, separable: bool, gap: bool):
-        super().__init__(arch, kernel=kernel, blocks=blocks, separable=separable, gap=gap)
+        super().__init__(arch)
         self.blocks = resolve_blocks(blocks, arch.depth, self.name)
         dim = arch.dim
 

@@ -41,7 +41,7 @@ class Rotary2D(Component):
     interp_means = "rotation angles at positions scaled by G0/G"
 
     def __init__(self, arch: Arch, variant: str, theta: float):
-        super().__init__(arch, variant=variant, theta=theta)
+        super().__init__(arch)
         if arch.head_dim % 4:
             raise PebenchError(f"rope needs a head dim divisible by 4, got {arch.head_dim}")
         theta = theta or PAPER_THETA[variant]

@@ -33,7 +33,7 @@ class SinCos2D(Component):
     interp_means = "formula at positions scaled by G0/G"
 
     def __init__(self, arch: Arch, temperature: float):
-        super().__init__(arch, temperature=temperature)
+        super().__init__(arch)
         if arch.dim % 4:
             raise PebenchError(f"sincos needs an embedding dim divisible by 4, got {arch.dim}")
         self.temperature = temperature

@@ -56,7 +56,7 @@ class SpatialPrior(Component):
     interp_means = "prior MLP at offsets scaled by G0/G"
 
     def __init__(self, arch: Arch, hidden: int, blocks: str):
-        super().__init__(arch, hidden=hidden, blocks=blocks)
+        super().__init__(arch)
         self.blocks = resolve_blocks(blocks, arch.depth, self.name)
         self.priors = nn.ModuleDict({str(b): HeadwiseMLP(arch.num_heads, hidden) for b in self.blocks})
 
