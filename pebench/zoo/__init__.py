@@ -6,6 +6,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pebench.checkpoint import load_checkpoint
+from pebench.encodings.spec import did_you_mean
+from pebench.errors import PebenchError
+
 ZOO_DIR = Path(__file__).parent
 
 #: shipped name -> encoding spec
@@ -33,10 +37,6 @@ def zoo_path(name: str) -> Path:
 
 def resolve_model(name_or_path: str):
     """(model, sidecar, source) for a shipped model name or a checkpoint path."""
-    from pebench.checkpoint import load_checkpoint
-    from pebench.encodings.spec import did_you_mean
-    from pebench.errors import PebenchError
-
     if name_or_path in ZOO:
         path = zoo_path(name_or_path)
         if not path.exists():
