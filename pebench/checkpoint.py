@@ -7,11 +7,12 @@ sha), so a checkpoint can be rebuilt and a model can be built from it without gu
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load, save_file
 
 from pebench.atomic import atomic_path
 from pebench.env import environment
@@ -44,13 +45,17 @@ def read_sidecar(path: Path) -> dict:
 
 
 def load_checkpoint(path: Path) -> tuple[VisionTransformer, dict]:
-    """Build the model its sidecar describes and load the weights (as float32)."""
+    """Build the model its sidecar describes and load the weights (as float32).
+
+    The returned sidecar carries one derived field, ``checkpoint_sha256`` of the weights file.
+    """
     path = Path(path)
     if not path.exists():
         raise PebenchError(f"checkpoint {path} does not exist")
     meta = read_sidecar(path)
+    raw = path.read_bytes()
     try:
-        tensors = load_file(str(path))
+        tensors = load(raw)
     except Exception as error:  # safetensors raises its own error types for truncated/corrupt files
         raise PebenchError(f"{path}: not a readable safetensors file ({error})") from None
     model = build_model(meta["size"], meta["encoding"], num_classes=meta["num_classes"],
@@ -69,4 +74,4 @@ def load_checkpoint(path: Path) -> tuple[VisionTransformer, dict]:
             raise PebenchError(f"{path}: tensor {key} has shape {tuple(value.shape)}, the sidecar's model expects "
                                f"{tuple(expected[key].shape)}")
     model.load_state_dict({k: v.float() for k, v in tensors.items()})
-    return model.eval(), meta
+    return model.eval(), {**meta, "checkpoint_sha256": hashlib.sha256(raw).hexdigest()}

@@ -17,6 +17,7 @@ from pebench import __version__
 from pebench.encodings import PRESETS, REGISTRY
 from pebench.errors import PebenchError
 from pebench.models import SIZES
+from pebench.models.vit import check_resolution
 from pebench.train import TrainConfig
 from pebench.train import train as train_model
 
@@ -189,15 +190,13 @@ def eval_(
                                                "resolution, e.g. '224=0.875,384=1.0'")] = "0.875",
 ) -> None:
     """Top-1/top-5 accuracy of models at resolutions, natively and with interpolation."""
-    import hashlib
-
     from rich.progress import Progress
 
     from pebench.data import parse_data
     from pebench.evaluate import evaluate_models
     from pebench.report import eval_table
     from pebench.results import append_record
-    from pebench.zoo import ZOO, resolve_model, zoo_path
+    from pebench.zoo import ZOO, resolve_model
 
     resolutions = res or [224, 384, 448, 512]
     if n is not None and n <= 0:
@@ -209,14 +208,10 @@ def eval_(
     names = model or list(ZOO)
     loaded = []
     for name in names:
-        net, meta, source = resolve_model(name)
+        net, meta, source, path = resolve_model(name)
         for r in resolutions:
-            if r % meta["patch"]:
-                lower, upper = r // meta["patch"] * meta["patch"], (r // meta["patch"] + 1) * meta["patch"]
-                raise PebenchError(f"--res {r} is not a multiple of the patch size {meta['patch']} of '{name}'; "
-                                   f"use {lower} or {upper}")
-        path = zoo_path(name) if source == "zoo" else Path(name)
-        loaded.append((name, net, meta, source, hashlib.sha256(path.read_bytes()).hexdigest()))
+            check_resolution(r, r, meta["patch"], what=f"--res {r}")
+        loaded.append((name, net, meta, source, path))
     modes = ["native", "interp"] if mode is ModeChoice.both else [mode.value]
     n_images = min(n, dataset.size("val")) if n else dataset.size("val")
     records: list[dict] = []

@@ -9,6 +9,7 @@ import math
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
+from pathlib import Path
 
 import torch
 
@@ -90,7 +91,7 @@ def run_accuracy(
 
 
 def evaluate_models(
-    models: list[tuple[str, torch.nn.Module, dict, str, str]],
+    models: list[tuple[str, torch.nn.Module, dict, str, Path]],
     data,
     resolutions: list[int],
     modes: list[Mode],
@@ -102,8 +103,8 @@ def evaluate_models(
 ) -> None:
     """Evaluate every (model, resolution, mode) cell; each finished cell goes to ``on_record``.
 
-    ``models`` holds (name, model, sidecar, source, checkpoint_sha256). A split is rendered (or read
-    from the cache) once per resolution and shared by every model and mode.
+    ``models`` holds (name, model, sidecar, source, checkpoint path) as ``resolve_model`` gives them.
+    A split is rendered (or read from the cache) once per resolution and shared by every model and mode.
     """
     from pebench.env import environment
     from pebench.results import SCHEMA_VERSION
@@ -113,13 +114,14 @@ def evaluate_models(
         images, labels = data.load("val", res)
         if n is not None:
             images, labels = images[:n], labels[:n]
-        for name, model, meta, source, sha in models:
+        for name, model, meta, source, path in models:
             for mode in modes:
                 record = {
                     "schema_version": SCHEMA_VERSION,
                     "kind": "eval",
-                    "model": {"name": name, "source": source, "size": meta["size"], "encoding": meta["encoding"],
-                              "train_res": meta["train_res"], "patch": meta["patch"], "checkpoint_sha256": sha},
+                    "model": {"name": name, "source": source, "path": str(path), "size": meta["size"],
+                              "encoding": meta["encoding"], "train_res": meta["train_res"], "patch": meta["patch"],
+                              "checkpoint_sha256": meta["checkpoint_sha256"]},
                     "res": res,
                     "mode": mode,
                     "same_as_native": bool(model.pos_encoding.interp_is_native or res == meta["train_res"]),

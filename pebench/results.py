@@ -26,6 +26,8 @@ import json
 import os
 from pathlib import Path
 
+from pebench.errors import PebenchError
+
 SCHEMA_VERSION = 1
 
 
@@ -39,11 +41,15 @@ def append_record(path: Path, record: dict) -> None:
 
 
 def read_records(path: Path) -> list[dict]:
-    """Every complete record of a results file; a torn last line (crash mid-write) is ignored."""
+    """Every record of a results file. A torn last line (a crash mid-write) is ignored; a bad line
+    anywhere else means the file was edited or corrupted, and is an error naming the line."""
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
     records = []
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
+    for number, line in enumerate(lines, start=1):
         try:
             records.append(json.loads(line))
         except json.JSONDecodeError:
-            continue
+            if number == len(lines):
+                break
+            raise PebenchError(f"{path}: line {number} is not a JSON record; fix or remove that line") from None
     return records

@@ -1,5 +1,6 @@
 """Training, checkpoints and evaluation on a tiny synthetic split."""
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -131,7 +132,9 @@ def test_eval_cli_writes_one_record_per_cell(checkpoint, tmp_path):
     ok = records[-1]
     assert ok["metrics"]["n"] == 16 and 0 <= ok["metrics"]["top1"] <= 1
     assert ok["metrics"]["top1_ci95"][0] <= ok["metrics"]["top1"] <= ok["metrics"]["top1_ci95"][1]
-    assert ok["data"]["fingerprint"] and ok["model"]["checkpoint_sha256"] and ok["env"]["torch"]
+    assert ok["data"]["fingerprint"] and ok["env"]["torch"]
+    assert ok["model"]["checkpoint_sha256"] == hashlib.sha256(checkpoint.read_bytes()).hexdigest()
+    assert ok["model"]["path"] == str(checkpoint)
     assert "trained 14x14 grid" in records[2]["reason"]
     assert "n/a" in run.stdout and "384 interp" in run.stdout
 
@@ -177,3 +180,12 @@ def test_trained_ape_checkpoint_at_384_interp_predicts_like_timm_dynamic_img_siz
         ours, theirs = model(x, "interp"), twin(x)
     assert torch.equal(ours.argmax(1), theirs.argmax(1))
     assert (ours - theirs).abs().max() <= 1e-4
+
+
+def test_results_file_tolerates_only_a_torn_last_line(tmp_path):
+    path = tmp_path / "results.jsonl"
+    path.write_text('{"a": 1}\n{"b": 2}\n{"c": ')
+    assert read_records(path) == [{"a": 1}, {"b": 2}]
+    path.write_text('{"a": 1}\nnot json\n{"b": 2}\n')
+    with pytest.raises(PebenchError, match="line 2 is not a JSON record"):
+        read_records(path)

@@ -41,7 +41,6 @@ class SyntheticData:
         return f"synthetic:seed={self.seed},train={self.train},val={self.val}"
 
     num_classes = synthetic.NUM_CLASSES
-    class_names = synthetic.CLASS_NAMES
 
     def size(self, split: str) -> int:
         return {"train": self.train, "val": self.val}[split]
@@ -56,7 +55,7 @@ class SyntheticData:
     def load(self, split: str, res: int) -> tuple[torch.Tensor, torch.Tensor]:
         return self.images_uint8(split, res), self.labels(split)
 
-    def images_uint8(self, split: str, res: int, chunk: int = 128, progress=None) -> torch.Tensor:
+    def images_uint8(self, split: str, res: int, chunk: int = 128) -> torch.Tensor:
         """The whole split at ``res`` as uint8 (N, 3, res, res), rendered once and cached on disk."""
         path = cache_dir() / f"synthetic-{self.fingerprint(split, res)}.npy"
         if path.exists():
@@ -67,8 +66,6 @@ class SyntheticData:
             idx = np.arange(start, min(start + chunk, n))
             images = synthetic.render(synthetic.sample_scenes(self.seed, split, idx), res)
             out[start : start + len(idx)] = (images * 255 + 0.5).to(torch.uint8).numpy()
-            if progress:
-                progress(len(idx))
         with atomic_path(path) as tmp, open(tmp, "wb") as f:
             np.save(f, out)
         return torch.from_numpy(out)

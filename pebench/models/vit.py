@@ -43,6 +43,16 @@ SIZES: dict[str, Size] = {
 }
 
 
+def check_resolution(height: int, width: int, patch: int, what: str | None = None) -> None:
+    """One-line error when a resolution does not tile into patches; ``what`` names it for the user."""
+    for side in (height, width):
+        if side % patch:
+            raise PebenchError(
+                f"{what or f'resolution {height}x{width}'} is not a multiple of the patch size {patch}; "
+                f"use e.g. {side // patch * patch} or {(side // patch + 1) * patch}"
+            )
+
+
 class PatchEmbed(nn.Module):
     def __init__(self, patch: int, dim: int, in_chans: int = 3):
         super().__init__()
@@ -50,12 +60,7 @@ class PatchEmbed(nn.Module):
         self.proj = nn.Conv2d(in_chans, dim, kernel_size=patch, stride=patch)
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
-        h, w = images.shape[-2:]
-        if h % self.patch or w % self.patch:
-            raise PebenchError(
-                f"resolution {h}x{w} is not a multiple of the patch size {self.patch}; "
-                f"use e.g. {h // self.patch * self.patch} or {(h // self.patch + 1) * self.patch}"
-            )
+        check_resolution(*images.shape[-2:], self.patch)
         x = self.proj(images)
         return x.flatten(2).transpose(1, 2), (x.shape[2], x.shape[3])
 

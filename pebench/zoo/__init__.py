@@ -36,17 +36,17 @@ def zoo_path(name: str) -> Path:
 
 
 def resolve_model(name_or_path: str):
-    """(model, sidecar, source) for a shipped model name or a checkpoint path."""
+    """(model, sidecar, source, path) for a shipped model name or a checkpoint path."""
     if name_or_path in ZOO:
         path = zoo_path(name_or_path)
         if not path.exists():
             raise PebenchError(f"shipped model '{name_or_path}' is not built in this install ({path}); "
                                "rebuild the zoo with `pebench train --all`")
         model, meta = load_checkpoint(path)
-        return model, meta, "zoo"
+        return model, meta, "zoo", path
     path = Path(name_or_path)
     if path.suffix == ".safetensors" or path.exists():
         model, meta = load_checkpoint(path)
-        return model, meta, "file"
+        return model, meta, "file", path
     raise PebenchError(f"unknown model '{name_or_path}'{did_you_mean(name_or_path, list(ZOO))}: not a shipped "
                        f"model ({', '.join(ZOO)}) nor a .safetensors checkpoint")
