@@ -232,6 +232,84 @@ def eval_(
         console.print(f"{len(records)} records appended to {out}")
 
 
+class DtypeChoice(str, Enum):
+    fp32 = "fp32"
+    bf16 = "bf16"
+    fp16 = "fp16"
+
+
+@app.command()
+def profile(
+    model: Annotated[list[str] | None, typer.Option("--model", "-m", help="shipped name or .safetensors path; "
+                                                     "repeat for several")] = None,
+    size: Annotated[str, typer.Option(help="backbone size for --encoding rows: micro, tiny, small, base")] = "micro",
+    encoding: Annotated[list[str] | None, typer.Option("--encoding", "-e", help="encoding spec built with random "
+                                                        "weights at --size; repeat (default with no --model: "
+                                                        "every shipped model's encoding)")] = None,
+    res: Annotated[list[int] | None, typer.Option(help="resolution in px; repeat (default 224 384 448 512)")] = None,
+    mode: Annotated[ModeChoice, typer.Option(help="native or interp")] = ModeChoice.interp,
+    batch_size: Annotated[int, typer.Option(help="batch size (halved automatically on out-of-memory)")] = 8,
+    device: Annotated[str, typer.Option(help="cpu or cuda")] = "cpu",
+    dtype: Annotated[DtypeChoice, typer.Option(help="fp32, or bf16/fp16 autocast")] = DtypeChoice.fp32,
+    channels_last: Annotated[bool, typer.Option("--channels-last", help="channels-last memory format")] = False,
+    compile_: Annotated[bool, typer.Option("--compile", help="run the model through torch.compile")] = False,
+    repeats: Annotated[int, typer.Option(help="timed blocks per measurement (median and IQR over them)")] = 7,
+    out: Annotated[Path | None, typer.Option(help="append JSON-lines records here")] = None,
+) -> None:
+    """Params, FLOPs (GMACs), throughput, latency and memory per encoding and resolution, vs `none`."""
+    from pebench.models import build_model
+    from pebench.profile import SpeedSettings, profile_models
+    from pebench.report import profile_table
+    from pebench.results import append_record
+    from pebench.zoo import ZOO, resolve_model, zoo_path
+
+    if mode is ModeChoice.both:
+        raise PebenchError("profile measures one mode at a time; use --mode native or --mode interp")
+    if size not in SIZES:
+        raise PebenchError(f"unknown model size '{size}'; choose one of: {', '.join(SIZES)}")
+    if batch_size <= 0 or repeats <= 0:
+        raise PebenchError("--batch-size and --repeats must be positive")
+    resolutions = res or [224, 384, 448, 512]
+    settings = SpeedSettings(batch_size=batch_size, device=_parse_device(device), dtype=dtype.value,
+                             channels_last=channels_last, compile=compile_, repeats=repeats)
+    if settings.device.type == "cpu" and dtype is DtypeChoice.fp16:
+        raise PebenchError("fp16 autocast is for CUDA; on CPU use --dtype bf16 or fp32")
+    entries = []
+    for name in model or []:
+        if name in ZOO and not zoo_path(name).exists():  # costs do not depend on the weights
+            net = build_model("micro", ZOO[name], num_classes=10)
+            entries.append((name, net, None, "built", None))
+        else:
+            net, meta, source, path = resolve_model(name)
+            entries.append((name, net, meta, source, path))
+    specs = encoding if encoding is not None else ([] if model else list(dict.fromkeys(ZOO.values())))
+    for spec in specs:
+        entries.append((spec, build_model(size, spec, num_classes=1000), None, "built", None))
+    for _, net, *_ in entries:
+        for r in resolutions:
+            check_resolution(r, r, net.patch, what=f"--res {r}")
+    records: list[dict] = []
+
+    def keep(record: dict) -> None:
+        records.append(record)
+        if out is not None:
+            append_record(out, record)
+
+    with console.status("profiling") as status:
+        def progress(record: dict) -> None:
+            keep(record)
+            status.update(f"profiling: {len(records)}/{len(entries) * len(resolutions)} cells done, "
+                          f"last {record['model']['name']} at {record['res']}")
+
+        profile_models(entries, resolutions, mode.value, settings, progress)
+    console.print(profile_table(records))
+    for record in records:
+        for warning in (record["timing"] or {}).get("warnings", []):
+            console.print(f"[yellow]warning[/] {record['model']['name']} at {record['res']}: {warning}")
+    if out is not None:
+        console.print(f"{len(records)} records appended to {out}")
+
+
 @app.command()
 def version() -> None:
     """Print pebench's version and the versions it runs with."""

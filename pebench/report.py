@@ -38,3 +38,24 @@ def eval_table(records: list[dict], title: str = "top-1 % (95% Wilson CI), top-5
             row.append(_cell_text(record, baseline) if record else "")
         table.add_row(*row)
     return table
+
+
+def profile_table(records: list[dict], title: str = "cost per image (median img/s with IQR; x none = time "
+                  "relative to `none` of the same size at the same resolution)") -> Table:
+    """One row per (model, resolution)."""
+    table = Table(title=title)
+    for column in ("model", "res", "params M", "PE params", "GMACs", "img/s", "latency ms", "peak MiB",
+                   "time x none", "mem x none"):
+        table.add_column(column, justify="left" if column == "model" else "right")
+    for r in records:
+        if r["status"] != "ok":
+            table.add_row(r["model"]["name"], str(r["res"]), *[""] * 6, f"[dim]n/a: {r['reason']}[/]", "")
+            continue
+        t, over = r["timing"], r["overhead_vs_none"]
+        lo, hi = t["img_per_s_iqr"]
+        speed = f"{t['img_per_s']:.1f} [dim]({lo:.1f}-{hi:.1f})[/]" + (" [yellow]noisy[/]" if t["warnings"] else "")
+        memory = f"{over['memory']:.2f}" if over["memory"] is not None else "-"
+        table.add_row(r["model"]["name"], str(r["res"]), f"{r['params']['total'] / 1e6:.3f}",
+                      f"{r['params']['encoding_at_res']:,}", f"{r['flops']['gmacs']:.3f}", speed,
+                      f"{t['latency_ms']:.1f}", f"{r['memory']['peak_mib']:.0f}", f"{over['time']:.2f}", memory)
+    return table

@@ -16,6 +16,20 @@ Schema (``schema_version`` 1)::
     device, dtype   e.g. "cpu", "fp32" | "bf16-autocast"
     env             {pebench, torch, timm, python, git_sha, git_dirty, threads, machine, time}
 
+Profile records (``kind`` "profile", written by `pebench profile`) share ``schema_version``, ``model``
+(``source`` "built" for random-weight models built from a spec), ``res``, ``mode``, ``status``,
+``reason``, ``same_as_native``, ``device``, ``dtype``, ``env`` (plus ``env.device_name``) and add::
+
+    params            {total, encoding (stored position params), encoding_at_res (position values in
+                       use at res: an interpolated APE grid or BEiT table grows, a PEG does not)}
+    flops             {gmacs, gflops (one image; GMACs = FLOPs / 2), encoding_gmacs (vs `none` of the
+                       same size), not_counted [...]}
+    timing            {img_per_s (median over timed blocks), img_per_s_iqr [q1, q3], repeats, batch_size,
+                       latency_ms (batch 1, median), latency_ms_iqr, warnings [...]}
+    memory            {peak_mib, kind ("cuda_max_allocated" | "rss_growth")}
+    overhead_vs_none  {time (none img/s / this img/s), memory (peak ratio, null when none's is 0)}
+    channels_last, compiled
+
 Records are appended with a flush and fsync per line, so an interrupted run keeps every finished
 line and never leaves a partial one behind a complete one.
 """

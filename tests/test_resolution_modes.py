@@ -109,3 +109,14 @@ def test_rectangular_inputs_run():
     model = perturbed_model("rpe")
     with torch.inference_mode():
         assert model(torch.randn(1, 3, 224, 320), "interp").shape == (1, 10)
+
+
+def test_ape_sincos_init_starts_from_the_sincos_grid_and_is_learned():
+    from pebench.encodings.sincos import sincos_2d
+
+    model = build_model("micro", "ape:init=sincos")
+    grid = model.pos_encoding["ape"].pos_embed
+    rows, cols = torch.meshgrid(torch.arange(14), torch.arange(14), indexing="ij")
+    expected = sincos_2d(torch.stack([rows.flatten(), cols.flatten()], 1).float(), 96, 10000.0)
+    assert torch.equal(grid[0, 1:], expected) and grid.requires_grad
+    assert str(model.spec) == "ape:init=sincos" and str(build_model("micro", "ape").spec) == "ape"

@@ -5,6 +5,11 @@ One learned vector per grid cell of the training resolution (plus one for the cl
 added to the tokens after patch embedding. It has no values for cells outside the trained grid,
 so native mode is not applicable at a new resolution; interp mode resamples the patch grid
 bicubically with antialiasing exactly as timm does for ``dynamic_img_size=True``.
+
+``init=random`` is ViT/DeiT's truncated normal (std 0.02). ``init=sincos`` starts the grid from the
+2D sine-cosine values (MAE's fixed grid, He et al. 2022, arXiv:2111.06377) and learns from there: on
+small budgets a random grid has to discover that neighbouring cells are alike before any position
+can be read from it, which is what pebench's shipped APE model could not afford (README, zoo).
 """
 
 from __future__ import annotations
@@ -13,7 +18,8 @@ import torch
 from timm.layers import resample_abs_pos_embed
 from torch import nn
 
-from pebench.encodings.base import Arch, Component, Context
+from pebench.encodings.base import Arch, Component, Context, Option
+from pebench.encodings.sincos import sincos_2d
 
 #: the parameter's name in timm's VisionTransformer, used for state dicts
 TIMM_NAME = "pos_embed"
@@ -25,16 +31,28 @@ class LearnedAbsolute(Component):
     paper = "ViT, Dosovitskiy et al. 2021 (arXiv:2010.11929); DeiT, Touvron et al. 2021"
     native_means = "not applicable off the trained grid: a learned grid has no values there"
     interp_means = "patch grid resampled bicubically (antialiased) to the new grid, as timm/DeiT"
+    options = {"init": Option("random", "starting grid: truncated normal (DeiT) or 2D sin-cos values",
+                              choices=("random", "sincos"))}
 
-    def __init__(self, arch: Arch):
+    def __init__(self, arch: Arch, init: str):
         super().__init__(arch)
         gh, gw = arch.trained_grid
         self.pos_embed = nn.Parameter(torch.zeros(1, arch.num_prefix + gh * gw, arch.dim))
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        if init == "sincos":
+            rows, cols = torch.meshgrid(torch.arange(gh), torch.arange(gw), indexing="ij")
+            coords = torch.stack([rows.flatten(), cols.flatten()], dim=1).float()
+            with torch.no_grad():
+                self.pos_embed[0, arch.num_prefix :] = sincos_2d(coords, arch.dim, 10000.0)
 
     def native_unsupported(self, ctx: Context) -> str | None:
         gh, gw = ctx.trained_grid
         return f"learned APE exists only on its trained {gh}x{gw} grid; use interp mode"
+
+    def position_values_at(self, ctx: Context) -> int:
+        if ctx.mode == "native":
+            return self.pos_embed.numel()
+        return (ctx.num_prefix + ctx.grid[0] * ctx.grid[1]) * self.arch.dim
 
     def grid_embedding(self, ctx: Context) -> torch.Tensor:
         """The embedding for ``ctx.grid``, derived from (never written into) the trained parameter."""

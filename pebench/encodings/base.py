@@ -172,6 +172,11 @@ class Component(nn.Module):
         """Why native mode cannot run on ``ctx.grid``, or None when it can."""
         return None
 
+    def position_values_at(self, ctx: Context) -> int:
+        """How many position parameters are in use on ``ctx.grid``: the stored ones, unless the
+        mode resamples them to the grid (an interpolated APE grid grows with the resolution)."""
+        return sum(p.numel() for p in self.parameters())
+
     def explicit_attention(self, block: int) -> bool:
         """True where this component needs the scores materialised (not SDPA) in ``block``."""
         return False

@@ -30,6 +30,9 @@ class PositionEncoding(nn.ModuleDict):
             return None
         return next((reason for c in self.parts() if (reason := c.native_unsupported(ctx))), None)
 
+    def position_values_at(self, ctx: Context) -> int:
+        return sum(c.position_values_at(ctx) for c in self.parts())
+
     def explicit_attention(self, block: int) -> bool:
         return any(c.explicit_attention(block) for c in self.parts())
 

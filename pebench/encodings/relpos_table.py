@@ -5,7 +5,9 @@ Each block learns one scalar per head for every 2D offset of the trained grid, (
 plus BEiT's three entries for class-to-patch, patch-to-class and class-to-class. The bias is added
 to the logits through SDPA's ``attn_mask``. Native mode clamps offsets longer than the trained range
 to the table's edge; interp mode resizes the table to (2G-1)^2 with BEiT's geometric interpolation
-(timm's ``resize_rel_pos_bias_table``, the method LookHere used for its "RPE learned" row).
+(timm's ``resize_rel_pos_bias_table``, the method LookHere used for its "RPE learned" row). Without
+autograd (evaluation, profiling) the resized tables are kept per grid and reused while the parameter
+is unchanged (its version counter), so interp mode does not pay the resize on every forward.
 """
 
 from __future__ import annotations
@@ -37,16 +39,32 @@ class RelativePositionTable(Component):
         )
         for t in self.tables:
             nn.init.trunc_normal_(t, std=0.02)
+        self._resize_cache: dict[tuple, torch.Tensor] = {}
+
+    def position_values_at(self, ctx: Context) -> int:
+        if ctx.mode == "native" or ctx.at_trained_grid:
+            return super().position_values_at(ctx)
+        gh, gw = ctx.grid
+        return self.arch.depth * self.arch.num_heads * ((2 * gh - 1) * (2 * gw - 1) + _CLASS_ENTRIES)
+
+    def _resized(self, table: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+        key = (id(table), grid, table._version, table.device, table.dtype)
+        cached = self._resize_cache.get(key)
+        if cached is not None:
+            return cached
+        gh, gw = grid
+        new_shape = ((2 * gh - 1) * (2 * gw - 1) + _CLASS_ENTRIES, table.shape[1])
+        with warnings.catch_warnings():  # timm's scipy-free interpolator warns about its own indexing
+            warnings.simplefilter("ignore", UserWarning)
+            resized = resize_rel_pos_bias_table(table, grid, new_shape, old_window_size=self.arch.trained_grid)
+        if not torch.is_grad_enabled():
+            self._resize_cache = {k: v for k, v in self._resize_cache.items() if k[0] != key[0]} | {key: resized}
+        return resized
 
     def _table_and_index(self, table: torch.Tensor, ctx: Context) -> tuple[torch.Tensor, torch.Tensor]:
         """The table to read and, per patch pair, the entry of its offset."""
         if ctx.mode == "interp" and not ctx.at_trained_grid:
-            gh, gw = ctx.grid
-            new_shape = ((2 * gh - 1) * (2 * gw - 1) + _CLASS_ENTRIES, table.shape[1])
-            with warnings.catch_warnings():  # timm's scipy-free interpolator warns about its own indexing
-                warnings.simplefilter("ignore", UserWarning)
-                table = resize_rel_pos_bias_table(table, ctx.grid, new_shape, old_window_size=ctx.trained_grid)
-            return table, relative_offsets(ctx.grid, table.device)[1]
+            return self._resized(table, ctx.grid), relative_offsets(ctx.grid, table.device)[1]
         th, tw = ctx.trained_grid
         offsets, index = relative_offsets(ctx.grid, table.device)
         dr = offsets[:, 0].clamp(-th + 1, th - 1) + th - 1

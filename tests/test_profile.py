@@ -1,0 +1,153 @@
+"""`pebench profile`: params, FLOPs against timm and the analytic formula, and the measuring code."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import timm
+import torch
+import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
+
+from pebench.models import build_model
+from pebench.profile import (
+    SpeedSettings,
+    Spread,
+    analytic_vit_macs,
+    count_flops,
+    param_counts,
+    profile_models,
+)
+
+PUBLISHED_GMACS = {("deit_tiny_patch16_224", 224): 1.26, ("vit_base_patch16_384", 384): 55.54}  # timm CSVs
+
+
+class _TimmAdapter(torch.nn.Module):
+    """timm's model behind pebench's ``forward(x, mode)`` so the same counter applies."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x, mode):
+        return self.model(x)
+
+
+def test_deit_tiny_flops_match_timm_analytic_and_published():
+    timm_model = timm.create_model("deit_tiny_patch16_224", pretrained=False)
+    ours = build_model("tiny", "ape")
+    analytic = analytic_vit_macs(192, 12, 16, 224, 1000)
+    assert count_flops(_TimmAdapter(timm_model), 224, "interp") == 2 * analytic
+    assert count_flops(ours, 224, "interp") == 2 * analytic
+    assert abs(analytic / 1e9 - PUBLISHED_GMACS[("deit_tiny_patch16_224", 224)]) / 1.26 < 0.01
+
+
+def test_vit_base_384_flops_match_published():
+    model = build_model("base", "ape", img_size=384)
+    gmacs = count_flops(model, 384, "interp") / 2e9
+    assert gmacs == analytic_vit_macs(768, 12, 16, 384, 1000) / 1e9
+    assert abs(gmacs - 55.54) / 55.54 < 0.01
+
+
+def test_attention_is_counted_not_zero():
+    """Some torch builds count CPU SDPA as 0 FLOPs; pebench's count must include both attention matmuls."""
+    model = build_model("tiny", "none")
+    tokens, dim, depth = 197, 192, 12
+    attention_macs = depth * 2 * tokens * tokens * dim
+    without_attention = analytic_vit_macs(192, 12, 16, 224, 1000) - attention_macs
+    assert count_flops(model, 224, "interp") == 2 * (without_attention + attention_macs)
+    q = torch.randn(1, 3, tokens, 64)
+    with FlopCounterMode(display=False) as counter:
+        F.scaled_dot_product_attention(q, q, q)
+    if counter.get_total_flops() == 0:  # this build drops fused attention: the math backend must rescue it
+        assert count_flops(model, 224, "interp") > 2 * without_attention
+
+
+def test_encoding_extras_are_counted():
+    base = count_flops(build_model("tiny", "none"), 224, "interp")
+    peg = count_flops(build_model("tiny", "peg"), 224, "interp")
+    assert peg - base == 2 * 196 * 192 * 9  # one 3x3 depthwise conv on the 14x14 grid
+    assert count_flops(build_model("tiny", "rpe"), 224, "interp") > base  # contextual q.r products
+
+
+def test_position_params_seeds_and_their_growth():
+    peg = param_counts(build_model("tiny", "peg"), 384, "interp")
+    assert peg["encoding"] == 1728 + 192 and peg["encoding_at_res"] == peg["encoding"]  # a PEG does not grow
+    ape = build_model("tiny", "ape")
+    assert param_counts(ape, 224, "interp")["encoding"] == 192 * 14 * 14 + 192
+    assert param_counts(ape, 384, "interp")["encoding_at_res"] == 192 * (24 * 24 + 1)
+    table = param_counts(build_model("tiny", "relpos_table"), 384, "interp")
+    assert table["encoding_at_res"] == 12 * 3 * (47 * 47 + 3)
+    assert param_counts(build_model("tiny", "relpos_table"), 384, "native")["encoding_at_res"] == table["encoding"]
+
+
+def test_relpos_table_resize_cache_follows_the_parameter():
+    model = build_model("micro", "relpos_table").eval()
+    x = torch.randn(2, 3, 288, 288)
+    with torch.inference_mode():
+        first = model(x, "interp")
+    with torch.no_grad():
+        model.pos_encoding["relpos_table"].tables[0].normal_(std=1.0)
+    fresh = build_model("micro", "relpos_table")
+    fresh.load_state_dict(model.state_dict())
+    with torch.inference_mode():
+        after = model(x, "interp")
+        expected = fresh.eval()(x, "interp")
+    assert not torch.allclose(first, after)
+    assert torch.equal(after, expected)
+
+
+def test_spread_and_noise_flag():
+    spread = Spread.of([10.0, 11.0, 12.0, 13.0, 14.0])
+    assert spread.median == 12.0 and (spread.q1, spread.q3) == (11.0, 13.0)
+    assert spread.relative_iqr == pytest.approx(2 / 12)
+
+
+def test_profile_records_on_cpu_with_overhead_and_not_applicable():
+    settings = SpeedSettings(batch_size=2, repeats=2, min_block_s=0.01, warmup_s=0.0)
+    models = [(spec, build_model("micro", spec, num_classes=10), None, "built", None) for spec in ("none", "ape")]
+    records = []
+    profile_models(models, [224, 256], "native", settings, records.append)
+    cells = {(r["model"]["name"], r["res"]): r for r in records}
+    assert set(cells) == {("none", 224), ("ape", 224), ("none", 256), ("ape", 256)}
+    assert cells[("ape", 256)]["status"] == "not_applicable" and "interp" in cells[("ape", 256)]["reason"]
+    none = cells[("none", 256)]
+    assert none["status"] == "ok" and none["overhead_vs_none"]["time"] == 1.0
+    ape = cells[("ape", 224)]
+    assert ape["timing"]["img_per_s"] > 0 and ape["timing"]["latency_ms"] > 0 and ape["timing"]["repeats"] == 2
+    assert ape["flops"]["encoding_gmacs"] == 0 and ape["params"]["encoding"] == 96 * 197
+    assert ape["kind"] == "profile" and ape["env"]["threads"] == torch.get_num_threads()
+    assert ape["memory"]["kind"] == "rss_growth"
+    json.dumps(records)  # records are plain JSON
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-c", "from pebench.cli import main; main()", *args],
+                          capture_output=True, text=True)
+
+
+def test_cli_profile_writes_records(tmp_path):
+    out = tmp_path / "cost.jsonl"
+    result = run("profile", "-e", "none", "-e", "peg", "--res", "224", "--repeats", "1", "--batch-size", "1",
+                 "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["model"]["encoding"] for r in records] == ["none", "peg"]
+    assert records[1]["params"]["encoding"] == 96 * 9 + 96
+    assert "GMACs" in result.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--mode", "both"), "one mode at a time"),
+    (("--res", "200"), "not a multiple of the patch size"),
+    (("--dtype", "fp16"), "fp16 autocast is for CUDA"),
+    (("-e", "pegg"), "did you mean"),
+    (("--size", "huge"), "unknown model size"),
+])
+def test_cli_profile_bad_input(args, message, tmp_path):
+    out = tmp_path / "cost.jsonl"
+    result = run("profile", "-e", "none", "--repeats", "1", *args, "--out", str(out))
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert not out.exists()
