@@ -14,6 +14,7 @@ halves and the measurement restarts.
 
 from __future__ import annotations
 
+import gc
 import os
 import platform
 import statistics
@@ -109,13 +110,19 @@ def timed_blocks(fn: Callable[[], object], device: torch.device, repeats: int, m
     per_call = (time.perf_counter() - started) / calls
     number = max(1, round(min_block_s / per_call)) if per_call > 0 else 1
     seconds = []
-    for _ in range(repeats):
-        _sync(device)
-        t0 = time.perf_counter()
-        for _ in range(number):
-            fn()
-        _sync(device)
-        seconds.append((time.perf_counter() - t0) / number)
+    gc_was_enabled = gc.isenabled()
+    gc.disable()  # as timeit does: a collection landing inside one block would only add noise
+    try:
+        for _ in range(repeats):
+            _sync(device)
+            t0 = time.perf_counter()
+            for _ in range(number):
+                fn()
+            _sync(device)
+            seconds.append((time.perf_counter() - t0) / number)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
     return seconds
 
 

@@ -82,14 +82,25 @@ def test_position_params_seeds_and_their_growth():
     assert param_counts(build_model("tiny", "relpos_table"), 384, "native")["encoding_at_res"] == table["encoding"]
 
 
-def test_relpos_table_resize_cache_follows_the_parameter():
-    model = build_model("micro", "relpos_table").eval()
+@pytest.mark.parametrize("spec", ["relpos_table", "cpb", "rpe:mode=bias", "alibi"])
+def test_static_biases_are_reused_at_inference_and_follow_the_weights(spec):
+    model = build_model("micro", spec).eval()
+    component = next(iter(model.pos_encoding.values()))
     x = torch.randn(2, 3, 288, 288)
+    q = torch.zeros(1, 3, 1, 32)
+    ctx = model.context((18, 18), "interp")
     with torch.inference_mode():
         first = model(x, "interp")
+        assert component.attention_bias(0, q, q, ctx) is component.attention_bias(0, q, q, ctx)
+    with torch.enable_grad():
+        trained = component.attention_bias(0, q, q, ctx)
+    assert trained.requires_grad == any(p.requires_grad for p in component.parameters())
+    if not list(component.parameters()):
+        return
     with torch.no_grad():
-        model.pos_encoding["relpos_table"].tables[0].normal_(std=1.0)
-    fresh = build_model("micro", "relpos_table")
+        for p in component.parameters():
+            p.normal_(std=1.0)
+    fresh = build_model("micro", spec)
     fresh.load_state_dict(model.state_dict())
     with torch.inference_mode():
         after = model(x, "interp")

@@ -27,6 +27,9 @@ class ALiBi2D(Component):
     interp_means = "distances scaled by G0/G"
 
     def attention_bias(self, block, q, k, ctx: Context):
+        return self.reuse_at_inference("every block", ctx, q, lambda: self._bias(ctx, q))
+
+    def _bias(self, ctx: Context, q: torch.Tensor) -> torch.Tensor:
         offsets, index = scaled_relative_offsets(ctx, q.device)
         distance = offsets.norm(dim=1)[index]  # (N, N)
         bias = -alibi_slopes(self.arch.num_heads, q.device)[:, None, None] * distance

@@ -162,6 +162,23 @@ class Component(nn.Module):
     def __init__(self, arch: Arch):
         super().__init__()
         self.arch = arch
+        self._inference_cache: dict[Any, tuple[tuple, torch.Tensor]] = {}
+
+    def reuse_at_inference(self, slot: Any, ctx: Context, like: torch.Tensor,
+                           compute: Callable[[], torch.Tensor]) -> torch.Tensor:
+        """``compute()`` for a tensor that depends only on the grid, the mode and this component's
+        parameters (a static attention bias). With autograd off (evaluation, profiling) the result
+        is kept per ``slot`` and reused until the grid, mode, device, dtype or any parameter changes
+        (parameters are watched through their version counters), so repeated forwards skip it."""
+        if torch.is_grad_enabled():
+            return compute()
+        stamp = (ctx.grid, ctx.trained_grid, ctx.mode, ctx.num_prefix, like.device, like.dtype,
+                 tuple((id(p), p._version) for p in self.parameters()))
+        cached = self._inference_cache.get(slot)
+        if cached is None or cached[0] != stamp:
+            cached = (stamp, compute())
+            self._inference_cache[slot] = cached
+        return cached[1]
 
     @classmethod
     def keeps_class_token(cls, opts: dict[str, Any]) -> bool:
@@ -208,6 +225,7 @@ class Component(nn.Module):
 
 
 @lru_cache(maxsize=32)
+@torch.inference_mode(False)  # cached for later training too: must not be an inference tensor
 def _relative_offsets_cpu(grid: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
     gh, gw = grid
     rows, cols = torch.meshgrid(torch.arange(gh), torch.arange(gw), indexing="ij")

@@ -42,6 +42,9 @@ class ContinuousPositionBias(Component):
         )
 
     def attention_bias(self, block, q, k, ctx: Context):
+        return self.reuse_at_inference(block, ctx, q, lambda: self._bias(block, ctx, q))
+
+    def _bias(self, block: int, ctx: Context, q: torch.Tensor) -> torch.Tensor:
         offsets, index = scaled_relative_offsets(ctx, q.device)
         per_offset = 16 * torch.sigmoid(self.mlps[block](log_spaced(offsets, ctx.trained_grid)))  # (M, heads)
         bias = per_offset[index].permute(2, 0, 1)  # (heads, N, N)

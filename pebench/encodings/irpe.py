@@ -70,6 +70,7 @@ def offset_buckets(offsets: torch.Tensor, method: str, ratio: float, clip: int) 
 
 
 @lru_cache(maxsize=16)
+@torch.inference_mode(False)  # cached for later training too: must not be an inference tensor
 def bucket_index(ctx: Context, method: str, ratio: float, clip: int, device: torch.device) -> torch.Tensor:
     """(planes, T, T) bucket of every token pair; the class token's bucket is the last one."""
     offsets, index = scaled_relative_offsets(ctx, device)
@@ -125,10 +126,11 @@ class ImageRelativePosition(Component):
         return self.mode == "contextual" and "v" in self.on
 
     def attention_bias(self, block, q, k, ctx):
-        buckets = self._buckets(ctx, q.device)
         if self.mode == "bias":
             table = self.tables["k"][block]  # (heads, buckets)
-            return table[:, buckets].sum(1).unsqueeze(0).to(q.dtype)  # (1, heads, T, T)
+            return self.reuse_at_inference(block, ctx, q, lambda: table[:, self._buckets(ctx, q.device)].sum(1)
+                                           .unsqueeze(0).to(q.dtype))  # (1, heads, T, T)
+        buckets = self._buckets(ctx, q.device)
         bias = None
         if "k" in self.on:
             bias = _gather(q * self.scale, self.tables["k"][block], buckets)

@@ -5,9 +5,7 @@ Each block learns one scalar per head for every 2D offset of the trained grid, (
 plus BEiT's three entries for class-to-patch, patch-to-class and class-to-class. The bias is added
 to the logits through SDPA's ``attn_mask``. Native mode clamps offsets longer than the trained range
 to the table's edge; interp mode resizes the table to (2G-1)^2 with BEiT's geometric interpolation
-(timm's ``resize_rel_pos_bias_table``, the method LookHere used for its "RPE learned" row). Without
-autograd (evaluation, profiling) the resized tables are kept per grid and reused while the parameter
-is unchanged (its version counter), so interp mode does not pay the resize on every forward.
+(timm's ``resize_rel_pos_bias_table``, the method LookHere used for its "RPE learned" row).
 """
 
 from __future__ import annotations
@@ -39,7 +37,6 @@ class RelativePositionTable(Component):
         )
         for t in self.tables:
             nn.init.trunc_normal_(t, std=0.02)
-        self._resize_cache: dict[tuple, torch.Tensor] = {}
 
     def position_values_at(self, ctx: Context) -> int:
         if ctx.mode == "native" or ctx.at_trained_grid:
@@ -47,24 +44,15 @@ class RelativePositionTable(Component):
         gh, gw = ctx.grid
         return self.arch.depth * self.arch.num_heads * ((2 * gh - 1) * (2 * gw - 1) + _CLASS_ENTRIES)
 
-    def _resized(self, table: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
-        key = (id(table), grid, table._version, table.device, table.dtype)
-        cached = self._resize_cache.get(key)
-        if cached is not None:
-            return cached
-        gh, gw = grid
-        new_shape = ((2 * gh - 1) * (2 * gw - 1) + _CLASS_ENTRIES, table.shape[1])
-        with warnings.catch_warnings():  # timm's scipy-free interpolator warns about its own indexing
-            warnings.simplefilter("ignore", UserWarning)
-            resized = resize_rel_pos_bias_table(table, grid, new_shape, old_window_size=self.arch.trained_grid)
-        if not torch.is_grad_enabled():
-            self._resize_cache = {k: v for k, v in self._resize_cache.items() if k[0] != key[0]} | {key: resized}
-        return resized
-
     def _table_and_index(self, table: torch.Tensor, ctx: Context) -> tuple[torch.Tensor, torch.Tensor]:
         """The table to read and, per patch pair, the entry of its offset."""
         if ctx.mode == "interp" and not ctx.at_trained_grid:
-            return self._resized(table, ctx.grid), relative_offsets(ctx.grid, table.device)[1]
+            gh, gw = ctx.grid
+            new_shape = ((2 * gh - 1) * (2 * gw - 1) + _CLASS_ENTRIES, table.shape[1])
+            with warnings.catch_warnings():  # timm's scipy-free interpolator warns about its own indexing
+                warnings.simplefilter("ignore", UserWarning)
+                table = resize_rel_pos_bias_table(table, ctx.grid, new_shape, old_window_size=ctx.trained_grid)
+            return table, relative_offsets(ctx.grid, table.device)[1]
         th, tw = ctx.trained_grid
         offsets, index = relative_offsets(ctx.grid, table.device)
         dr = offsets[:, 0].clamp(-th + 1, th - 1) + th - 1
@@ -72,6 +60,9 @@ class RelativePositionTable(Component):
         return table, (dr * (2 * tw - 1) + dc)[index]
 
     def attention_bias(self, block, q, k, ctx):
+        return self.reuse_at_inference(block, ctx, q, lambda: self._bias(block, ctx, q))
+
+    def _bias(self, block: int, ctx: Context, q: torch.Tensor) -> torch.Tensor:
         table, index = self._table_and_index(self.tables[block], ctx)
         patch_entries = table.shape[0] - _CLASS_ENTRIES
         bias = table[index].permute(2, 0, 1)  # (heads, N, N)
