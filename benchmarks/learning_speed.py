@@ -17,7 +17,7 @@ import torch
 
 from pebench.data import normalize, parse_data
 from pebench.models import build_model
-from pebench.train import _param_groups, accuracy, augment, lr_at
+from pebench.train import TrainConfig, _param_groups, accuracy, augment, lr_at
 
 
 def main() -> None:
@@ -27,7 +27,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--every", type=int, default=100)
-    parser.add_argument("--translate", type=int, default=16)
+    parser.add_argument("--translate", type=int, default=TrainConfig.translate)
     args = parser.parse_args()
 
     torch.manual_seed(0)

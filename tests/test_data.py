@@ -34,19 +34,26 @@ def test_same_scene_at_any_resolution_with_more_detail_when_larger():
     assert (large - upsampled).abs().mean() > 10 * (pooled - small).abs().mean()
 
 
-def test_ten_classes_balanced_with_arrangement_classes():
+def test_ten_balanced_classes():
     assert NUM_CLASSES == len(CLASS_NAMES) == 10
     data = SyntheticData(train=40, val=20)
     labels = data.labels("val")
     assert torch.bincount(labels, minlength=10).tolist() == [2] * 10
-    assert sum("above" in c or "left of" in c for c in CLASS_NAMES) == 4
 
 
-def test_arrangement_classes_swap_positions_not_content():
-    scenes = sample_scenes(0, "val", [0, 1])
-    assert scenes.center[0, 0, 1] < scenes.center[0, 1, 1]  # class 0: circle above square (y down)
-    assert scenes.center[1, 0, 1] > scenes.center[1, 1, 1]  # class 1: circle below square
-    assert (scenes.shape[0, :2] == scenes.shape[1, :2]).all()
+def test_class_is_the_disk_sector_and_the_ring_points_at_it():
+    scenes = sample_scenes(0, "train", range(200))
+    assert (scenes.shape == scenes.shape[0]).all()  # every class shows the same two objects
+    disk, ring = scenes.center[:, 0], scenes.center[:, 1]
+    low = scenes.label * 36
+    for origin in (0.5, ring):  # the disk's sector around the centre, and its direction from the ring
+        angle = np.degrees(np.arctan2(disk[:, 1] - np.broadcast_to(origin, disk.shape)[:, 1],
+                                      disk[:, 0] - np.broadcast_to(origin, disk.shape)[:, 0])) % 360
+        assert ((angle > low + 7.9) & (angle < low + 36 - 7.9)).all()
+    gap = np.hypot(*(disk - ring).T) - scenes.radius.sum(axis=1)
+    assert (gap > 16 / 224).all()  # no 224-px patch holds both shapes
+    inside = (disk - scenes.radius[:, :1] > 0) & (disk + scenes.radius[:, :1] < 1)
+    assert inside.all()
 
 
 def test_split_is_rendered_once_and_cached(tmp_path):

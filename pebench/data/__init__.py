@@ -23,7 +23,7 @@ from pebench.errors import PebenchError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-RENDER_VERSION = 4  # bump when the renderer's output changes, so stale caches are not reused
+RENDER_VERSION = 5  # bump when the renderer's output changes, so stale caches are not reused
 
 
 def cache_dir() -> Path:

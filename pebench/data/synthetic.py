@@ -1,26 +1,22 @@
-"""A procedurally rendered classification task in which position matters.
+"""A procedurally rendered classification task in which only position decides the class.
 
 Each image is a *scene* described by a few numbers drawn from ``(seed, split, index)``: a
-background (colour gradient plus a faint grating) and one to three textured shapes. The scene is
-rendered analytically at any resolution: shape edges are anti-aliased from their signed distance
-(coverage = clamp(0.5 - d / pixel, 0, 1)) and gratings are box-filtered (sinc attenuation), so 512 px
-shows finer stripes and crisper edges than 224 px instead of an upsampled copy.
+background (colour gradient plus a faint grating), a textured red disk and a small ring. The scene
+is rendered analytically at any resolution: shape edges are anti-aliased from their signed distance
+(coverage = clamp(0.5 - d / pixel, 0, 1)) and gratings are box-filtered (sinc attenuation), so
+512 px shows finer stripes and crisper edges than 224 px instead of an upsampled copy.
 
-Ten classes. Eight are *arrangements* of two given shapes, so a model without position information
-sees the same bag of patches for "circle above square" and "circle below square". The pair sits
-across the image centre, so the arrangement also fixes where each shape is (the circle of "circle
-above square" is always in the top half): both relative and absolute encodings can solve it.
+Ten classes: class k puts the disk in the k-th 36-degree sector around the image centre (angles
+clockwise from "right", image y pointing down, kept 8 degrees inside the sector), and the ring on
+the same ray between the disk and the centre, at least one 224-px patch away from the disk. Every
+class shows the same two objects, so a model without position information sees the same bag of
+patches for all of them (10%, chance). The class is both *where in the image* the disk is, which
+absolute encodings read off directly, and *which way the disk lies from the ring*, a short-range
+relation that encodings knowing only relative offsets (RPE, ALiBi, CPB, RoPE) can read.
 
-====  =======================================
-0-3   circle above / below / left of / right of a square
-4-7   triangle above / below / left of / right of a diamond
-8     three small squares anywhere
-9     one large ring anywhere
-====  =======================================
-
-Sizes, stripe frequencies, positions and background colours are random; each role of each pair
-has its own hue (circle red, square blue, triangle yellow, diamond green, jittered), so what plays
-which role is plain to see and only the arrangement (0-7) or the content (8, 9) identifies the class.
+Distances, radii, textures, exact angles and background colours are random. Earlier versions mixed
+arrangement classes with content classes; on them learned APE, sin-cos and PEG models stayed at the
+position-blind level for the whole training budget this project can afford (README).
 """
 
 from __future__ import annotations
@@ -32,20 +28,14 @@ import numpy as np
 import torch
 
 NUM_CLASSES = 10
-CLASS_NAMES = [
-    *(f"{a} {rel} {b}" for a, b in (("circle", "square"), ("triangle", "diamond"))
-      for rel in ("above", "below", "left of", "right of")),
-    "three squares",
-    "one large ring",
-]
+SECTOR_DEGREES = 360 / NUM_CLASSES
+CLASS_NAMES = [f"disk {k * 36}-{(k + 1) * 36} deg clockwise from right of the ring" for k in range(NUM_CLASSES)]
 SPLITS = {"train": 0, "val": 1}
-MAX_OBJECTS = 3
-CIRCLE, SQUARE, TRIANGLE, DIAMOND, RING = range(5)
-_PAIRS = ((CIRCLE, SQUARE), (TRIANGLE, DIAMOND))
-# unit direction from the first shape to the second, per relation "first is above/below/left/right"
-# colour offsets of (first, second) shape per pair: red/blue, yellow/green
-_PAIR_TINTS = (((0.3, -0.15, -0.3), (-0.3, -0.05, 0.3)), ((0.25, 0.25, -0.35), (-0.3, 0.25, -0.1)))
-_DIRECTIONS = ((0.0, 1.0), (0.0, -1.0), (1.0, 0.0), (-1.0, 0.0))  # (dx, dy), y grows downward
+MAX_OBJECTS = 2
+DISK, RING = range(2)
+_SECTOR_MARGIN = math.radians(8)
+_DISK_TINT = (0.3, -0.15, -0.3)
+_MIN_GAP = 0.075  # > 16/224: no patch of the 224-px grid holds both shapes
 
 
 @dataclass
@@ -68,34 +58,18 @@ def _scene(rng: np.random.Generator, label: int) -> tuple:
     base = rng.uniform(0.08, 0.35) if dark_background else rng.uniform(0.65, 0.92)
     bg = np.clip(base + rng.uniform(-0.08, 0.08, size=(2, 3)), 0, 1)
     bg_grating = (rng.uniform(3, 12), rng.uniform(0, math.pi), rng.uniform(0, 2 * math.pi))
-    shape = np.full(MAX_OBJECTS, -1)
-    center = np.zeros((MAX_OBJECTS, 2))
-    radius = np.zeros(MAX_OBJECTS)
-    if label < 8:
-        first, second = _PAIRS[label // 4]
-        dx, dy = _DIRECTIONS[label % 4]
-        separation = rng.uniform(0.36, 0.5)
-        jitter = rng.uniform(-0.08, 0.08)
-        along, across = rng.uniform(0.44, 0.56), rng.uniform(0.3, 0.7)
-        mid = np.array([along, across] if dx else [across, along])
-        offset = np.array([dx, dy]) * separation / 2 + np.array([dy, dx]) * jitter / 2
-        shape[:2] = first, second
-        center[0], center[1] = mid - offset, mid + offset
-        radius[:2] = rng.uniform(0.1, 0.14, size=2)
-    elif label == 8:
-        shape[:] = SQUARE
-        center[:] = rng.uniform(0.15, 0.85, size=(3, 2))
-        radius[:] = rng.uniform(0.05, 0.07, size=3)
-    else:
-        shape[0] = RING
-        center[0] = rng.uniform(0.3, 0.7, size=2)
-        radius[0] = rng.uniform(0.18, 0.26)
+    sector = math.radians(SECTOR_DEGREES)
+    angle = label * sector + rng.uniform(_SECTOR_MARGIN, sector - _SECTOR_MARGIN)
+    shape = np.array([DISK, RING])
+    radius = np.array([rng.uniform(0.07, 0.09), rng.uniform(0.045, 0.055)])
+    disk_distance = rng.uniform(0.28, 0.38)
+    # the ring sits on the same ray, nearer the centre, with at least one 224-px patch of gap
+    ring_distance = disk_distance - radius.sum() - rng.uniform(_MIN_GAP, _MIN_GAP + 0.015)
+    direction = np.array([math.cos(angle), math.sin(angle)])
+    center = 0.5 + np.outer([disk_distance, ring_distance], direction)
     lum = rng.uniform(*((0.7, 0.95) if dark_background else (0.05, 0.3)), size=(MAX_OBJECTS, 1))
-    color = np.clip(lum + rng.uniform(-0.25, 0.25, size=(MAX_OBJECTS, 3)), 0, 1)
-    if label < 8:  # each role of each pair has its own hue, so what plays which role is plain to see
-        for slot in range(2):
-            tint = _PAIR_TINTS[label // 4][slot]
-            color[slot] = np.clip(lum[slot] + np.array(tint) + rng.uniform(-0.08, 0.08, 3), 0, 1)
+    color = np.clip(lum + rng.uniform(-0.08, 0.08, size=(MAX_OBJECTS, 3)), 0, 1)
+    color[DISK] = np.clip(color[DISK] + np.array(_DISK_TINT), 0, 1)
     grating = np.stack([rng.uniform(6, 60, MAX_OBJECTS), rng.uniform(0, math.pi, MAX_OBJECTS),
                         rng.uniform(0, 2 * math.pi, MAX_OBJECTS)], axis=1)
     return label, bg, rng.uniform(0, 2 * math.pi), bg_grating, shape, center, radius, color, grating
@@ -109,23 +83,10 @@ def sample_scenes(seed: int, split: str, indices: np.ndarray | list[int]) -> Sce
     return Scenes(*(np.stack([np.asarray(r[f]) for r in rows]) for f in range(9)))
 
 
-def _triangle(px: torch.Tensor, py: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
-    """Exact distance to an upward equilateral triangle (after Quilez), y pointing down."""
-    k = math.sqrt(3.0)
-    tx, ty = px.abs() - r, -py + r / k
-    fold = tx + k * ty > 0
-    tx, ty = torch.where(fold, (tx - k * ty) / 2, tx), torch.where(fold, (-k * tx - ty) / 2, ty)
-    tx = tx - torch.minimum(torch.maximum(tx, -2 * r), torch.zeros_like(tx))
-    return -torch.sqrt(tx**2 + ty**2) * torch.sign(ty)
-
-
 #: signed distance (negative inside) from offsets (px, py) to a shape of size r centred at 0
 SIGNED_DISTANCE = {
-    CIRCLE: lambda px, py, r: torch.sqrt(px**2 + py**2) - r,
-    SQUARE: lambda px, py, r: torch.maximum(px.abs(), py.abs()) - 0.85 * r,
-    TRIANGLE: _triangle,
-    DIAMOND: lambda px, py, r: (px.abs() + py.abs() - 1.2 * r) / math.sqrt(2),
-    RING: lambda px, py, r: (torch.sqrt(px**2 + py**2) - 0.75 * r).abs() - 0.22 * r,
+    DISK: lambda px, py, r: torch.sqrt(px**2 + py**2) - r,
+    RING: lambda px, py, r: (torch.sqrt(px**2 + py**2) - 0.75 * r).abs() - 0.25 * r,
 }
 
 

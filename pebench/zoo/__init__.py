@@ -1,6 +1,10 @@
 """The shipped models: a ``micro`` ViT per encoding family, trained by pebench itself on
 ``synthetic`` at 224 (``pebench train --all`` rebuilds them; each sidecar records its command,
-recipe and learning curve)."""
+recipe and learning curve).
+
+The learned APE models start from the 2D sin-cos grid (``ape:init=sincos``): from DeiT's random
+0.02 init, position use did not emerge within this zoo's training budget (README, "Measured so far").
+"""
 
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ ZOO_DIR = Path(__file__).parent
 #: shipped name -> encoding spec
 ZOO: dict[str, str] = {
     "none": "none",
-    "ape": "ape",
+    "ape": "ape:init=sincos",
     "sincos": "sincos",
     "irpe": "rpe",
     "shaw": "rpe:method=clip",
@@ -27,7 +31,7 @@ ZOO: dict[str, str] = {
     "rope_axial": "rope",
     "rope_mixed": "rope:variant=mixed",
     "alibi": "alibi",
-    "ape+peg": "ape+peg",
+    "ape+peg": "ape:init=sincos+peg",
 }
 
 
