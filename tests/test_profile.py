@@ -162,3 +162,19 @@ def test_cli_profile_bad_input(args, message, tmp_path):
     assert result.returncode == 2
     assert message in result.stderr and "Traceback" not in result.stderr
     assert not out.exists()
+
+
+def test_rope_mixed_angles_follow_the_learned_frequencies_at_inference():
+    model = build_model("micro", "rope:variant=mixed").eval()
+    x = torch.randn(2, 3, 288, 288)
+    with torch.inference_mode():
+        first = model(x, "interp")
+    assert model.pos_encoding["rope"]._inference_cache  # the angles were kept for reuse
+    with torch.no_grad():
+        model.pos_encoding["rope"].freqs.mul_(3.0)
+    fresh = build_model("micro", "rope:variant=mixed")
+    fresh.load_state_dict(model.state_dict())
+    with torch.inference_mode():
+        after = model(x, "interp")
+        expected = fresh.eval()(x, "interp")
+    assert not torch.allclose(first, after) and torch.equal(after, expected)
