@@ -237,6 +237,8 @@ def _measure_at_batch(forward: Callable, res: int, mode: Mode, settings: SpeedSe
     device = settings.device
     x = _inputs(batch, res, settings)
     with settings.autocast():
+        if settings.compile:  # compile on a first call, so the memory probe sees a forward, not the compiler
+            forward(x, mode)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
             before = torch.cuda.memory_allocated(device)
