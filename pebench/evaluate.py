@@ -28,8 +28,10 @@ def wilson_interval(correct: int, n: int, z: float = 1.959964) -> tuple[float, f
     return (max(0.0, center - half), min(1.0, center + half))
 
 
-def _is_oom(error: BaseException) -> bool:
-    return isinstance(error, torch.cuda.OutOfMemoryError) or "out of memory" in str(error).lower()
+def is_out_of_memory(error: BaseException) -> bool:
+    """CUDA's out-of-memory error, or a device/CPU allocator failure surfacing as a RuntimeError."""
+    text = str(error).lower()
+    return isinstance(error, torch.cuda.OutOfMemoryError) or "out of memory" in text or "can't allocate memory" in text
 
 
 @torch.inference_mode()
@@ -60,7 +62,7 @@ def run_accuracy(
             with autocast:
                 logits = model(x, mode)
         except (torch.cuda.OutOfMemoryError, RuntimeError) as error:
-            if not _is_oom(error) or batch_size == 1:
+            if not is_out_of_memory(error) or batch_size == 1:
                 raise
             batch_size //= 2
             if device.type == "cuda":

@@ -30,6 +30,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from pebench.encodings.base import Mode
 from pebench.errors import PebenchError
+from pebench.evaluate import is_out_of_memory
 
 NOT_COUNTED = ["layer norms", "softmax", "GELU", "element-wise adds and multiplies (residuals, APE addition, "
                "RoPE rotation, attention biases)", "index gathers", "resampling of position tables/grids"]
@@ -173,11 +174,6 @@ def device_name(device: torch.device) -> str:
     return platform.processor() or platform.machine()
 
 
-def _is_oom(error: BaseException) -> bool:
-    return isinstance(error, torch.cuda.OutOfMemoryError) or "out of memory" in str(error).lower() or (
-        "can't allocate memory" in str(error).lower())
-
-
 @dataclass
 class SpeedSettings:
     batch_size: int = 8
@@ -225,7 +221,7 @@ def measure_speed(forward: Callable, res: int, mode: Mode, settings: SpeedSettin
         try:
             return _measure_at_batch(forward, res, mode, settings, batch)
         except (torch.cuda.OutOfMemoryError, RuntimeError) as error:
-            if not _is_oom(error) or batch == 1:
+            if not is_out_of_memory(error) or batch == 1:
                 raise
             batch //= 2
             if settings.device.type == "cuda":
