@@ -36,6 +36,7 @@ def main() -> None:
     timer = benchmark.Timer(stmt="model(x, 'interp')", globals={"model": model, "x": x},
                             num_threads=torch.get_num_threads())
     ours, bare = [], []
+
     def measure_bare() -> None:
         with torch.inference_mode():
             bare.append(args.batch_size / timer.blocked_autorange(min_run_time=1.5).median)

@@ -29,7 +29,8 @@ import torch
 
 NUM_CLASSES = 10
 SECTOR_DEGREES = 360 / NUM_CLASSES
-CLASS_NAMES = [f"disk {k * 36}-{(k + 1) * 36} deg clockwise from right of the ring" for k in range(NUM_CLASSES)]
+CLASS_NAMES = [f"disk {k * SECTOR_DEGREES:.0f}-{(k + 1) * SECTOR_DEGREES:.0f} deg clockwise from right of the ring"
+               for k in range(NUM_CLASSES)]
 SPLITS = {"train": 0, "val": 1}
 MAX_OBJECTS = 2
 DISK, RING = range(2)

@@ -9,7 +9,7 @@ bicubically with antialiasing exactly as timm does for ``dynamic_img_size=True``
 ``init=random`` is ViT/DeiT's truncated normal (std 0.02). ``init=sincos`` starts the grid from the
 2D sine-cosine values (MAE's fixed grid, He et al. 2022, arXiv:2111.06377) and learns from there: on
 small budgets a random grid has to discover that neighbouring cells are alike before any position
-can be read from it, which is what pebench's shipped APE model could not afford (README, zoo).
+can be read from it, which the shipped zoo's training budget does not allow (README).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import torch
 from timm.layers import resample_abs_pos_embed
 from torch import nn
 
-from pebench.encodings.base import Arch, Component, Context, Option
-from pebench.encodings.sincos import sincos_2d
+from pebench.encodings.base import Arch, Component, Context, Option, patch_coordinates
+from pebench.encodings.sincos import SinCos2D, sincos_2d
 
 #: the parameter's name in timm's VisionTransformer, used for state dicts
 TIMM_NAME = "pos_embed"
@@ -40,10 +40,12 @@ class LearnedAbsolute(Component):
         self.pos_embed = nn.Parameter(torch.zeros(1, arch.num_prefix + gh * gw, arch.dim))
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
         if init == "sincos":
-            rows, cols = torch.meshgrid(torch.arange(gh), torch.arange(gw), indexing="ij")
-            coords = torch.stack([rows.flatten(), cols.flatten()], dim=1).float()
+            trained = Context(grid=arch.trained_grid, trained_grid=arch.trained_grid, mode="native",
+                              num_prefix=arch.num_prefix)
+            coords = patch_coordinates(trained, self.pos_embed.device)
             with torch.no_grad():
-                self.pos_embed[0, arch.num_prefix :] = sincos_2d(coords, arch.dim, 10000.0)
+                self.pos_embed[0, arch.num_prefix :] = sincos_2d(coords, arch.dim,
+                                                                 SinCos2D.options["temperature"].default)
 
     def native_unsupported(self, ctx: Context) -> str | None:
         gh, gw = ctx.trained_grid

@@ -50,14 +50,14 @@ class Rotary2D(Component):
         else:
             self.register_buffer("freqs", axial_freqs(arch.head_dim, theta), persistent=False)
 
-    def _angles(self, block: int, ctx: Context, device: torch.device) -> torch.Tensor:
+    def _angles(self, index: int, ctx: Context, device: torch.device) -> torch.Tensor:
         coords = patch_coordinates(ctx, device)
-        freqs = self.freqs[:, block if self.freqs.shape[1] > 1 else 0]  # (2, heads or 1, head_dim/2)
+        freqs = self.freqs[:, index]  # (2, heads or 1, head_dim/2)
         return get_mixed_freqs(freqs, t_x=coords[:, 1], t_y=coords[:, 0])  # (heads or 1, N, 2 * head_dim)
 
     def rotate(self, block, q, k, ctx: Context):
-        slot = block if self.freqs.shape[1] > 1 else "every block"
-        emb = self.reuse_at_inference(slot, ctx, q, lambda: self._angles(block, ctx, q.device))
+        index = block if self.freqs.shape[1] > 1 else 0  # mixed: per block; axial: shared by all blocks
+        emb = self.reuse_at_inference(index, ctx, q, lambda: self._angles(index, ctx, q.device))
         p = ctx.num_prefix
         q = torch.cat([q[:, :, :p], apply_rot_embed_cat(q[:, :, p:], emb)], dim=2)
         k = torch.cat([k[:, :, :p], apply_rot_embed_cat(k[:, :, p:], emb)], dim=2)
