@@ -144,6 +144,11 @@ class ModeChoice(str, Enum):
     both = "both"
 
 
+def _check_resolutions(resolutions: list[int], patch: int) -> None:
+    for r in resolutions:
+        check_resolution(r, r, patch, what=f"--res {r}")
+
+
 def _parse_device(device: str):
     import torch
 
@@ -209,8 +214,7 @@ def eval_(
     loaded = []
     for name in names:
         net, meta, source, path = resolve_model(name)
-        for r in resolutions:
-            check_resolution(r, r, meta["patch"], what=f"--res {r}")
+        _check_resolutions(resolutions, meta["patch"])
         loaded.append((name, net, meta, source, path))
     modes = ["native", "interp"] if mode is ModeChoice.both else [mode.value]
     n_images = min(n, dataset.size("val")) if n else dataset.size("val")
@@ -257,6 +261,7 @@ def profile(
     out: Annotated[Path | None, typer.Option(help="append JSON-lines records here")] = None,
 ) -> None:
     """Params, FLOPs (GMACs), throughput, latency and memory per encoding and resolution, vs `none`."""
+    from pebench.data import parse_data
     from pebench.models import build_model
     from pebench.profile import SpeedSettings, profile_models
     from pebench.report import profile_table
@@ -277,7 +282,7 @@ def profile(
     entries = []
     for name in model or []:
         if name in ZOO and not zoo_path(name).exists():  # costs do not depend on the weights
-            net = build_model("micro", ZOO[name], num_classes=10)
+            net = build_model(TrainConfig.size, ZOO[name], num_classes=parse_data(TrainConfig.data).num_classes)
             entries.append((name, net, None, "built", None))
         else:
             net, meta, source, path = resolve_model(name)
@@ -286,8 +291,7 @@ def profile(
     for spec in specs:
         entries.append((spec, build_model(size, spec, num_classes=1000), None, "built", None))
     for _, net, *_ in entries:
-        for r in resolutions:
-            check_resolution(r, r, net.patch, what=f"--res {r}")
+        _check_resolutions(resolutions, net.patch)
     records: list[dict] = []
 
     def keep(record: dict) -> None:
