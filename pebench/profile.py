@@ -321,9 +321,11 @@ def profile_models(
                            "timing": None, "memory": None, "overhead_vs_none": None}
                 on_record(record)
                 continue
-            flops = count_flops(model, res, mode)
-            speed = (reference["speed"] if str(model.spec) == "none"
-                     else measure_speed(prepare(model, settings), res, mode, settings))
+            if str(model.spec) == "none":  # the reference already measured this very architecture
+                flops, speed = reference["flops"], reference["speed"]
+            else:
+                flops = count_flops(model, res, mode)
+                speed = measure_speed(prepare(model, settings), res, mode, settings)
             ref_speed = reference["speed"]
             ref_memory = ref_speed["peak_memory_mib"]
             record |= {
