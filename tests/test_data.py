@@ -1,5 +1,7 @@
 """The synthetic dataset and image folders."""
 
+import colorsys
+
 import numpy as np
 import pytest
 import torch
@@ -7,7 +9,16 @@ import torch.nn.functional as F
 from PIL import Image
 
 from pebench.data import SyntheticData, parse_data
-from pebench.data.synthetic import CLASS_NAMES, NUM_CLASSES, render, sample_scenes
+from pebench.data.synthetic import (
+    CLASS_NAMES,
+    CONTENT_SHAPES,
+    DISK,
+    NUM_CLASSES,
+    POSITION_CLASSES,
+    RING,
+    render,
+    sample_scenes,
+)
 from pebench.errors import PebenchError
 
 
@@ -41,19 +52,70 @@ def test_ten_balanced_classes():
     assert torch.bincount(labels, minlength=10).tolist() == [2] * 10
 
 
-def test_class_is_the_disk_sector_and_the_ring_points_at_it():
-    scenes = sample_scenes(0, "train", range(200))
-    assert (scenes.shape == scenes.shape[0]).all()  # every class shows the same two objects
-    disk, ring = scenes.center[:, 0], scenes.center[:, 1]
-    low = scenes.label * 36
+def test_position_classes_are_the_disk_sector_and_the_ring_points_at_it():
+    scenes = sample_scenes(0, "train", range(300))
+    where = scenes.label < POSITION_CLASSES
+    assert where.sum() == 90
+    shapes, centers, radii = scenes.shape[where], scenes.center[where], scenes.radius[where]
+    assert (shapes == [DISK, RING]).all()  # the three classes show the same two objects
+    disk, ring = centers[:, 0], centers[:, 1]
+    low = scenes.label[where] * 120
     for origin in (0.5, ring):  # the disk's sector around the centre, and its direction from the ring
-        angle = np.degrees(np.arctan2(disk[:, 1] - np.broadcast_to(origin, disk.shape)[:, 1],
-                                      disk[:, 0] - np.broadcast_to(origin, disk.shape)[:, 0])) % 360
-        assert ((angle > low + 7.9) & (angle < low + 36 - 7.9)).all()
-    gap = np.hypot(*(disk - ring).T) - scenes.radius.sum(axis=1)
+        angle = (
+            np.degrees(
+                np.arctan2(
+                    disk[:, 1] - np.broadcast_to(origin, disk.shape)[:, 1],
+                    disk[:, 0] - np.broadcast_to(origin, disk.shape)[:, 0],
+                )
+            )
+            % 360
+        )
+        assert ((angle > low + 14.9) & (angle < low + 120 - 14.9)).all()
+    gap = np.hypot(*(disk - ring).T) - radii.sum(axis=1)
     assert (gap > 16 / 224).all()  # no 224-px patch holds both shapes
-    inside = (disk - scenes.radius[:, :1] > 0) & (disk + scenes.radius[:, :1] < 1)
-    assert inside.all()
+    assert ((disk - radii[:, :1] > 0) & (disk + radii[:, :1] < 1)).all()
+
+
+def test_shape_classes_show_one_distinct_shape_anywhere():
+    scenes = sample_scenes(0, "train", range(300))
+    what = scenes.label >= POSITION_CLASSES
+    shapes = scenes.shape[what]
+    assert (shapes[:, 1] == -1).all()
+    assert (shapes[:, 0] == np.array(CONTENT_SHAPES)[scenes.label[what] - POSITION_CLASSES]).all()
+    assert len(set(CONTENT_SHAPES) | {DISK, RING}) == len(CONTENT_SHAPES) + 2
+    centers = scenes.center[what, 0]
+    assert centers.min() >= 0.15 and centers.max() <= 0.85 and centers.std(axis=0).min() > 0.15
+
+
+def test_shape_classes_each_have_their_own_hue_and_none_is_the_disks_red():
+    scenes = sample_scenes(0, "val", range(700))
+    what = scenes.label >= POSITION_CLASSES
+    hues = np.array([colorsys.rgb_to_hsv(*rgb)[0] * 360 for rgb in scenes.color[what, 0]])
+    kinds = scenes.label[what] - POSITION_CLASSES
+    ranges = [(hues[kinds == k].min(), hues[kinds == k].max()) for k in range(len(CONTENT_SHAPES))]
+    assert all(high < next_low for (_, high), (next_low, _) in zip(ranges[:-1], ranges[1:], strict=True))
+    assert ranges[0][0] > 25 and ranges[-1][1] < 335  # red (0 deg) stays the disk's
+
+
+@pytest.mark.parametrize("shape", CONTENT_SHAPES)
+def test_each_shape_has_its_own_silhouette(shape):
+    """Rendered alone on a flat background, each shape's mask differs from every other's."""
+
+    def mask(shape_id):
+        scenes = sample_scenes(0, "val", [3])
+        scenes.shape[:] = [shape_id, -1]
+        scenes.center[0, 0] = 0.5
+        scenes.radius[0, 0] = 0.3
+        scenes.bg[:] = 0.0
+        scenes.bg_grating[:, 0] = 0
+        scenes.color[:] = 1.0
+        scenes.grating[:, 0] = 0
+        return render(scenes, 64)[0, 0] > 0.5
+
+    own = mask(shape)
+    assert own.sum() > 64 * 64 * 0.03
+    for other in set(CONTENT_SHAPES) - {shape}:
+        assert (own ^ mask(other)).sum() > 40
 
 
 def test_split_is_rendered_once_and_cached(tmp_path):
@@ -65,11 +127,14 @@ def test_split_is_rendered_once_and_cached(tmp_path):
     assert len(list((tmp_path / "cache").glob("*.npy"))) == 1
 
 
-@pytest.mark.parametrize("spec,message", [
-    ("synthetik", "unknown dataset"),
-    ("synthetic:val=ten", "bad dataset option"),
-    ("imagefolder:/no/such/dir", "does not exist"),
-])
+@pytest.mark.parametrize(
+    "spec,message",
+    [
+        ("synthetik", "unknown dataset"),
+        ("synthetic:val=ten", "bad dataset option"),
+        ("imagefolder:/no/such/dir", "does not exist"),
+    ],
+)
 def test_bad_dataset_specs(spec, message):
     with pytest.raises(PebenchError, match=message):
         parse_data(spec)

@@ -23,7 +23,7 @@ from pebench.errors import PebenchError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-RENDER_VERSION = 5  # bump when the renderer's output changes, so stale caches are not reused
+RENDER_VERSION = 6  # bump when the renderer's output changes, so stale caches are not reused
 
 
 def cache_dir() -> Path:
@@ -79,8 +79,7 @@ def parse_data(spec: str, crop_pct: dict[int, float] | float = 0.875):
 
         return ImageFolderData.open(rest, crop_pct)
     if name != "synthetic":
-        raise PebenchError(f"unknown dataset '{spec}'; use 'synthetic[:seed=0,train=N,val=N]' or "
-                           "'imagefolder:PATH'")
+        raise PebenchError(f"unknown dataset '{spec}'; use 'synthetic[:seed=0,train=N,val=N]' or 'imagefolder:PATH'")
     values = {}
     for item in filter(None, rest.split(",")):
         key, eq, value = item.partition("=")
