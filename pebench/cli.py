@@ -261,12 +261,10 @@ def profile(
     out: Annotated[Path | None, typer.Option(help="append JSON-lines records here")] = None,
 ) -> None:
     """Params, FLOPs (GMACs), throughput, latency and memory per encoding and resolution, vs `none`."""
-    from pebench.data import parse_data
-    from pebench.models import build_model
-    from pebench.profile import SpeedSettings, profile_models
+    from pebench.profile import SpeedSettings, load_profile_entry, profile_models
     from pebench.report import profile_table
     from pebench.results import append_record
-    from pebench.zoo import ZOO, resolve_model, zoo_path
+    from pebench.zoo import ZOO
 
     if mode is ModeChoice.both:
         raise PebenchError("profile measures one mode at a time; use --mode native or --mode interp")
@@ -279,17 +277,9 @@ def profile(
                              channels_last=channels_last, compile=compile_, repeats=repeats)
     if settings.device.type == "cpu" and dtype is DtypeChoice.fp16:
         raise PebenchError("fp16 autocast is for CUDA; on CPU use --dtype bf16 or fp32")
-    entries = []
-    for name in model or []:
-        if name in ZOO and not zoo_path(name).exists():  # costs do not depend on the weights
-            net = build_model(TrainConfig.size, ZOO[name], num_classes=parse_data(TrainConfig.data).num_classes)
-            entries.append((name, net, None, "built", None))
-        else:
-            net, meta, source, path = resolve_model(name)
-            entries.append((name, net, meta, source, path))
     specs = encoding if encoding is not None else ([] if model else list(dict.fromkeys(ZOO.values())))
-    for spec in specs:
-        entries.append((spec, build_model(size, spec, num_classes=1000), None, "built", None))
+    entries = [load_profile_entry(name, None) for name in model or []]
+    entries += [load_profile_entry(spec, size) for spec in specs]
     for _, net, *_ in entries:
         _check_resolutions(resolutions, net.patch)
     records: list[dict] = []
@@ -315,6 +305,142 @@ def profile(
 
 
 @app.command()
+def validate(suite: Annotated[Path, typer.Argument(help="suite YAML file")]) -> None:
+    """Check a suite file (keys, values, includes) and show the cells it expands to; runs nothing."""
+    from pebench.suite import expand, load_suite
+
+    loaded = load_suite(suite)
+    cells = expand(loaded)
+    kinds = {kind: sum(c.kind == kind for c in cells) for kind in ("eval", "profile")}
+    console.print(f"{suite}: suite '{loaded.name}' is valid: {len(cells)} cells ({kinds['eval']} eval, "
+                  f"{kinds['profile']} profile)", soft_wrap=True)
+
+
+@app.command()
+def run(
+    suite: Annotated[Path, typer.Argument(help="suite YAML file")],
+    out: Annotated[Path | None, typer.Option(help="results folder (default results/runs/<suite name>)")] = None,
+    shard: Annotated[str | None, typer.Option(help="run shard i of n of the cells, e.g. 1/2")] = None,
+) -> None:
+    """Run every cell of a suite (skipping cells already finished in the results), then write the report."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from pebench.report import REPORT_FORMATS, load_results, write_report
+    from pebench.run import check_models, results_path, run_cells, write_suite_file
+    from pebench.suite import expand, load_suite, parse_shard, shard_cells
+
+    loaded = load_suite(suite)
+    shard_spec = parse_shard(shard) if shard else None
+    check_models(loaded)
+    all_cells = expand(loaded)
+    cells = shard_cells(all_cells, *shard_spec) if shard_spec else all_cells
+    out_dir = out or Path("results") / "runs" / loaded.name
+    path = results_path(out_dir, shard_spec)
+    write_suite_file(loaded, out_dir)
+    images_done = [0]
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("cells"),
+               TextColumn("{task.fields[rate]}"), TimeRemainingColumn()]
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task("starting", total=len(cells), rate="")
+
+        def on_start(todo: list) -> None:
+            skipped = len(cells) - len(todo)
+            progress.update(task, completed=skipped)
+            if skipped:
+                console.print(f"{skipped} of {len(cells)} cells already in {path}; running the other {len(todo)}")
+
+        def on_record(cell, record: dict) -> None:
+            rate = (record.get("timing") or {}).get("img_per_s")
+            progress.update(task, advance=1, rate=f"{rate:.1f} img/s" if rate else "")
+
+        run_cells(loaded, cells, {c.key for c in all_cells}, path, _parse_device(loaded.device), on_start,
+                  lambda cell: progress.update(task, description=cell.label),
+                  on_record, lambda k: images_done.__setitem__(0, images_done[0] + k))
+    if shard_spec:
+        console.print(f"shard {shard} done: {path}; merge shards with `pebench report {out_dir}`")
+        return
+    written = write_report(load_results([path]), out_dir, list(REPORT_FORMATS), loaded.published)
+    console.print(f"results: {path}")
+    console.print(f"report: {written['md']} and {written['html']} (plus .csv, .json)")
+
+
+@app.command()
+def report(
+    results: Annotated[list[Path], typer.Argument(help="results .jsonl files or run folders (shards are merged)")],
+    format_: Annotated[str, typer.Option("--format", help="comma-separated: md, html, csv, json")] = "md,html,csv,json",
+    out: Annotated[Path | None, typer.Option(help="folder for the report (default: the first results folder)")] = None,
+    published: Annotated[list[str] | None, typer.Option(help="published table to show beside the measured ones "
+                                                            "(cpvt, lookhere, rope-vit); default: the suite's")] = None,
+) -> None:
+    """Write Markdown, HTML (self-contained, with plots), CSV and JSON reports from result records."""
+    import json
+
+    from pebench.published import PUBLISHED
+    from pebench.report import REPORT_FORMATS, load_results, write_report
+
+    formats = [f.strip() for f in format_.split(",") if f.strip()]
+    for fmt in formats:
+        if fmt not in REPORT_FORMATS:
+            raise PebenchError(f"unknown report format '{fmt}'; choose from {', '.join(REPORT_FORMATS)}")
+    folder = out or (results[0] if results[0].is_dir() else results[0].parent)
+    if published is None:
+        suite_file = folder / "suite.json"
+        published = json.loads(suite_file.read_text())["published"] if suite_file.exists() else []
+    for name in published:
+        if name not in PUBLISHED:
+            raise PebenchError(f"unknown published table '{name}'; choose from {', '.join(PUBLISHED)}")
+    written = write_report(load_results(results), folder, formats, published)
+    for fmt, path in written.items():
+        console.print(f"{fmt}: {path}")
+
+
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}"
+
+
+@app.command()
+def check(
+    results: Annotated[list[Path], typer.Argument(help="results .jsonl files or run folders")],
+    baseline: Annotated[Path, typer.Option(help="baseline JSON file")],
+    max_drop: Annotated[float, typer.Option(help="tolerated drop in points before a cell can regress")] = 1.0,
+    metric: Annotated[str, typer.Option(help="top1 or top5")] = "top1",
+    update_baseline: Annotated[bool, typer.Option("--update-baseline", help="write the baseline from these "
+                                                  "results instead of comparing")] = False,
+) -> None:
+    """Compare results with a baseline; exit 1 when a cell regressed beyond tolerance and chance, or is missing."""
+    from pebench.check import METRICS, compare, environment_warnings, read_baseline, write_baseline
+    from pebench.report import load_results
+
+    if metric not in METRICS:
+        raise PebenchError(f"unknown --metric '{metric}'; choose from {', '.join(METRICS)}")
+    if max_drop < 0:
+        raise PebenchError(f"--max-drop must be >= 0 points, got {max_drop}")
+    records = load_results(results)
+    if update_baseline:
+        count = write_baseline(records, baseline, metric)
+        console.print(f"wrote baseline {baseline} ({count} cells, metric {metric})")
+        return
+    base = read_baseline(baseline, metric)
+    comparisons = compare(records, base, max_drop, baseline)
+    for warning in environment_warnings(records, base):
+        console.print(f"[yellow]warning[/] {warning}: accuracy may differ for that reason alone")
+    table = Table(title=f"{metric} vs baseline {baseline} (max drop {max_drop} points)")
+    for column in ("cell", "status", "baseline", "now", "detail"):
+        table.add_column(column)
+    colours = {"regressed": "red", "missing": "red", "improved": "green", "new": "cyan", "unchanged": "dim"}
+    for c in sorted(comparisons, key=lambda c: (c.status == "unchanged", c.status)):
+        table.add_row(c.label, f"[{colours[c.status]}]{c.status}[/]", _percent(c.baseline), _percent(c.current),
+                      c.detail)
+    console.print(table)
+    counts = {s: sum(c.status == s for c in comparisons) for s in colours}
+    console.print(", ".join(f"{k} {v}" for k, v in counts.items()))
+    if counts["regressed"] or counts["missing"]:
+        console.print("[red]check failed[/]")
+        raise typer.Exit(1)
+    console.print("[green]check passed[/]")
+
+
+@app.command()
 def version() -> None:
     """Print pebench's version and the versions it runs with."""
     import timm
@@ -333,3 +459,7 @@ def main() -> None:
     except PebenchError as error:
         Console(stderr=True).print(f"error: {error}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(2)
+
+
+if __name__ == "__main__":  # `python -m pebench.cli`, e.g. under torchrun
+    main()

@@ -47,8 +47,14 @@ def run_accuracy(
     """Top-1/top-5 counts of ``model`` on uint8 images, with throughput (data included).
 
     On CUDA it runs under bf16 autocast. When a batch runs out of memory the batch size halves and
-    the same batch is retried, so a too-large ``--batch-size`` costs time, not the result.
+    the same batch is retried, so a too-large ``--batch-size`` costs time, not the result. In a
+    torch.distributed process group each process takes every world-th image and the counts are
+    summed over processes, so the result equals a single process's.
     """
+    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+    if distributed:
+        rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+        images_u8, labels = images_u8[rank::world], labels[rank::world]
     model.eval().to(device)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
     correct1 = correct5 = 0
@@ -78,6 +84,13 @@ def run_accuracy(
         torch.cuda.synchronize()
     wall = time.perf_counter() - start_time
     n = len(labels)
+    if distributed:
+        counts = torch.tensor([correct1, correct5, n], dtype=torch.int64, device=device)
+        torch.distributed.all_reduce(counts)
+        correct1, correct5, n = counts.tolist()
+        slowest = torch.tensor([wall], dtype=torch.float64, device=device)
+        torch.distributed.all_reduce(slowest, op=torch.distributed.ReduceOp.MAX)
+        wall = slowest.item()
     return {
         "n": n,
         "correct_top1": correct1,
@@ -89,6 +102,53 @@ def run_accuracy(
         "wall_s": wall,
         "batch_size": batch_size,
         "dtype": "bf16-autocast" if device.type == "cuda" else "fp32",
+    }
+
+
+def evaluate_cell(
+    entry: tuple[str, torch.nn.Module, dict, str, Path],
+    data,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    res: int,
+    mode: Mode,
+    batch_size: int,
+    device: torch.device,
+    env: dict,
+    on_batch: Callable[[int], None] | None = None,
+) -> dict:
+    """The record of one (model, resolution, mode) cell on already loaded uint8 images.
+
+    ``entry`` is (name, model, sidecar, source, checkpoint path) as ``resolve_model`` gives them.
+    """
+    from pebench.results import SCHEMA_VERSION
+
+    name, model, meta, source, path = entry
+    record = {
+        "schema_version": SCHEMA_VERSION,
+        "kind": "eval",
+        "model": {"name": name, "source": source, "path": str(path), "size": meta["size"],
+                  "encoding": meta["encoding"], "train_res": meta["train_res"], "patch": meta["patch"],
+                  "checkpoint_sha256": meta["checkpoint_sha256"]},
+        "res": res,
+        "mode": mode,
+        "same_as_native": bool(model.pos_encoding.interp_is_native or res == meta["train_res"]),
+        "data": {"spec": data.spec, "split": "val", "n": len(labels), "fingerprint": data.fingerprint("val", res)},
+        "device": device.type,
+        "env": env,
+    }
+    reason = model.applicability(res, mode)
+    if reason:
+        if on_batch:
+            on_batch(len(labels))
+        return record | {"status": "not_applicable", "reason": reason, "metrics": None, "timing": None, "dtype": None}
+    result = run_accuracy(model, images, labels, mode, batch_size, device, on_batch)
+    return record | {
+        "status": "ok",
+        "reason": None,
+        "metrics": {k: result[k] for k in ("n", "correct_top1", "correct_top5", "top1", "top1_ci95", "top5")},
+        "timing": {k: result[k] for k in ("img_per_s", "wall_s", "batch_size")},
+        "dtype": result["dtype"],
     }
 
 
@@ -105,47 +165,15 @@ def evaluate_models(
 ) -> None:
     """Evaluate every (model, resolution, mode) cell; each finished cell goes to ``on_record``.
 
-    ``models`` holds (name, model, sidecar, source, checkpoint path) as ``resolve_model`` gives them.
     A split is rendered (or read from the cache) once per resolution and shared by every model and mode.
     """
     from pebench.env import environment
-    from pebench.results import SCHEMA_VERSION
 
     env = environment()
     for res in resolutions:
         images, labels = data.load("val", res)
         if n is not None:
             images, labels = images[:n], labels[:n]
-        for name, model, meta, source, path in models:
+        for entry in models:
             for mode in modes:
-                record = {
-                    "schema_version": SCHEMA_VERSION,
-                    "kind": "eval",
-                    "model": {"name": name, "source": source, "path": str(path), "size": meta["size"],
-                              "encoding": meta["encoding"], "train_res": meta["train_res"], "patch": meta["patch"],
-                              "checkpoint_sha256": meta["checkpoint_sha256"]},
-                    "res": res,
-                    "mode": mode,
-                    "same_as_native": bool(model.pos_encoding.interp_is_native or res == meta["train_res"]),
-                    "data": {"spec": data.spec, "split": "val", "n": len(labels),
-                             "fingerprint": data.fingerprint("val", res)},
-                    "device": device.type,
-                    "env": env,
-                }
-                reason = model.applicability(res, mode)
-                if reason:
-                    record |= {"status": "not_applicable", "reason": reason, "metrics": None, "timing": None,
-                               "dtype": None}
-                    if on_batch:
-                        on_batch(len(labels))
-                else:
-                    result = run_accuracy(model, images, labels, mode, batch_size, device, on_batch)
-                    record |= {
-                        "status": "ok",
-                        "reason": None,
-                        "metrics": {k: result[k] for k in ("n", "correct_top1", "correct_top5", "top1",
-                                                           "top1_ci95", "top5")},
-                        "timing": {k: result[k] for k in ("img_per_s", "wall_s", "batch_size")},
-                        "dtype": result["dtype"],
-                    }
-                on_record(record)
+                on_record(evaluate_cell(entry, data, images, labels, res, mode, batch_size, device, env, on_batch))

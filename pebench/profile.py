@@ -275,6 +275,24 @@ def _model_entry(model: torch.nn.Module, name: str, source: str, path, meta: dic
             "checkpoint_sha256": meta.get("checkpoint_sha256") if meta else None}
 
 
+def load_profile_entry(name: str, size: str | None) -> tuple[str, torch.nn.Module, dict | None, str, object]:
+    """A profile row: a shipped name or checkpoint path (``size`` None), or an encoding spec built with
+    random weights at ``size``. Costs do not depend on the weights, so a shipped model that is not built
+    in this install is built from its spec with the zoo's training size and class count."""
+    from pebench.data import parse_data
+    from pebench.models import build_model
+    from pebench.train import TrainConfig
+    from pebench.zoo import ZOO, resolve_model, zoo_path
+
+    if size is not None:
+        return name, build_model(size, name, num_classes=1000), None, "built", None
+    if name in ZOO and not zoo_path(name).exists():
+        net = build_model(TrainConfig.size, ZOO[name], num_classes=parse_data(TrainConfig.data).num_classes)
+        return name, net, None, "built", None
+    net, meta, source, path = resolve_model(name)
+    return name, net, meta, source, path
+
+
 def profile_models(
     models: list[tuple[str, torch.nn.Module, dict | None, str, object]],
     resolutions: list[int],

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from rich.table import Table
+
+from pebench.atomic import atomic_path
+from pebench.errors import PebenchError
+from pebench.results import SCHEMA_VERSION
 
 
 def _cell_text(record: dict, baseline: dict | None) -> str:
@@ -59,3 +66,278 @@ def profile_table(records: list[dict], title: str = "cost per image (median img/
                       f"{r['params']['encoding_at_res']:,}", f"{r['flops']['gmacs']:.3f}", speed,
                       f"{t['latency_ms']:.1f}", f"{r['memory']['peak_mib']:.0f}", f"{over['time']:.2f}", memory)
     return table
+
+
+# --- report files: Markdown, CSV, JSON and a self-contained HTML page with plots -------------------------------
+
+REPORT_FORMATS = ("md", "html", "csv", "json")
+
+
+def load_results(paths: list[Path]) -> list[dict]:
+    """Records of results files (a directory means every ``*.jsonl`` in it, e.g. the shards of a run).
+
+    A cell present in several files (overlapping shards, a rerun) is kept once: the last one read.
+    """
+    from pebench.results import read_records
+
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files += sorted(path.glob("*.jsonl"))
+        elif path.exists():
+            files.append(path)
+        else:
+            raise PebenchError(f"results file {path} does not exist; pass a results .jsonl file or a run folder")
+    if not files:
+        raise PebenchError(f"no results (*.jsonl) in {', '.join(map(str, paths))}; run `pebench run SUITE` first")
+    cells: dict = {}
+    for file in files:
+        for record in read_records(file):
+            if record.get("schema_version") != SCHEMA_VERSION or record.get("kind") not in ("eval", "profile"):
+                raise PebenchError(f"{file}: not a pebench result record (schema_version {SCHEMA_VERSION} expected)")
+            cells[cell_identity(record)] = record
+    return list(cells.values())
+
+
+def cell_identity(record: dict) -> tuple:
+    """What a record measured, independent of when and with which pebench: used to merge and compare."""
+    data = record.get("data") or {}
+    return record["kind"], record["model"]["name"], record["res"], record["mode"], data.get("spec"), data.get("n")
+
+
+def _accuracy_cell(record: dict | None, reference: dict | None) -> str:
+    if record is None:
+        return ""
+    if record["status"] != "ok":
+        return f"n/a: {record['reason']}"
+    m = record["metrics"]
+    lo, hi = m["top1_ci95"]
+    text = f"{100 * m['top1']:.1f} ({100 * lo:.1f}-{100 * hi:.1f})"
+    if reference is not None and reference is not record and reference["status"] == "ok":
+        text += f" {100 * (m['top1'] - reference['metrics']['top1']):+.1f}"
+    return text
+
+
+def accuracy_grid(records: list[dict], mode: str) -> tuple[list[str], list[list[str]]]:
+    """Header and rows: one row per model, one column per resolution, for one mode."""
+    evals = [r for r in records if r["kind"] == "eval"]
+    resolutions = sorted({r["res"] for r in evals})
+    by_cell = {(r["model"]["name"], r["res"], r["mode"]): r for r in evals}
+    rows = []
+    for name in dict.fromkeys(r["model"]["name"] for r in evals):
+        first = next(r for r in evals if r["model"]["name"] == name)
+        train_res = first["model"]["train_res"]
+        reference = by_cell.get((name, train_res, mode)) or by_cell.get((name, train_res, "native"))
+        rows.append([name, first["model"]["encoding"]] +
+                    [_accuracy_cell(by_cell.get((name, res, mode)), reference) for res in resolutions])
+    return ["model", "encoding", *map(str, resolutions)], rows
+
+
+def cost_grid(records: list[dict]) -> tuple[list[str], list[list[str]]]:
+    """Params, position params in use, GMACs, img/s and time vs `none`, per model, per resolution."""
+    profiles = [r for r in records if r["kind"] == "profile"]
+    resolutions = sorted({r["res"] for r in profiles})
+    by_cell = {(r["model"]["name"], r["res"]): r for r in profiles}
+    header = ["model", "params M"] + [f"{what} @{res}" for what in ("PE params", "GMACs", "img/s", "x none")
+                                      for res in resolutions]
+    rows = []
+    for name in dict.fromkeys(r["model"]["name"] for r in profiles):
+        cells = [by_cell.get((name, res)) for res in resolutions]
+        ok = [c for c in cells if c and c["status"] == "ok"]
+        row = [name, f"{ok[0]['params']['total'] / 1e6:.3f}" if ok else ""]
+        for field_of in (lambda c: f"{c['params']['encoding_at_res']:,}", lambda c: f"{c['flops']['gmacs']:.3f}",
+                         lambda c: f"{c['timing']['img_per_s']:.1f}", lambda c: f"{c['overhead_vs_none']['time']:.2f}"):
+            row += [field_of(c) if c and c["status"] == "ok" else ("n/a" if c else "") for c in cells]
+        rows.append(row)
+    return header, rows
+
+
+def flat_rows(records: list[dict]) -> list[dict]:
+    """One flat dict per cell, the CSV and JSON exports."""
+    rows = []
+    for r in records:
+        m, t = r.get("metrics") or {}, r.get("timing") or {}
+        params, flops, over = r.get("params") or {}, r.get("flops") or {}, r.get("overhead_vs_none") or {}
+        lo, hi = m.get("top1_ci95") or (None, None)
+        rows.append({
+            "kind": r["kind"], "suite": r.get("suite"), "key": r.get("key"), "model": r["model"]["name"],
+            "encoding": r["model"]["encoding"], "res": r["res"], "mode": r["mode"], "status": r["status"],
+            "reason": r["reason"], "n": m.get("n"), "correct_top1": m.get("correct_top1"), "top1": m.get("top1"),
+            "top1_ci95_lo": lo, "top1_ci95_hi": hi, "top5": m.get("top5"), "img_per_s": t.get("img_per_s"),
+            "params": params.get("total"), "encoding_params_at_res": params.get("encoding_at_res"),
+            "gmacs": flops.get("gmacs"), "time_x_none": over.get("time"), "device": r["device"],
+            "dtype": r.get("dtype"), "torch": r["env"]["torch"], "pebench": r["env"]["pebench"],
+            "git_sha": r["env"]["git_sha"],
+        })
+    return rows
+
+
+def _provenance(records: list[dict]) -> str:
+    envs = {(r["env"]["pebench"], r["env"]["torch"], r["env"]["git_sha"], r["device"], r["env"]["machine"],
+             r["env"]["threads"]) for r in records}
+    data = {(r["data"]["spec"], r["data"]["n"]) for r in records if r["kind"] == "eval"}
+    parts = [f"pebench {p}, torch {t}, git {(sha or 'unknown')[:10]}, {d} ({m}, {th} threads)"
+             for p, t, sha, d, m, th in sorted(envs, key=str)]
+    parts += [f"data {spec} (val, n={n})" for spec, n in sorted(data, key=str)]
+    return "; ".join(parts)
+
+
+def _markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell.replace("|", "/") for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _sections(records: list[dict], published: list[str]) -> list[tuple[str, str, list[str], list[list[str]]]]:
+    """(title, note, header, rows) of every table, shared by the Markdown and HTML reports."""
+    from pebench.published import PUBLISHED
+
+    sections = []
+    modes = [m for m in ("native", "interp") if any(r["kind"] == "eval" and r["mode"] == m for r in records)]
+    for mode in modes:
+        sections.append((f"Top-1 %, {mode} (measured)",
+                         "95% Wilson interval in brackets, then the change vs the training resolution in points; "
+                         "n/a cells give the reason.", *accuracy_grid(records, mode)))
+    if any(r["kind"] == "profile" for r in records):
+        sections.append(("Cost (measured)", "PE params = position values in use at that resolution; GMACs for one "
+                         "image; img/s median of timed blocks; x none = time relative to a `none` model of the same "
+                         "size measured in the same run.", *cost_grid(records)))
+    for name in published:
+        table = PUBLISHED[name]
+        resolutions = sorted({res for values in table.rows.values() for res in values})
+        rows = [[label] + [values.get(res, "") for res in resolutions] for label, values in table.rows.items()]
+        sections.append((f"Published: {table.source}", f"Not measured by pebench. {table.protocol}. "
+                         "'u' = unverified (secondary summary).", ["row", *map(str, resolutions)], rows))
+    return sections
+
+
+def _plots(records: list[dict], plot_dir: Path) -> list[tuple[str, Path]]:
+    """Render the report's figures with matplotlib; returns (caption, png path)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plot_dir.mkdir(parents=True, exist_ok=True)
+    figures = []
+    evals = [r for r in records if r["kind"] == "eval" and r["status"] == "ok"]
+    modes = [m for m in ("native", "interp") if any(r["mode"] == m for r in evals)]
+    if modes:
+        fig, axes = plt.subplots(1, len(modes), figsize=(6 * len(modes), 4.2), sharey=True, squeeze=False)
+        for ax, mode in zip(axes[0], modes, strict=True):
+            for name in dict.fromkeys(r["model"]["name"] for r in evals):
+                points = sorted((r["res"], r["metrics"]) for r in evals if r["model"]["name"] == name
+                                and r["mode"] == mode)
+                if not points:
+                    continue
+                res = [p[0] for p in points]
+                line, = ax.plot(res, [100 * p[1]["top1"] for p in points], marker="o", label=name)
+                ax.fill_between(res, [100 * p[1]["top1_ci95"][0] for p in points],
+                                [100 * p[1]["top1_ci95"][1] for p in points], color=line.get_color(), alpha=0.15)
+            ax.set(title=f"top-1 vs resolution, {mode}", xlabel="resolution (px)", ylabel="top-1 % (95% CI band)")
+            ax.grid(alpha=0.3)
+        axes[0][-1].legend(fontsize=7, loc="best")
+        fig.tight_layout()
+        figures.append(("Accuracy vs resolution (measured)", plot_dir / "accuracy.png"))
+        fig.savefig(figures[-1][1], dpi=110)
+        plt.close(fig)
+    profiles = [r for r in records if r["kind"] == "profile" and r["status"] == "ok"]
+    if profiles:
+        fig, (gmacs_ax, speed_ax) = plt.subplots(1, 2, figsize=(12, 4.2))
+        for name in dict.fromkeys(r["model"]["name"] for r in profiles):
+            points = sorted((r["res"], r) for r in profiles if r["model"]["name"] == name)
+            res = [p[0] for p in points]
+            gmacs_ax.plot(res, [p[1]["flops"]["gmacs"] for p in points], marker="o", label=name)
+            speed_ax.plot(res, [p[1]["timing"]["img_per_s"] for p in points], marker="o", label=name)
+        gmacs_ax.set(title="GMACs per image", xlabel="resolution (px)", ylabel="GMACs")
+        speed_ax.set(title="throughput", xlabel="resolution (px)", ylabel="img/s (median)", yscale="log")
+        for ax in (gmacs_ax, speed_ax):
+            ax.grid(alpha=0.3)
+        speed_ax.legend(fontsize=7)
+        fig.tight_layout()
+        figures.append(("GMACs and throughput vs resolution (measured)", plot_dir / "cost.png"))
+        fig.savefig(figures[-1][1], dpi=110)
+        plt.close(fig)
+    top = max((r["res"] for r in evals), default=None)
+    speed_at_top = {r["model"]["name"]: r["timing"]["img_per_s"] for r in profiles if r["res"] == top}
+    accuracy_at_top = {}
+    for r in evals:
+        if r["res"] == top and r["model"]["name"] in speed_at_top:
+            accuracy_at_top[r["model"]["name"]] = max(accuracy_at_top.get(r["model"]["name"], 0), r["metrics"]["top1"])
+    if accuracy_at_top:
+        fig, ax = plt.subplots(figsize=(6.5, 4.5))
+        for name, accuracy in accuracy_at_top.items():
+            ax.scatter(speed_at_top[name], 100 * accuracy)
+            ax.annotate(name, (speed_at_top[name], 100 * accuracy), fontsize=7, xytext=(3, 3),
+                        textcoords="offset points")
+        ax.set(title=f"top-1 at {top} px (better mode) vs throughput", xlabel="img/s (median)", ylabel="top-1 %")
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        figures.append((f"Accuracy at {top} px vs throughput (measured)", plot_dir / "tradeoff.png"))
+        fig.savefig(figures[-1][1], dpi=110)
+        plt.close(fig)
+    return figures
+
+
+def _html_page(title: str, provenance: str, sections, figures: list[tuple[str, Path]]) -> str:
+    import base64
+    from html import escape
+
+    parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{escape(title)}</title><style>"
+             "body{font-family:system-ui,sans-serif;margin:2em;max-width:1300px;color:#222}"
+             "table{border-collapse:collapse;margin:0.5em 0 1.5em;font-size:13px}"
+             "th,td{border:1px solid #ccc;padding:3px 7px;text-align:right}td:first-child,th:first-child"
+             "{text-align:left}th{background:#f3f3f3}.published{background:#fff8e6}.note{color:#555;"
+             "font-size:13px}img{max-width:100%;border:1px solid #eee}</style></head><body>",
+             f"<h1>{escape(title)}</h1><p class='note'>{escape(provenance)}</p>"]
+    for heading, note, header, rows in sections:
+        css = " class='published'" if heading.startswith("Published") else ""
+        parts.append(f"<h2>{escape(heading)}</h2><p class='note'>{escape(note)}</p><table{css}><thead><tr>"
+                     + "".join(f"<th>{escape(h)}</th>" for h in header) + "</tr></thead><tbody>")
+        parts += ["<tr>" + "".join(f"<td>{escape(c)}</td>" for c in row) + "</tr>" for row in rows]
+        parts.append("</tbody></table>")
+    for caption, path in figures:
+        encoded = base64.b64encode(path.read_bytes()).decode()
+        parts.append(f"<h2>{escape(caption)}</h2><img alt='{escape(caption)}' src='data:image/png;base64,{encoded}'>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def write_report(records: list[dict], out_dir: Path, formats: list[str], published: list[str] = (),
+                 title: str | None = None) -> dict[str, Path]:
+    """Write the report files into ``out_dir`` (each one atomically); returns format -> path."""
+    import csv
+    import io
+
+    if not records:
+        raise PebenchError("no result records to report; run `pebench run SUITE` first")
+    suites = sorted({r.get("suite") or "" for r in records} - {""})
+    title = title or f"pebench report: {', '.join(suites) or 'results'}"
+    sections = _sections(records, list(published))
+    provenance = "Measured: " + _provenance(records)
+    written: dict[str, Path] = {}
+    figures = _plots(records, out_dir / "plots") if {"md", "html"} & set(formats) else []
+
+    def put(fmt: str, name: str, text: str) -> None:
+        with atomic_path(out_dir / name) as tmp:
+            tmp.write_text(text, encoding="utf-8")
+        written[fmt] = out_dir / name
+
+    if "md" in formats:
+        body = [f"# {title}", "", provenance, ""]
+        for heading, note, header, rows in sections:
+            body += [f"## {heading}", "", note, "", _markdown_table(header, rows), ""]
+        body += [f"## {caption}\n\n![{caption}](plots/{path.name})\n" for caption, path in figures]
+        put("md", "report.md", "\n".join(body))
+    rows = flat_rows(records)
+    if "csv" in formats:
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+        put("csv", "report.csv", buffer.getvalue())
+    if "json" in formats:
+        put("json", "report.json", json.dumps(rows, indent=1) + "\n")
+    if "html" in formats:
+        put("html", "report.html", _html_page(title, provenance, sections, figures))
+    return written

@@ -67,3 +67,11 @@ def read_records(path: Path) -> list[dict]:
                 break
             raise PebenchError(f"{path}: line {number} is not a JSON record; fix or remove that line") from None
     return records
+
+
+def repair_torn_tail(path: Path) -> None:
+    """Cut a partial last line (a kill mid-write) so that the next append starts on a fresh line."""
+    with open(path, "rb+") as f:
+        data = f.read()
+        if data and not data.endswith(b"\n"):
+            f.truncate(data.rfind(b"\n") + 1)

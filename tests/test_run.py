@@ -1,0 +1,234 @@
+"""`pebench run`, `report` and `check` on small random-weight checkpoints and a tiny synthetic split."""
+
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+from contextlib import redirect_stderr, redirect_stdout
+from pathlib import Path
+
+import pytest
+from conftest import perturbed_model
+
+from pebench.check import significant_drop
+from pebench.checkpoint import save_checkpoint
+from pebench.cli import main
+from pebench.results import read_records
+
+DATA = "synthetic:train=8,val=30"
+
+
+def cli(*args) -> subprocess.CompletedProcess:
+    """The console script's entry point, run in this process (a fresh interpreter per call costs seconds)."""
+    out, err = io.StringIO(), io.StringIO()
+    argv, sys.argv = sys.argv, ["pebench", *map(str, args)]
+    code = 0
+    try:
+        with redirect_stdout(out), redirect_stderr(err):
+            main()
+    except SystemExit as exit_:
+        code = exit_.code or 0
+    finally:
+        sys.argv = argv
+    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    """Two checkpoints and a suite over them; a private render cache."""
+    root = tmp_path_factory.mktemp("run")
+    os.environ["PEBENCH_CACHE"] = str(root / "cache")
+    for name, spec in (("ape", "ape"), ("peg", "peg")):
+        model = perturbed_model(spec)
+        save_checkpoint(model, root / f"{name}.safetensors",
+                        {"encoding": str(model.spec), "size": "micro", "patch": 16, "train_res": 224,
+                         "num_classes": 10, "data": DATA})
+    suite = root / "small.yaml"
+    suite.write_text(f"models: ['{root / 'ape.safetensors'}', '{root / 'peg.safetensors'}']\n"
+                     f"resolutions: [224, 384]\nmodes: [native, interp]\ndata: '{DATA}'\nbatch_size: 16\n"
+                     "published: [cpvt]\n")
+    yield root, suite
+    os.environ.pop("PEBENCH_CACHE", None)
+
+
+@pytest.fixture(scope="module")
+def finished(workspace):
+    root, suite = workspace
+    out = root / "out"
+    result = cli("run", suite, "--out", out)
+    assert result.returncode == 0, result.stderr
+    return out, result
+
+
+def test_run_writes_one_keyed_record_per_cell_and_the_report(finished):
+    out, result = finished
+    records = read_records(out / "results.jsonl")
+    assert len(records) == 2 * 2 * 2 and len({r["key"] for r in records}) == 8
+    assert {r["suite"] for r in records} == {"small"}
+    ape_native = [r for r in records if r["model"]["name"].endswith("ape.safetensors") and r["mode"] == "native"]
+    assert {r["status"] for r in ape_native} == {"ok", "not_applicable"}  # APE off its grid needs interpolation
+    for name in ("report.md", "report.html", "report.csv", "report.json", "plots/accuracy.png"):
+        assert (out / name).exists(), name
+    assert "report:" in result.stdout
+
+
+def test_rerun_skips_finished_cells_and_redoes_only_missing_ones(workspace, finished):
+    root, suite = workspace
+    out = root / "resume"
+    shutil.copytree(finished[0], out)
+    path = out / "results.jsonl"
+    lines = path.read_text().splitlines(keepends=True)
+    # a kill after 5 records, in the middle of writing the sixth
+    path.write_text("".join(lines[:5]) + lines[5][: len(lines[5]) // 2])
+    result = cli("run", suite, "--out", out)
+    assert result.returncode == 0, result.stderr
+    assert "5 of 8 cells already" in result.stdout
+    records = read_records(path)
+    assert len(records) == 8 and len({r["key"] for r in records}) == 8
+    assert [json.loads(line)["key"] for line in lines[:5]] == [r["key"] for r in records[:5]]  # untouched
+    again = cli("run", suite, "--out", out)
+    assert "8 of 8 cells already" in again.stdout and len(read_records(path)) == 8
+
+
+def test_results_of_another_config_are_not_mixed(workspace, finished):
+    root, suite = workspace
+    out = root / "other"
+    shutil.copytree(finished[0], out)
+    changed = root / "changed.yaml"
+    changed.write_text(suite.read_text().replace("batch_size: 16", "batch_size: 16\nn: 20"))
+    before = (out / "results.jsonl").read_bytes()
+    result = cli("run", changed, "--out", out)
+    assert result.returncode == 2 and "another suite config or pebench version" in result.stderr
+    assert "Traceback" not in result.stderr and (out / "results.jsonl").read_bytes() == before
+
+
+def test_shards_merge_to_the_same_cells(workspace, finished):
+    root, suite = workspace
+    out = root / "sharded"
+    for shard in ("1/2", "2/2"):
+        result = cli("run", suite, "--out", out, "--shard", shard)
+        assert result.returncode == 0, result.stderr
+    assert len(read_records(out / "results.shard-1-of-2.jsonl")) == 4
+    report = cli("report", out, "--format", "json")
+    assert report.returncode == 0, report.stderr
+    report_rows = json.loads((out / "report.json").read_text())
+    merged = {(r["model"], r["res"], r["mode"]): r["correct_top1"] for r in report_rows}
+    whole = {(r["model"]["name"], r["res"], r["mode"]): (r["metrics"] or {}).get("correct_top1")
+             for r in read_records(finished[0] / "results.jsonl")}
+    assert merged == whole
+
+
+def test_torchrun_two_processes_give_the_single_process_accuracy(workspace, finished):
+    root, suite = workspace
+    out = root / "distributed"
+    env = os.environ | {"OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+                             "--master-port", "29533", "-m", "pebench.cli", "run", str(suite), "--out", str(out)],
+                            capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    single = {r["key"]: r["metrics"] for r in read_records(finished[0] / "results.jsonl")}
+    records = read_records(out / "results.jsonl")
+    assert len(records) == len(single)  # rank 0 alone wrote, once per cell
+    for r in records:
+        if r["metrics"]:
+            assert r["metrics"]["correct_top1"] == single[r["key"]]["correct_top1"]
+            assert r["metrics"]["n"] == 30
+
+
+def test_markdown_report_has_the_seed_table_shape(finished):
+    text = (finished[0] / "report.md").read_text()
+    assert "## Top-1 %, native (measured)" in text and "## Top-1 %, interp (measured)" in text
+    assert "| model | encoding | 224 | 384 |" in text
+    assert "n/a: " in text  # APE native at 384
+    assert "## Published: CPVT" in text and "Not measured by pebench" in text
+    assert "![Accuracy vs resolution (measured)](plots/accuracy.png)" in text
+
+
+def test_html_report_renders_in_a_real_browser(finished, tmp_path):
+    browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if browser is None:
+        pytest.skip("no chromium here (.ci/run installs Debian's)")
+    html = finished[0] / "report.html"
+    assert "http" not in html.read_text().split("<body>")[1].split("Measured:")[0]  # nothing fetched from a CDN
+    probe = tmp_path / "probe.html"
+    probe.write_text(html.read_text().replace(
+        "</body>", "<script>window.onload=()=>{const i=[...document.images];document.title="
+        "`tables=${document.querySelectorAll('table').length} images=${i.length} "
+        "decoded=${i.filter(x=>x.complete&&x.naturalWidth>100).length}`}</script></body>"))
+    result = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000",
+                             "--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-1000:]
+    title = result.stdout.split("<title>")[1].split("</title>")[0]
+    tables, images, decoded = (int(part.split("=")[1]) for part in title.split())
+    assert tables >= 3 and images >= 1 and decoded == images
+
+
+def test_check_passes_on_the_same_results_and_fails_on_a_real_drop(finished, tmp_path):
+    out = finished[0]
+    baseline = tmp_path / "baseline.json"
+    made = cli("check", out / "results.jsonl", "--baseline", baseline, "--update-baseline")
+    assert made.returncode == 0, made.stderr
+    same = cli("check", out / "results.jsonl", "--baseline", baseline)
+    assert same.returncode == 0 and "check passed" in same.stdout
+    data = json.loads(baseline.read_text())
+    cell = next(c for c in data["cells"] if c["status"] == "ok")
+    cell["correct"], cell["value"] = 30, 1.0  # the baseline claims every image was right
+    baseline.write_text(json.dumps(data))
+    failed = cli("check", out / "results.jsonl", "--baseline", baseline)
+    assert failed.returncode == 1 and "regressed" in failed.stdout and "check failed" in failed.stdout
+
+
+def test_check_reports_missing_cells_and_environment_changes(finished, tmp_path):
+    out = finished[0]
+    baseline = tmp_path / "baseline.json"
+    cli("check", out / "results.jsonl", "--baseline", baseline, "--update-baseline")
+    data = json.loads(baseline.read_text())
+    data["cells"].append(dict(data["cells"][0], model="vanished"))
+    data["env"]["torch"] = "0.0.1"
+    baseline.write_text(json.dumps(data))
+    result = cli("check", out / "results.jsonl", "--baseline", baseline)
+    assert result.returncode == 1 and "missing" in result.stdout
+    assert "torch differs: baseline 0.0.1" in result.stdout
+
+
+def test_sample_size_decides_what_counts_as_a_drop():
+    assert not significant_drop(180, 200, 178, 200)  # 1 point on 200 images: chance
+    assert significant_drop(180, 200, 160, 200)  # 10 points on 200 images: not chance
+    assert significant_drop(9000, 10000, 8850, 10000)  # 1.5 points on 10,000 images
+
+
+@pytest.mark.parametrize("args, message", [
+    (["check", "{out}/results.jsonl", "--baseline", "{tmp}/absent.json"], "does not exist; create it with"),
+    (["check", "{out}/results.jsonl", "--baseline", "{tmp}/garbage.json"], "is not readable JSON"),
+    (["check", "{out}/results.jsonl", "--baseline", "{tmp}/empty.json"], "the baseline has no cells"),
+    (["check", "{out}/results.jsonl", "--baseline", "{tmp}/other_n.json"], "results from another suite version"),
+    (["report", "{tmp}/nothing.jsonl"], "does not exist"),
+    (["report", "{out}", "--format", "pdf"], "unknown report format 'pdf'"),
+    (["run", "{tmp}/absent.yaml"], "cannot read suite"),
+    (["run", "{suite}", "--shard", "3/2"], "is not i/n"),
+])
+def test_bad_input_exits_2_with_one_line(workspace, finished, tmp_path, args, message):
+    root, suite = workspace
+    out = finished[0]
+    (tmp_path / "garbage.json").write_text("{not json")
+    (tmp_path / "empty.json").write_text(json.dumps({"pebench_baseline": 1, "metric": "top1", "cells": []}))
+    cli("check", out / "results.jsonl", "--baseline", tmp_path / "other_n.json", "--update-baseline")
+    other = json.loads((tmp_path / "other_n.json").read_text())
+    for cell in other["cells"]:
+        cell["n"] = 999
+    (tmp_path / "other_n.json").write_text(json.dumps(other))
+    before = sorted(p.name for p in tmp_path.iterdir())
+    result = cli(*[a.format(out=out, tmp=tmp_path, suite=suite) for a in args])
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing new or partial left behind
+
+
+def test_validate_prints_the_cell_count(workspace):
+    _, suite = workspace
+    result = cli("validate", suite)
+    assert result.returncode == 0 and "8 cells (8 eval, 0 profile)" in result.stdout
+    assert cli("validate", Path(suite).with_name("nope.yaml")).returncode == 2
