@@ -83,6 +83,17 @@ def _models_table() -> Table:
     return table
 
 
+def _timm_table() -> Table:
+    from pebench.models.timm_adapter import FAMILIES
+
+    table = Table(title="timm families (model spec timm:NAME, weights from --checkpoint or the local HF cache)")
+    for column in ("family", "timm names", "native off the trained grid", "interp"):
+        table.add_column(column)
+    for family in FAMILIES:
+        table.add_row(family.name, " ".join(family.patterns), family.native or "[dim]not applicable[/]", family.interp)
+    return table
+
+
 def _sizes_table() -> Table:
     table = Table(title="Backbone sizes (patch 16, trained at 224 unless told otherwise)")
     for column in ("size", "dim", "depth", "heads"):
@@ -102,6 +113,7 @@ def list_(
         console.print(_presets_table())
     if what in (None, Listing.models):
         console.print(_models_table())
+        console.print(_timm_table())
     if what in (None, Listing.sizes):
         console.print(_sizes_table())
 
@@ -144,6 +156,16 @@ class ModeChoice(str, Enum):
     both = "both"
 
 
+def _attach_checkpoint(models: list[str] | None, checkpoint: Path | None) -> list[str] | None:
+    """``--checkpoint FILE`` belongs to the one timm model: ``timm:NAME`` becomes ``timm:NAME@FILE``."""
+    if checkpoint is None:
+        return models
+    timm_models = [m for m in models or [] if m.startswith("timm:")]
+    if len(timm_models) != 1:
+        raise PebenchError("--checkpoint needs exactly one --model timm:NAME (for several, use timm:NAME@FILE each)")
+    return [f"{m}@{checkpoint}" if m in timm_models else m for m in models]
+
+
 def _check_resolutions(resolutions: list[int], patch: int) -> None:
     for r in resolutions:
         check_resolution(r, r, patch, what=f"--res {r}")
@@ -183,7 +205,7 @@ def _parse_crop_pct(text: str) -> dict[int, float] | float:
 @app.command("eval")
 def eval_(
     model: Annotated[list[str] | None, typer.Option("--model", "-m", help="shipped name or .safetensors path; "
-                                                     "repeat for several (default: every shipped model)")] = None,
+                                                     "repeat for several (default: every built shipped model)")] = None,
     res: Annotated[list[int] | None, typer.Option(help="resolution in px; repeat (default 224 384 448 512)")] = None,
     mode: Annotated[ModeChoice, typer.Option(help="native, interp or both")] = ModeChoice.both,
     data: Annotated[str, typer.Option(help="dataset spec")] = "synthetic",
@@ -193,6 +215,8 @@ def eval_(
     out: Annotated[Path | None, typer.Option(help="append JSON-lines records here")] = None,
     crop_pct: Annotated[str, typer.Option(help="image folders: centre-crop fraction, one value or per "
                                                "resolution, e.g. '224=0.875,384=1.0'")] = "0.875",
+    checkpoint: Annotated[Path | None, typer.Option(help="weights for the one --model timm:NAME "
+                                                         "(.safetensors, .pth, .bin)")] = None,
 ) -> None:
     """Top-1/top-5 accuracy of models at resolutions, natively and with interpolation."""
     from rich.progress import Progress
@@ -201,7 +225,7 @@ def eval_(
     from pebench.evaluate import evaluate_models
     from pebench.report import eval_table
     from pebench.results import append_record
-    from pebench.zoo import ZOO, resolve_model
+    from pebench.zoo import ZOO, resolve_model, zoo_path
 
     resolutions = res or [224, 384, 448, 512]
     if n is not None and n <= 0:
@@ -210,7 +234,12 @@ def eval_(
         raise PebenchError(f"--batch-size must be positive, got {batch_size}")
     dataset = parse_data(data, _parse_crop_pct(crop_pct))
     torch_device = _parse_device(device)
-    names = model or list(ZOO)
+    names = _attach_checkpoint(model, checkpoint) or [name for name in ZOO if zoo_path(name).exists()]
+    if not names:
+        raise PebenchError("no shipped model is built in this install; pass --model PATH or build the zoo with "
+                           "`pebench train --all`")
+    if not model and len(names) < len(ZOO):
+        console.print(f"[yellow]not built, skipped:[/] {', '.join(n for n in ZOO if n not in names)}")
     loaded = []
     for name in names:
         net, meta, source, path = resolve_model(name)
@@ -259,6 +288,8 @@ def profile(
     compile_: Annotated[bool, typer.Option("--compile", help="run the model through torch.compile")] = False,
     repeats: Annotated[int, typer.Option(help="timed blocks per measurement (median and IQR over them)")] = 7,
     out: Annotated[Path | None, typer.Option(help="append JSON-lines records here")] = None,
+    checkpoint: Annotated[Path | None, typer.Option(help="weights for the one --model timm:NAME "
+                                                         "(.safetensors, .pth, .bin)")] = None,
 ) -> None:
     """Params, FLOPs (GMACs), throughput, latency and memory per encoding and resolution, vs `none`."""
     from pebench.profile import SpeedSettings, load_profile_entry, profile_models
@@ -278,7 +309,7 @@ def profile(
     if settings.device.type == "cpu" and dtype is DtypeChoice.fp16:
         raise PebenchError("fp16 autocast is for CUDA; on CPU use --dtype bf16 or fp32")
     specs = encoding if encoding is not None else ([] if model else list(dict.fromkeys(ZOO.values())))
-    entries = [load_profile_entry(name, None) for name in model or []]
+    entries = [load_profile_entry(name, None) for name in _attach_checkpoint(model, checkpoint) or []]
     entries += [load_profile_entry(spec, size) for spec in specs]
     for _, net, *_ in entries:
         _check_resolutions(resolutions, net.patch)

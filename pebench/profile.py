@@ -38,17 +38,12 @@ NOISY_SPREAD = 0.10
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def encoding_param_count(model: torch.nn.Module) -> int:
-    return sum(p.numel() for p in model.pos_encoding.parameters())
-
-
 def param_counts(model: torch.nn.Module, res: int, mode: Mode) -> dict:
     """Total params, the encoding's stored params, and the position values it uses at ``res``."""
-    grid = (res // model.patch, res // model.patch)
     return {
         "total": sum(p.numel() for p in model.parameters()),
-        "encoding": encoding_param_count(model),
-        "encoding_at_res": model.pos_encoding.position_values_at(model.context(grid, mode)),
+        "encoding": model.position_param_count(),
+        "encoding_at_res": model.position_values_at(res, mode),
     }
 
 
@@ -307,16 +302,15 @@ def profile_models(
     ``none`` measured minutes apart on the same machine, not across runs.
     """
     from pebench.env import environment
-    from pebench.models import build_model
     from pebench.results import SCHEMA_VERSION
 
     env = environment() | {"device_name": device_name(settings.device)}
     for res in resolutions:
         references: dict[tuple, dict] = {}
         for name, model, meta, source, path in models:
-            key = (model.size, model.patch, model.head.out_features, model.img_size)
+            key = (model.size, model.patch, model.num_classes, model.img_size)
             if key not in references:
-                reference = build_model(model.size, "none", num_classes=key[2], img_size=key[3], patch=key[1])
+                reference = model.position_free_twin()
                 references[key] = {"speed": measure_speed(prepare(reference, settings), res, mode, settings),
                                    "flops": count_flops(reference, res, mode)}
             reference = references[key]
@@ -326,7 +320,8 @@ def profile_models(
                 "model": _model_entry(model, name, source, path, meta),
                 "res": res,
                 "mode": mode,
-                "same_as_native": bool(model.pos_encoding.interp_is_native or res == model.img_size),
+                "same_as_native": bool(model.interp_is_native or res == model.img_size),
+                "resize_api": model.resize_api(res, mode),
                 "device": settings.device.type,
                 "dtype": settings.dtype_label,
                 "channels_last": settings.channels_last,

@@ -4,21 +4,26 @@ Schema (``schema_version`` 1)::
 
     schema_version  1
     kind            "eval"
-    model           {name, source ("zoo" | "file"), path, size, encoding, train_res, patch,
-                     checkpoint_sha256}
+    model           {name, source ("zoo" | "file" | "timm"), path, size (timm: the timm name), encoding,
+                     train_res, patch, checkpoint_sha256}
     res, mode       evaluation resolution (px) and "native" | "interp"
     status          "ok" | "not_applicable"
     reason          why not applicable (null when ok)
     same_as_native  true when interp runs the native computation (nothing to interpolate)
+    resize_api      timm models: the timm API that adapted position parameters (null at the trained
+                    resolution and for pebench's own encodings)
     data            {spec, split, n, fingerprint}   fingerprint: hash of spec, split, res, renderer
     metrics         {n, correct_top1, correct_top5, top1, top1_ci95 [lo, hi] (Wilson), top5}
     timing          {img_per_s (data included), wall_s, batch_size}
     device, dtype   e.g. "cpu", "fp32" | "bf16-autocast"
     env             {pebench, torch, timm, python, git_sha, git_dirty, threads, machine, time}
 
+Records written by `pebench run` add ``key`` (the cell's hash) and ``suite`` (its name).
+
 Profile records (``kind`` "profile", written by `pebench profile`) share ``schema_version``, ``model``
 (``source`` "built" for random-weight models built from a spec), ``res``, ``mode``, ``status``,
-``reason``, ``same_as_native``, ``device``, ``dtype``, ``env`` (plus ``env.device_name``) and add::
+``reason``, ``same_as_native``, ``resize_api``, ``device``, ``dtype``, ``env`` (plus
+``env.device_name``) and add::
 
     params            {total, encoding (stored position params), encoding_at_res (position values in
                        use at res: an interpolated APE grid or BEiT table grows, a PEG does not)}

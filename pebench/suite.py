@@ -199,7 +199,12 @@ def _checkpoint_digest(model: str) -> str | None:
     """SHA-256 of the weights a cell reads, so retrained weights never pass for the old results."""
     from pebench.zoo import ZOO, zoo_path
 
-    path = zoo_path(model) if model in ZOO else Path(model)
+    if model.startswith("timm:"):
+        path = Path(model.partition("@")[2]) if "@" in model else None
+        if path is None:
+            return None  # weights from the Hugging Face cache, keyed by the name alone
+    else:
+        path = zoo_path(model) if model in ZOO else Path(model)
     if not path.is_file():
         return None
     return hashlib.sha256(path.read_bytes()).hexdigest()

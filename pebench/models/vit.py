@@ -178,6 +178,31 @@ class VisionTransformer(nn.Module):
                 nn.init.trunc_normal_(module.weight, std=0.02)
                 nn.init.zeros_(module.bias)
 
+    @property
+    def num_classes(self) -> int:
+        return self.head.out_features
+
+    @property
+    def interp_is_native(self) -> bool:
+        """True when interp mode runs the native computation (nothing to interpolate)."""
+        return self.pos_encoding.interp_is_native
+
+    def position_param_count(self) -> int:
+        return sum(p.numel() for p in self.pos_encoding.parameters())
+
+    def position_values_at(self, res: int, mode: Mode) -> int:
+        """Position values in use at ``res``: an interpolated APE grid or BEiT table grows, a PEG does not."""
+        grid = (res // self.patch, res // self.patch)
+        return self.pos_encoding.position_values_at(self.context(grid, mode))
+
+    def resize_api(self, res: int, mode: Mode) -> str | None:
+        """Only timm models name an external resizing API; pebench's encodings adapt themselves."""
+        return None
+
+    def position_free_twin(self) -> VisionTransformer:
+        """The same architecture without position information (``none``): the cost reference."""
+        return build_model(self.size, "none", num_classes=self.num_classes, img_size=self.img_size, patch=self.patch)
+
     def context(self, grid: tuple[int, int], mode: Mode) -> Context:
         return Context(grid=grid, trained_grid=self.trained_grid, mode=mode, num_prefix=self.num_prefix)
 

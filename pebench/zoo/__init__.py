@@ -40,7 +40,13 @@ def zoo_path(name: str) -> Path:
 
 
 def resolve_model(name_or_path: str):
-    """(model, sidecar, source, path) for a shipped model name or a checkpoint path."""
+    """(model, sidecar, source, path) for a shipped name, a checkpoint path, or ``timm:NAME[@FILE]``."""
+    from pebench.models.timm_adapter import PREFIX, build_timm_model
+
+    if name_or_path.startswith(PREFIX):
+        spec, _, file = name_or_path.partition("@")
+        model, meta = build_timm_model(spec, Path(file) if file else None)
+        return model, meta, "timm", meta["checkpoint"]
     if name_or_path in ZOO:
         path = zoo_path(name_or_path)
         if not path.exists():
@@ -53,4 +59,4 @@ def resolve_model(name_or_path: str):
         model, meta = load_checkpoint(path)
         return model, meta, "file", path
     raise PebenchError(f"unknown model '{name_or_path}'{did_you_mean(name_or_path, list(ZOO))}: not a shipped "
-                       f"model ({', '.join(ZOO)}) nor a .safetensors checkpoint")
+                       f"model ({', '.join(ZOO)}), a .safetensors checkpoint, nor timm:NAME")
