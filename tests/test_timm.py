@@ -10,13 +10,25 @@ from pebench.profile import count_flops, param_counts
 from pebench.zoo import resolve_model
 
 
+def sharpen(net: torch.nn.Module) -> torch.nn.Module:
+    """Random weights that make the logits depend on position: timm's init (std 0.02, layer scale 1e-5,
+    near-uniform attention) gives logits around 1e-4, where any two paths agree within 1e-4."""
+    with torch.no_grad():
+        for name, p in net.named_parameters():
+            if p.ndim >= 2 and "pos_embed" not in name:
+                p.normal_(0, p[0].numel() ** -0.5)
+            elif name.endswith(("gamma", "gamma_1", "gamma_2", "ls1.gamma", "ls2.gamma")):
+                p.fill_(1.0)
+            elif "pos_embed" in name or "rope" in name:
+                p.add_(torch.randn_like(p) * 0.5)
+    return net
+
+
 @pytest.fixture(scope="module")
 def deit_file(tmp_path_factory):
     """A randomly initialised deit_tiny saved the way fine-tuners do: a .pth nested under 'model', 10 classes."""
     torch.manual_seed(0)
-    net = timm.create_model("deit_tiny_patch16_224", pretrained=False, num_classes=10)
-    with torch.no_grad():
-        net.pos_embed.normal_(0, 0.5)  # a grid that matters, so a wrong resample shows in the logits
+    net = sharpen(timm.create_model("deit_tiny_patch16_224", pretrained=False, num_classes=10))
     path = tmp_path_factory.mktemp("timm") / "deit_tiny_ft.pth"
     torch.save({"model": net.state_dict(), "epoch": 3}, path)
     return path, net
@@ -36,6 +48,7 @@ def test_learned_ape_interp_equals_timm_set_input_size(deit_file):
     x = torch.randn(2, 3, 384, 384, generator=torch.Generator().manual_seed(1))
     theirs = _timm_at("deit_tiny_patch16_224", reference_net.state_dict(), 384)
     with torch.inference_mode():
+        assert theirs(x).std() > 0.1  # logits large enough for 1e-4 to mean something
         assert (model(x, "interp") - theirs(x)).abs().max() <= 1e-4
         at_224 = torch.randn(2, 3, 224, 224)
         assert (model(at_224, "native") - reference_net.eval()(at_224)).abs().max() <= 1e-5
@@ -106,3 +119,45 @@ def test_bad_input(deit_file, tmp_path, monkeypatch):
     with pytest.raises(PebenchError, match="no weights for timm:deit_tiny_patch16_224: looked in Hugging Face "
                                            "cache .*; pass --checkpoint FILE"):
         build_timm_model("timm:deit_tiny_patch16_224")
+
+
+def _random_checkpoint(name, path, seed=0, num_classes=7):
+    torch.manual_seed(seed)
+    net = sharpen(timm.create_model(name, pretrained=False, num_classes=num_classes, img_size=224))
+    torch.save(net.state_dict(), path)
+    return net.state_dict()
+
+
+ROPE_MODELS = ["vit_small_patch16_rope_224", "vit_small_patch16_rope_mixed_224", "vit_small_patch16_rope_ape_224",
+               "eva02_tiny_patch14_224"]
+
+
+@pytest.mark.parametrize("name", ROPE_MODELS)
+def test_rope_families_match_timms_own_resized_model(name, tmp_path):
+    from timm.layers.pos_embed_sincos import RotaryEmbeddingMixed
+
+    state = _random_checkpoint(name, tmp_path / "w.pth")
+    model, meta = build_timm_model(f"timm:{name}", tmp_path / "w.pth")
+    patch = meta["patch"]
+    res = 24 * patch
+    x = torch.randn(1, 3, res, res, generator=torch.Generator().manual_seed(2))
+    trained = 224 // patch
+    has_ape = model.net.pos_embed is not None
+    for mode in ("native", "interp"):
+        if mode == "native" and has_ape:
+            assert "learned APE" in model.applicability(res, mode)
+            continue
+        mixed = "mixed" in name
+        kwargs = {} if mixed else {"ref_feat_shape": (trained, trained) if mode == "interp" else None}
+        theirs = _timm_at(name, state, res, **kwargs)
+        if mixed and mode == "interp":
+            assert isinstance(theirs.rope, RotaryEmbeddingMixed)
+            theirs.rope.t_x.mul_(trained / 24)  # timm's cached grid, scaled by hand: G0 / G
+            theirs.rope.t_y.mul_(trained / 24)
+        with torch.inference_mode():
+            reference = theirs(x)
+            diff = (model(x, mode) - reference).abs().max().item()
+        assert reference.std() > 0.1 and diff <= 1e-4, (mode, diff)
+    with torch.inference_mode():  # the modes differ off-grid, so each test above compared something
+        if not has_ape:
+            assert (model(x, "native") - model(x, "interp")).abs().max() > 1e-3

@@ -11,6 +11,10 @@ Each supported family says what its two resolution modes mean and which timm API
 - learned APE (ViT, DeiT, DeiT-III's ``no_embed_class``): interp only, timm's
   ``resample_abs_pos_embed`` (bicubic) via ``dynamic_img_size``; native off the trained grid is not
   applicable.
+- RoPE (EVA-02, RoPE-ViT's ``vit_*_rope*`` ports; Heo et al., ECCV 2024): native = rotation angles
+  at the new integer positions; interp = positions scaled by G0/G (axial: timm's
+  ``ref_feat_shape``; mixed: timm has no such option, pebench scales the grid it passes to
+  ``get_mixed_freqs``). A model that also has a learned APE is not applicable natively off-grid.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +44,28 @@ class Family:
     interp: str  # how interp mode works
     create_kwargs: tuple[tuple[str, object], ...] = ()
     position_free_kwargs: tuple[tuple[str, object], ...] = ()  # timm kwargs that drop position information
+    configure: Callable[[nn.Module, tuple[int, int], tuple[int, int], str], None] | None = None
+
+
+def _configure_rope(net: nn.Module, grid: tuple[int, int], trained_grid: tuple[int, int], mode: str) -> None:
+    """Point timm's RoPE module at native (integer) or interp (scaled by G0/G) positions for ``grid``."""
+    from timm.layers.pos_embed_sincos import RotaryEmbeddingMixed, get_mixed_freqs, get_mixed_grid
+
+    rope = net.rope
+    interp = mode == "interp" and grid != trained_grid
+    if not isinstance(rope, RotaryEmbeddingMixed):
+        rope.ref_feat_shape = list(trained_grid) if interp else None
+        return
+    if not interp:
+        rope.__dict__.pop("get_embed", None)  # back to timm's own method
+        return
+    scale = trained_grid[0] / grid[0]  # square images: one factor for both axes
+
+    def scaled_embed(shape=None, dtype=None):
+        t_x, t_y = get_mixed_grid(shape, grid_indexing=rope.grid_indexing, device=rope.freqs.device)
+        return get_mixed_freqs(rope.freqs, t_x * scale, t_y * scale, dtype=dtype)
+
+    rope.get_embed = scaled_embed  # an instance attribute: this model only, undone by native mode
 
 
 FAMILIES: tuple[Family, ...] = (
@@ -52,14 +79,28 @@ FAMILIES: tuple[Family, ...] = (
         create_kwargs=(("dynamic_img_size", True),),
         position_free_kwargs=(("pos_embed", "none"),),
     ),
+    Family(
+        name="RoPE",
+        patterns=("eva02_*", "vit_*_rope_*"),
+        encoding="timm RoPE (axial or mixed, some with learned APE)",
+        native="rotation angles at the new integer positions",
+        interp="positions scaled by G0/G (axial: ref_feat_shape; mixed: pebench scales get_mixed_grid)",
+        create_kwargs=(("dynamic_img_size", True),),
+        position_free_kwargs=(("use_rot_pos_emb", False), ("use_abs_pos_emb", False)),
+        configure=_configure_rope,
+    ),
 )
-_EXCLUDED = ("*rope*", "*relpos*")
+_EXCLUDED = ("*relpos*", "*clip*", "*reg*_gap*")
 
 
 def family_of(name: str) -> Family | None:
     if any(fnmatch.fnmatch(name, pattern) for pattern in _EXCLUDED):
         return None
-    return next((f for f in FAMILIES if any(fnmatch.fnmatch(name, p) for p in f.patterns)), None)
+    # the most specific family first: vit_base_patch16_rope_224 is RoPE, not a plain ViT
+    for family in reversed(FAMILIES):
+        if any(fnmatch.fnmatch(name, p) for p in family.patterns):
+            return family
+    return None
 
 
 def _unknown_name_error(name: str) -> PebenchError:
@@ -148,17 +189,21 @@ class TimmModel(nn.Module):
     def _pos_embed(self) -> torch.Tensor | None:
         return getattr(self.net, "pos_embed", None)
 
+    def _rope_param_count(self) -> int:
+        rope = getattr(self.net, "rope", None)
+        return 0 if rope is None else sum(p.numel() for p in rope.parameters())
+
     def position_param_count(self) -> int:
         pos_embed = self._pos_embed()
-        return 0 if pos_embed is None else pos_embed.numel()
+        return (0 if pos_embed is None else pos_embed.numel()) + self._rope_param_count()
 
     def position_values_at(self, res: int, mode: str) -> int:
+        """Stored position parameters in use at ``res``; a resampled APE grid grows with it."""
         pos_embed = self._pos_embed()
         if pos_embed is None:
-            return 0
-        trained_tokens = (self.img_size // self.patch) ** 2
-        prefix = pos_embed.shape[1] - trained_tokens
-        return (prefix + (res // self.patch) ** 2) * pos_embed.shape[2]
+            return self._rope_param_count()
+        prefix = pos_embed.shape[1] - (self.img_size // self.patch) ** 2
+        return (prefix + (res // self.patch) ** 2) * pos_embed.shape[2] + self._rope_param_count()
 
     def position_free_twin(self) -> nn.Module:
         """The same timm architecture without position information: the cost reference."""
@@ -171,9 +216,9 @@ class TimmModel(nn.Module):
     def applicability(self, res: int, mode: str) -> str | None:
         if res % self.patch:
             return f"{res} px is not a multiple of the patch size {self.patch}"
-        if mode == "native" and res != self.img_size and self.family.native is None:
+        if mode == "native" and res != self.img_size and (self.family.native is None or self._pos_embed() is not None):
             grid = self.img_size // self.patch
-            return f"{self.family.encoding} exists only on its trained {grid}x{grid} grid; use interp mode"
+            return f"the learned APE (pos_embed) exists only on its trained {grid}x{grid} grid; use interp mode"
         return None
 
     def resize_api(self, res: int, mode: str) -> str | None:
@@ -186,6 +231,10 @@ class TimmModel(nn.Module):
         reason = self.applicability(x.shape[-1], mode)
         if reason:
             raise ValueError(reason)
+        if self.family.configure is not None:
+            trained = self.img_size // self.patch
+            grid = (x.shape[-2] // self.patch, x.shape[-1] // self.patch)
+            self.family.configure(self.net, grid, (trained, trained), mode)
         return self.net(x)
 
 
