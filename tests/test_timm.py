@@ -161,3 +161,37 @@ def test_rope_families_match_timms_own_resized_model(name, tmp_path):
     with torch.inference_mode():  # the modes differ off-grid, so each test above compared something
         if not has_ape:
             assert (model(x, "native") - model(x, "interp")).abs().max() > 1e-3
+
+
+def test_clamped_index_equals_timms_on_the_trained_grid_and_clamps_beyond():
+    from timm.models.beit import gen_relative_position_index
+
+    from pebench.models.timm_adapter import clamped_relative_index
+
+    assert torch.equal(clamped_relative_index((14, 14), (14, 14)), gen_relative_position_index((14, 14)))
+    index = clamped_relative_index((24, 24), (14, 14))
+    trained = gen_relative_position_index((14, 14))
+    assert index.max() == trained.max() and index[0, 0] == trained[0, 0]
+    # token (0, 0) vs token (0, 20): offset -20 columns clamps to -13, the trained table's edge
+    assert index[1, 1 + 20] == trained[1, 1 + 13]
+    # within the trained range offsets keep their own entries
+    assert index[1 + 24 * 2 + 3, 1 + 24 * 5 + 7] == trained[1 + 14 * 2 + 3, 1 + 14 * 5 + 7]
+
+
+def test_beit_table_interp_equals_timm_and_native_clamps(tmp_path):
+    name = "beit_base_patch16_224"
+    state = _random_checkpoint(name, tmp_path / "beit.pth")
+    model, meta = build_timm_model(f"timm:{name}", tmp_path / "beit.pth")
+    x = torch.randn(1, 3, 384, 384, generator=torch.Generator().manual_seed(3))
+    theirs = _timm_at(name, state, 384)
+    with torch.inference_mode():
+        reference = theirs(x)
+        first = model(x, "interp")
+        native = model(x, "native")
+        again = model(x, "interp")  # back from native: starts from the trained tables, nothing compounds
+    assert reference.std() > 0.1 and (first - reference).abs().max() <= 1e-4
+    assert torch.equal(first, again) and (native - first).abs().max() > 1e-3
+    heads, table_rows = 12, 27 * 27 + 3
+    assert model.position_param_count() == 12 * table_rows * heads
+    assert model.position_values_at(384, "interp") == 12 * (47 * 47 + 3) * heads
+    assert model.position_values_at(384, "native") == 12 * table_rows * heads

@@ -44,14 +44,15 @@ class Family:
     interp: str  # how interp mode works
     create_kwargs: tuple[tuple[str, object], ...] = ()
     position_free_kwargs: tuple[tuple[str, object], ...] = ()  # timm kwargs that drop position information
-    configure: Callable[[nn.Module, tuple[int, int], tuple[int, int], str], None] | None = None
+    #: adapts the timm model to (grid, mode) before a forward; None when timm's dynamic_img_size does it all
+    configure: Callable[[TimmModel, tuple[int, int], str], None] | None = None
 
 
-def _configure_rope(net: nn.Module, grid: tuple[int, int], trained_grid: tuple[int, int], mode: str) -> None:
+def _configure_rope(model: TimmModel, grid: tuple[int, int], mode: str) -> None:
     """Point timm's RoPE module at native (integer) or interp (scaled by G0/G) positions for ``grid``."""
     from timm.layers.pos_embed_sincos import RotaryEmbeddingMixed, get_mixed_freqs, get_mixed_grid
 
-    rope = net.rope
+    rope, trained_grid = model.net.rope, model.trained_grid
     interp = mode == "interp" and grid != trained_grid
     if not isinstance(rope, RotaryEmbeddingMixed):
         rope.ref_feat_shape = list(trained_grid) if interp else None
@@ -66,6 +67,62 @@ def _configure_rope(net: nn.Module, grid: tuple[int, int], trained_grid: tuple[i
         return get_mixed_freqs(rope.freqs, t_x * scale, t_y * scale, dtype=dtype)
 
     rope.get_embed = scaled_embed  # an instance attribute: this model only, undone by native mode
+
+
+def clamped_relative_index(grid: tuple[int, int], trained_grid: tuple[int, int]) -> torch.Tensor:
+    """BEiT's relative-position index for ``grid`` into a table trained on ``trained_grid``, offsets
+    clamped to the trained range; the last three table rows stay the class-token entries. Equals timm's
+    ``gen_relative_position_index`` when the grids are equal."""
+    h, w = grid
+    th, tw = trained_grid
+    coords = torch.stack(torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")).flatten(1)
+    offsets = coords[:, :, None] - coords[:, None, :]
+    dy, dx = offsets[0].clamp(-(th - 1), th - 1), offsets[1].clamp(-(tw - 1), tw - 1)
+    table_rows = (2 * th - 1) * (2 * tw - 1) + 3
+    index = torch.empty(h * w + 1, h * w + 1, dtype=torch.long)
+    index[1:, 1:] = (dy + th - 1) * (2 * tw - 1) + (dx + tw - 1)
+    index[0, :] = table_rows - 3
+    index[:, 0] = table_rows - 2
+    index[0, 0] = table_rows - 1
+    return index
+
+
+def _table_modules(net: nn.Module) -> list[nn.Module]:
+    return [m for m in net.modules() if isinstance(getattr(m, "relative_position_bias_table", None), nn.Parameter)]
+
+
+def _configure_table(model: TimmModel, grid: tuple[int, int], mode: str) -> None:
+    """BEiT: interp = timm's set_input_size (resize_rel_pos_bias_table) from the trained tables;
+    native = the trained tables read through a clamped index. Each change starts from the trained
+    state, so resolutions visited earlier never compound interpolation."""
+    from timm.models.beit import gen_relative_position_index
+
+    net, trained = model.net, model.trained_grid
+    tables = _table_modules(net)
+    with torch.no_grad():
+        for module, table in zip(tables, model.trained_tables, strict=True):
+            module.relative_position_bias_table = nn.Parameter(table.clone(), requires_grad=False)
+            _set_window(module, trained, gen_relative_position_index(trained))
+        if model.trained_pos_embed is not None:
+            net.pos_embed = nn.Parameter(model.trained_pos_embed.clone(), requires_grad=False)
+        net.patch_embed.set_input_size(img_size=(model.img_size, model.img_size))
+        res = (grid[0] * model.patch, grid[1] * model.patch)
+        if mode == "interp":
+            net.set_input_size(img_size=res)
+            return
+        net.patch_embed.set_input_size(img_size=res)
+        for module in tables:
+            _set_window(module, grid, clamped_relative_index(grid, trained))
+
+
+def _set_window(module: nn.Module, window: tuple[int, int], index: torch.Tensor) -> None:
+    module.window_size = window
+    if hasattr(module, "window_area"):
+        module.window_area = window[0] * window[1]
+    if hasattr(module, "num_relative_distance"):
+        module.num_relative_distance = module.relative_position_bias_table.shape[0]
+    module.register_buffer("relative_position_index", index.to(module.relative_position_bias_table.device),
+                           persistent=False)
 
 
 FAMILIES: tuple[Family, ...] = (
@@ -88,6 +145,16 @@ FAMILIES: tuple[Family, ...] = (
         create_kwargs=(("dynamic_img_size", True),),
         position_free_kwargs=(("use_rot_pos_emb", False), ("use_abs_pos_emb", False)),
         configure=_configure_rope,
+    ),
+    Family(
+        name="relative table (BEiT)",
+        patterns=("beit_*", "beitv2_*"),
+        encoding="timm BEiT relative position bias table",
+        native="trained table, offsets clamped to the trained range",
+        interp="set_input_size -> resize_rel_pos_bias_table",
+        position_free_kwargs=(("use_rel_pos_bias", False), ("use_shared_rel_pos_bias", False),
+                              ("use_abs_pos_emb", False)),
+        configure=_configure_table,
     ),
 )
 _EXCLUDED = ("*relpos*", "*clip*", "*reg*_gap*")
@@ -175,8 +242,18 @@ class TimmModel(nn.Module):
         self.name, self.net, self.family = name, net, family
         self.patch = net.patch_embed.patch_size[0]
         self.img_size = net.patch_embed.img_size[0]
+        self.trained_grid = (self.img_size // self.patch, self.img_size // self.patch)
         self.size = name
         self.spec = f"{PREFIX}{name}"
+        self.trained_tables: list[torch.Tensor] = []
+        self.trained_pos_embed: torch.Tensor | None = None
+        self._configured: tuple | None = None
+
+    def snapshot_trained(self) -> None:
+        """Keep the trained relative tables and APE grid: every resolution change starts from them."""
+        self.trained_tables = [m.relative_position_bias_table.detach().clone() for m in _table_modules(self.net)]
+        pos_embed = self._pos_embed()
+        self.trained_pos_embed = None if pos_embed is None else pos_embed.detach().clone()
 
     @property
     def num_classes(self) -> int:
@@ -194,16 +271,20 @@ class TimmModel(nn.Module):
         return 0 if rope is None else sum(p.numel() for p in rope.parameters())
 
     def position_param_count(self) -> int:
-        pos_embed = self._pos_embed()
-        return (0 if pos_embed is None else pos_embed.numel()) + self._rope_param_count()
+        ape = 0 if self.trained_pos_embed is None else self.trained_pos_embed.numel()
+        return ape + self._rope_param_count() + sum(t.numel() for t in self.trained_tables)
 
     def position_values_at(self, res: int, mode: str) -> int:
-        """Stored position parameters in use at ``res``; a resampled APE grid grows with it."""
-        pos_embed = self._pos_embed()
-        if pos_embed is None:
-            return self._rope_param_count()
-        prefix = pos_embed.shape[1] - (self.img_size // self.patch) ** 2
-        return (prefix + (res // self.patch) ** 2) * pos_embed.shape[2] + self._rope_param_count()
+        """Stored position values in use at ``res``: a resampled APE grid or resized table grows with it."""
+        grid = res // self.patch
+        count = self._rope_param_count()
+        if self.trained_pos_embed is not None:
+            prefix = self.trained_pos_embed.shape[1] - self.trained_grid[0] ** 2
+            count += (prefix + grid**2) * self.trained_pos_embed.shape[2]
+        for table in self.trained_tables:
+            rows = (2 * grid - 1) ** 2 + 3 if mode == "interp" else table.shape[0]
+            count += rows * table.shape[1]
+        return count
 
     def position_free_twin(self) -> nn.Module:
         """The same timm architecture without position information: the cost reference."""
@@ -211,7 +292,9 @@ class TimmModel(nn.Module):
 
         kwargs = dict(self.family.create_kwargs) | dict(self.family.position_free_kwargs)
         net = timm.create_model(self.name, pretrained=False, num_classes=self.num_classes, **kwargs)
-        return TimmModel(self.name, net.eval(), self.family)
+        twin = TimmModel(self.name, net.eval(), self.family)
+        twin.snapshot_trained()
+        return twin
 
     def applicability(self, res: int, mode: str) -> str | None:
         if res % self.patch:
@@ -231,10 +314,10 @@ class TimmModel(nn.Module):
         reason = self.applicability(x.shape[-1], mode)
         if reason:
             raise ValueError(reason)
-        if self.family.configure is not None:
-            trained = self.img_size // self.patch
-            grid = (x.shape[-2] // self.patch, x.shape[-1] // self.patch)
-            self.family.configure(self.net, grid, (trained, trained), mode)
+        grid = (x.shape[-2] // self.patch, x.shape[-1] // self.patch)
+        if self.family.configure is not None and self._configured != (grid, mode):
+            self.family.configure(self, grid, mode)
+            self._configured = (grid, mode)
         return self.net(x)
 
 
@@ -270,6 +353,7 @@ def build_timm_model(spec: str, checkpoint: Path | None = None) -> tuple[TimmMod
         raise PebenchError(f"{checkpoint}: not a checkpoint of timm:{name}: {mismatch}")
     net.load_state_dict(state)
     model = TimmModel(name, net.eval(), family)
+    model.snapshot_trained()
     meta = {"size": name, "encoding": family.encoding, "train_res": model.img_size, "patch": model.patch,
             "num_classes": num_classes, "checkpoint_sha256": hashlib.sha256(checkpoint.read_bytes()).hexdigest(),
             "family": family.name, "checkpoint": str(checkpoint)}
