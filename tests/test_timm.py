@@ -195,3 +195,41 @@ def test_beit_table_interp_equals_timm_and_native_clamps(tmp_path):
     assert model.position_param_count() == 12 * table_rows * heads
     assert model.position_values_at(384, "interp") == 12 * (47 * 47 + 3) * heads
     assert model.position_values_at(384, "native") == 12 * table_rows * heads
+
+
+def test_relpos_mlp_native_is_timms_set_input_size_and_interp_scales_offsets(tmp_path):
+    name = "vit_relpos_small_patch16_224"
+    state = _random_checkpoint(name, tmp_path / "relpos.pth")
+    model, _ = build_timm_model(f"timm:{name}", tmp_path / "relpos.pth")
+    x = torch.randn(1, 3, 384, 384, generator=torch.Generator().manual_seed(4))
+    theirs = _timm_at(name, state, 384)
+    with torch.inference_mode():
+        native_reference = theirs(x)
+        interp = model(x, "interp")
+        native = model(x, "native")  # same grid, other mode: the integer offsets come back
+        offsets = torch.arange(-23, 24, dtype=torch.float32) * 14 / 24
+        coords = torch.stack(torch.meshgrid(offsets, offsets, indexing="ij"), dim=-1)
+        for block in theirs.blocks:
+            block.attn.rel_pos.rel_coords_log.copy_(torch.sign(coords) * torch.log1p(coords.abs()))
+        interp_reference = theirs(x)
+    assert native_reference.std() > 0.1
+    assert (native - native_reference).abs().max() <= 1e-4 and (interp - interp_reference).abs().max() <= 1e-4
+    assert (native - interp).abs().max() > 1e-3
+
+
+def test_twins_peg_runs_any_grid_the_same_in_both_modes(tmp_path):
+    name = "twins_pcpvt_small"
+    state = _random_checkpoint(name, tmp_path / "twins.pth")
+    model, meta = build_timm_model(f"timm:{name}", tmp_path / "twins.pth")
+    assert meta["patch"] == 32 and model.interp_is_native
+    x = torch.randn(1, 3, 384, 384, generator=torch.Generator().manual_seed(5))
+    theirs = timm.create_model(name, pretrained=False, num_classes=7).eval()
+    theirs.load_state_dict(state)
+    twin = model.position_free_twin()
+    with torch.inference_mode():
+        reference = theirs(x)
+        assert reference.std() > 0.1
+        assert (model(x, "native") - reference).abs().max() <= 1e-4
+        assert torch.equal(model(x, "native"), model(x, "interp"))
+        assert twin(x, "native").shape == reference.shape
+    assert twin.position_param_count() == 0 < model.position_param_count()

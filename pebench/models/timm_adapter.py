@@ -15,6 +15,12 @@ Each supported family says what its two resolution modes mean and which timm API
   at the new integer positions; interp = positions scaled by G0/G (axial: timm's
   ``ref_feat_shape``; mixed: timm has no such option, pebench scales the grid it passes to
   ``get_mixed_freqs``). A model that also has a learned APE is not applicable natively off-grid.
+- relative position table (BEiT; Bao et al., ICLR 2022): interp = ``set_input_size`` ->
+  ``resize_rel_pos_bias_table``; native = the trained table read with offsets clamped to its range.
+- relative position MLP (``vit_relpos_*``, log-spaced coordinates as in Swin-v2): native = timm's
+  ``set_input_size`` (the MLP at new integer offsets); interp = offsets scaled by G0/G.
+- PEG (Twins-PCPVT; Chu et al., NeurIPS 2021, after CPVT): convolutions over any grid, so both
+  modes run the same computation.
 """
 
 from __future__ import annotations
@@ -44,6 +50,8 @@ class Family:
     interp: str  # how interp mode works
     create_kwargs: tuple[tuple[str, object], ...] = ()
     position_free_kwargs: tuple[tuple[str, object], ...] = ()  # timm kwargs that drop position information
+    #: removes position information from a built model, where no timm kwarg does
+    strip_position: Callable[[nn.Module], None] | None = None
     #: adapts the timm model to (grid, mode) before a forward; None when timm's dynamic_img_size does it all
     configure: Callable[[TimmModel, tuple[int, int], str], None] | None = None
 
@@ -85,6 +93,47 @@ def clamped_relative_index(grid: tuple[int, int], trained_grid: tuple[int, int])
     index[:, 0] = table_rows - 2
     index[0, 0] = table_rows - 1
     return index
+
+
+def _configure_relpos_mlp(model: TimmModel, grid: tuple[int, int], mode: str) -> None:
+    """vit_relpos: native = timm's set_input_size (the MLP at the new integer offsets); interp = the
+    same MLP at offsets scaled by G0/G, in timm's 'cr' log space sign(x) log(1 + |x|)."""
+    net = model.net
+    net.set_input_size(img_size=(grid[0] * model.patch, grid[1] * model.patch))
+    for module in _relpos_mlps(net):
+        module.init_non_persistent_buffers()  # integer offsets again, even if the grid did not change
+    if mode != "interp" or grid == model.trained_grid:
+        return
+    scale = model.trained_grid[0] / grid[0]
+    offsets = torch.arange(-(grid[0] - 1), grid[0], dtype=torch.float32) * scale
+    dy, dx = torch.meshgrid(offsets, offsets, indexing="ij")
+    coords = torch.stack([dy, dx], dim=-1)
+    log_coords = torch.sign(coords) * torch.log1p(coords.abs())
+    for module in _relpos_mlps(net):
+        module.rel_coords_log.copy_(log_coords.to(module.rel_coords_log))
+
+
+def _relpos_mlps(net: nn.Module) -> list[nn.Module]:
+    from timm.layers.pos_embed_rel import RelPosMlp
+
+    return [m for m in net.modules() if isinstance(m, RelPosMlp)]
+
+
+def _strip_relpos(net: nn.Module) -> None:
+    net.shared_rel_pos = None
+    for block in net.blocks:
+        block.attn.rel_pos = None
+
+
+class _NoPositionConv(nn.Module):
+    """Stands in for Twins' PosConv (x, size) -> x + conv(x) in a model without position information."""
+
+    def forward(self, x: torch.Tensor, size) -> torch.Tensor:
+        return x
+
+
+def _strip_peg(net: nn.Module) -> None:
+    net.pos_block = nn.ModuleList(_NoPositionConv() for _ in net.pos_block)
 
 
 def _table_modules(net: nn.Module) -> list[nn.Module]:
@@ -156,8 +205,25 @@ FAMILIES: tuple[Family, ...] = (
                               ("use_abs_pos_emb", False)),
         configure=_configure_table,
     ),
+    Family(
+        name="relative MLP (vit_relpos)",
+        patterns=("vit_relpos_*",),
+        encoding="timm log-coordinate relative position MLP",
+        native="set_input_size -> RelPosMlp at the new integer offsets",
+        interp="RelPosMlp at offsets scaled by G0/G (pebench rewrites rel_coords_log)",
+        strip_position=_strip_relpos,
+        configure=_configure_relpos_mlp,
+    ),
+    Family(
+        name="PEG (Twins-PCPVT)",
+        patterns=("twins_pcpvt_*",),
+        encoding="timm Twins-PCPVT conditional position encoding (PosConv)",
+        native="the convolutions run over the larger grid",
+        interp="the convolutions run over the larger grid",
+        strip_position=_strip_peg,
+    ),
 )
-_EXCLUDED = ("*relpos*", "*clip*", "*reg*_gap*")
+_EXCLUDED = ("*relpos*rpn*", "*clip*", "*reg*_gap*")
 
 
 def family_of(name: str) -> Family | None:
@@ -240,8 +306,9 @@ class TimmModel(nn.Module):
     def __init__(self, name: str, net: nn.Module, family: Family):
         super().__init__()
         self.name, self.net, self.family = name, net, family
-        self.patch = net.patch_embed.patch_size[0]
-        self.img_size = net.patch_embed.img_size[0]
+        self.patch = net.feature_info[-1]["reduction"]  # the total stride (Twins: 32)
+        embed = getattr(net, "patch_embed", None) or net.patch_embeds[0]
+        self.img_size = embed.img_size[0]
         self.trained_grid = (self.img_size // self.patch, self.img_size // self.patch)
         self.size = name
         self.spec = f"{PREFIX}{name}"
@@ -266,18 +333,19 @@ class TimmModel(nn.Module):
     def _pos_embed(self) -> torch.Tensor | None:
         return getattr(self.net, "pos_embed", None)
 
-    def _rope_param_count(self) -> int:
-        rope = getattr(self.net, "rope", None)
-        return 0 if rope is None else sum(p.numel() for p in rope.parameters())
+    def _module_param_count(self) -> int:
+        """Position parameters that do not change with resolution: RoPE frequencies, relative MLPs, PEGs."""
+        modules = [getattr(self.net, "rope", None), *_relpos_mlps(self.net), getattr(self.net, "pos_block", None)]
+        return sum(p.numel() for m in modules if m is not None for p in m.parameters())
 
     def position_param_count(self) -> int:
         ape = 0 if self.trained_pos_embed is None else self.trained_pos_embed.numel()
-        return ape + self._rope_param_count() + sum(t.numel() for t in self.trained_tables)
+        return ape + self._module_param_count() + sum(t.numel() for t in self.trained_tables)
 
     def position_values_at(self, res: int, mode: str) -> int:
         """Stored position values in use at ``res``: a resampled APE grid or resized table grows with it."""
         grid = res // self.patch
-        count = self._rope_param_count()
+        count = self._module_param_count()
         if self.trained_pos_embed is not None:
             prefix = self.trained_pos_embed.shape[1] - self.trained_grid[0] ** 2
             count += (prefix + grid**2) * self.trained_pos_embed.shape[2]
@@ -292,6 +360,8 @@ class TimmModel(nn.Module):
 
         kwargs = dict(self.family.create_kwargs) | dict(self.family.position_free_kwargs)
         net = timm.create_model(self.name, pretrained=False, num_classes=self.num_classes, **kwargs)
+        if self.family.strip_position is not None:
+            self.family.strip_position(net)
         twin = TimmModel(self.name, net.eval(), self.family)
         twin.snapshot_trained()
         return twin
