@@ -12,12 +12,13 @@ from pebench.zoo import resolve_model
 
 def sharpen(net: torch.nn.Module) -> torch.nn.Module:
     """Random weights that make the logits depend on position: timm's init (std 0.02, layer scale 1e-5,
-    near-uniform attention) gives logits around 1e-4, where any two paths agree within 1e-4."""
+    Swin-v2's zeroed residual post-norms, near-uniform attention) gives logits that barely depend on
+    attention, where any two resizing paths agree within 1e-4."""
     with torch.no_grad():
         for name, p in net.named_parameters():
             if p.ndim >= 2 and "pos_embed" not in name:
                 p.normal_(0, p[0].numel() ** -0.5)
-            elif name.endswith(("gamma", "gamma_1", "gamma_2", "ls1.gamma", "ls2.gamma")):
+            elif name.endswith(("gamma", "gamma_1", "gamma_2")) or ("norm" in name and name.endswith("weight")):
                 p.fill_(1.0)
             elif "pos_embed" in name or "rope" in name:
                 p.add_(torch.randn_like(p) * 0.5)
@@ -35,7 +36,8 @@ def deit_file(tmp_path_factory):
 
 
 def _timm_at(name, state, res, **kwargs):
-    net = timm.create_model(name, pretrained=False, num_classes=state["head.weight"].shape[0], **kwargs).eval()
+    classes = (state.get("head.weight") if "head.weight" in state else state["head.fc.weight"]).shape[0]
+    net = timm.create_model(name, pretrained=False, num_classes=classes, **kwargs).eval()
     net.load_state_dict(state)
     net.set_input_size(img_size=(res, res))
     return net
@@ -123,7 +125,7 @@ def test_bad_input(deit_file, tmp_path, monkeypatch):
 
 def _random_checkpoint(name, path, seed=0, num_classes=7):
     torch.manual_seed(seed)
-    net = sharpen(timm.create_model(name, pretrained=False, num_classes=num_classes, img_size=224))
+    net = sharpen(timm.create_model(name, pretrained=False, num_classes=num_classes))
     torch.save(net.state_dict(), path)
     return net.state_dict()
 
@@ -233,3 +235,23 @@ def test_twins_peg_runs_any_grid_the_same_in_both_modes(tmp_path):
         assert torch.equal(model(x, "native"), model(x, "interp"))
         assert twin(x, "native").shape == reference.shape
     assert twin.position_param_count() == 0 < model.position_param_count()
+
+
+def test_swinv2_cpb_interp_is_timms_default_and_native_keeps_trained_units(tmp_path):
+    name = "swinv2_tiny_window8_256"
+    state = _random_checkpoint(name, tmp_path / "swin.pth")
+    model, meta = build_timm_model(f"timm:{name}", tmp_path / "swin.pth")
+    assert meta["train_res"] == 256 and meta["patch"] == 32
+    x = torch.randn(1, 3, 384, 384, generator=torch.Generator().manual_seed(6))
+    interp_reference = _timm_at(name, state, 384)
+    # timm's own way to keep offsets in trained units: declare the trained window as the pretrained one
+    native_reference = timm.create_model(name, pretrained=False, num_classes=7, pretrained_window_sizes=(8, 8, 8, 8))
+    native_reference.load_state_dict(state)
+    native_reference.eval().set_input_size(img_size=(384, 384))
+    with torch.inference_mode():
+        expected_interp, expected_native = interp_reference(x), native_reference(x)
+        interp, native = model(x, "interp"), model(x, "native")
+    assert expected_interp.std() > 0.1
+    assert (interp - expected_interp).abs().max() <= 1e-4 and (native - expected_native).abs().max() <= 1e-4
+    assert (native - interp).abs().max() > 1e-3
+    assert model.position_free_twin().position_param_count() == 0 < model.position_param_count()

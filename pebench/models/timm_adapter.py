@@ -19,6 +19,9 @@ Each supported family says what its two resolution modes mean and which timm API
   ``resize_rel_pos_bias_table``; native = the trained table read with offsets clamped to its range.
 - relative position MLP (``vit_relpos_*``, log-spaced coordinates as in Swin-v2): native = timm's
   ``set_input_size`` (the MLP at new integer offsets); interp = offsets scaled by G0/G.
+- continuous position bias (Swin-v2; Liu et al., CVPR 2022): windows scale with the grid (timm's
+  ``set_input_size``); native keeps the trained offset units, interp normalises offsets by the new
+  window (timm's default for models without a pretrained window size).
 - PEG (Twins-PCPVT; Chu et al., NeurIPS 2021, after CPVT): convolutions over any grid, so both
   modes run the same computation.
 """
@@ -136,6 +139,47 @@ def _strip_peg(net: nn.Module) -> None:
     net.pos_block = nn.ModuleList(_NoPositionConv() for _ in net.pos_block)
 
 
+def _cpb_modules(net: nn.Module) -> list[nn.Module]:
+    return [m for m in net.modules() if hasattr(m, "cpb_mlp")]
+
+
+def _cpb_divisor(module: nn.Module) -> float:
+    """What timm divides relative offsets by before the log transform (pretrained window - 1, else window - 1)."""
+    pretrained = module.pretrained_window_size[0]
+    return max((pretrained if pretrained > 0 else module.window_size[0]) - 1, 1)
+
+
+def _configure_cpb(model: TimmModel, grid: tuple[int, int], mode: str) -> None:
+    """Swin-v2: timm's set_input_size scales every stage's window with the grid. Native keeps the
+    trained offset units (offsets beyond the trained window extrapolate the CPB MLP); interp scales
+    them by (w - 1) / (w0 - 1) into the trained range - for models without a pretrained window size
+    that is timm's own behaviour."""
+    net = model.net
+    net.set_input_size(img_size=(grid[0] * model.patch, grid[1] * model.patch))
+    for module, (trained_window, trained_divisor) in zip(_cpb_modules(net), model.trained_cpb, strict=True):
+        divisor = trained_divisor
+        if mode == "interp":
+            divisor *= (module.window_size[0] - 1) / max(trained_window - 1, 1)
+        module.pretrained_window_size = (divisor + 1, divisor + 1)  # timm divides by pretrained - 1
+        module.init_non_persistent_buffers()
+
+
+class _ZeroBias(nn.Module):
+    """Stands in for Swin-v2's CPB MLP: a constant bias, so attention sees no position."""
+
+    def __init__(self, num_heads: int):
+        super().__init__()
+        self.num_heads = num_heads
+
+    def forward(self, coords: torch.Tensor) -> torch.Tensor:
+        return coords.new_zeros(*coords.shape[:-1], self.num_heads)
+
+
+def _strip_cpb(net: nn.Module) -> None:
+    for module in _cpb_modules(net):
+        module.cpb_mlp = _ZeroBias(module.num_heads)
+
+
 def _table_modules(net: nn.Module) -> list[nn.Module]:
     return [m for m in net.modules() if isinstance(getattr(m, "relative_position_bias_table", None), nn.Parameter)]
 
@@ -213,6 +257,15 @@ FAMILIES: tuple[Family, ...] = (
         interp="RelPosMlp at offsets scaled by G0/G (pebench rewrites rel_coords_log)",
         strip_position=_strip_relpos,
         configure=_configure_relpos_mlp,
+    ),
+    Family(
+        name="CPB (Swin-v2)",
+        patterns=("swinv2_tiny_*", "swinv2_small_*", "swinv2_base_*", "swinv2_large_*"),
+        encoding="timm Swin-v2 continuous position bias (log-spaced CPB MLP)",
+        native="set_input_size (windows scale with the grid), CPB at offsets in trained units",
+        interp="set_input_size, CPB offsets normalised by the new window (timm's default)",
+        strip_position=_strip_cpb,
+        configure=_configure_cpb,
     ),
     Family(
         name="PEG (Twins-PCPVT)",
@@ -313,12 +366,14 @@ class TimmModel(nn.Module):
         self.size = name
         self.spec = f"{PREFIX}{name}"
         self.trained_tables: list[torch.Tensor] = []
+        self.trained_cpb: list[tuple[int, float]] = []
         self.trained_pos_embed: torch.Tensor | None = None
         self._configured: tuple | None = None
 
     def snapshot_trained(self) -> None:
         """Keep the trained relative tables and APE grid: every resolution change starts from them."""
         self.trained_tables = [m.relative_position_bias_table.detach().clone() for m in _table_modules(self.net)]
+        self.trained_cpb = [(m.window_size[0], _cpb_divisor(m)) for m in _cpb_modules(self.net)]
         pos_embed = self._pos_embed()
         self.trained_pos_embed = None if pos_embed is None else pos_embed.detach().clone()
 
@@ -335,7 +390,8 @@ class TimmModel(nn.Module):
 
     def _module_param_count(self) -> int:
         """Position parameters that do not change with resolution: RoPE frequencies, relative MLPs, PEGs."""
-        modules = [getattr(self.net, "rope", None), *_relpos_mlps(self.net), getattr(self.net, "pos_block", None)]
+        modules = [getattr(self.net, "rope", None), *_relpos_mlps(self.net), getattr(self.net, "pos_block", None),
+                   *(m.cpb_mlp for m in _cpb_modules(self.net))]
         return sum(p.numel() for m in modules if m is not None for p in m.parameters())
 
     def position_param_count(self) -> int:
