@@ -255,3 +255,33 @@ def test_swinv2_cpb_interp_is_timms_default_and_native_keeps_trained_units(tmp_p
     assert (interp - expected_interp).abs().max() <= 1e-4 and (native - expected_native).abs().max() <= 1e-4
     assert (native - interp).abs().max() > 1e-3
     assert model.position_free_twin().position_param_count() == 0 < model.position_param_count()
+
+
+def test_eval_profile_and_suites_accept_timm_specs(deit_file, tmp_path, monkeypatch):
+    from test_run import cli
+
+    from pebench.results import read_records
+
+    monkeypatch.setenv("PEBENCH_CACHE", str(tmp_path / "cache"))
+    path, _ = deit_file
+    out = tmp_path / "eval.jsonl"
+    result = cli("eval", "--model", "timm:deit_tiny_patch16_224", "--checkpoint", path, "--data", "synthetic:val=10",
+                 "--res", "224", "--res", "384", "--out", out)
+    assert result.returncode == 0, result.stderr
+    records = {(r["res"], r["mode"]): r for r in read_records(out)}
+    assert records[(384, "native")]["status"] == "not_applicable"
+    assert records[(384, "interp")]["resize_api"].startswith("resample_abs_pos_embed")
+    assert records[(384, "interp")]["model"]["source"] == "timm" and records[(384, "interp")]["metrics"]["n"] == 10
+    profiled = tmp_path / "profile.jsonl"
+    result = cli("profile", "--model", f"timm:deit_tiny_patch16_224@{path}", "--res", "384", "--repeats", "1",
+                 "--batch-size", "1", "--out", profiled)
+    assert result.returncode == 0, result.stderr
+    (record,) = read_records(profiled)
+    assert record["params"]["encoding_at_res"] == 577 * 192 and record["overhead_vs_none"]["time"] > 0
+    suite = tmp_path / "timm.yaml"
+    suite.write_text(f"models: ['timm:deit_tiny_patch16_224@{path}']\nresolutions: [224]\nmodes: [interp]\n"
+                     "data: 'synthetic:val=10'\n")
+    result = cli("run", suite, "--out", tmp_path / "run")
+    assert result.returncode == 0, result.stderr
+    two_timm_models = ["--model", "timm:deit_tiny_patch16_224", "--model", "timm:deit_small_patch16_224"]
+    assert cli("eval", *two_timm_models, "--checkpoint", path, "--res", "224").returncode == 2
