@@ -285,3 +285,16 @@ def test_eval_profile_and_suites_accept_timm_specs(deit_file, tmp_path, monkeypa
     assert result.returncode == 0, result.stderr
     two_timm_models = ["--model", "timm:deit_tiny_patch16_224", "--model", "timm:deit_small_patch16_224"]
     assert cli("eval", *two_timm_models, "--checkpoint", path, "--res", "224").returncode == 2
+
+
+@pytest.mark.parametrize("name, res, gmacs, params_m", [
+    ("deit_small_patch16_224", 224, 4.61, 22.05),  # published (reference.md, timm's benchmark CSVs)
+    ("vit_base_patch16_384", 384, 55.54, 86.86),
+])
+def test_profile_matches_published_compute(name, res, gmacs, params_m, tmp_path):
+    net = timm.create_model(name, pretrained=False)
+    torch.save(net.state_dict(), tmp_path / "w.pth")
+    model, meta = build_timm_model(f"timm:{name}", tmp_path / "w.pth")
+    assert meta["train_res"] == res and meta["num_classes"] == 1000
+    assert abs(param_counts(model, res, "interp")["total"] / 1e6 - params_m) / params_m < 0.005
+    assert abs(count_flops(model, res, "interp") / 2e9 - gmacs) / gmacs < 0.01
