@@ -12,16 +12,22 @@ from pebench.errors import PebenchError
 from pebench.results import SCHEMA_VERSION
 
 
-def _cell_text(record: dict, baseline: dict | None) -> str:
+def change_vs_trained(record: dict, reference: dict | None) -> float | None:
+    """Top-1 change in points vs the same model at its training resolution; None when not comparable."""
+    if record["status"] != "ok" or reference is None or reference is record or reference["status"] != "ok":
+        return None
+    return 100 * (record["metrics"]["top1"] - reference["metrics"]["top1"])
+
+
+def _cell_text(record: dict, reference: dict | None) -> str:
     if record["status"] != "ok":
         return f"[dim]n/a: {record['reason']}[/]"
     m = record["metrics"]
     lo, hi = m["top1_ci95"]
     text = f"[bold]{100 * m['top1']:.1f}[/] [dim]({100 * lo:.1f}-{100 * hi:.1f})[/]\ntop-5 {100 * m['top5']:.1f}"
-    if baseline is not None and baseline is not record and baseline["status"] == "ok":
-        delta = 100 * (m["top1"] - baseline["metrics"]["top1"])
-        colour = "green" if delta >= 0 else "red"
-        text += f"  [{colour}]{delta:+.1f}[/]"
+    delta = change_vs_trained(record, reference)
+    if delta is not None:
+        text += f"  [{'green' if delta >= 0 else 'red'}]{delta:+.1f}[/]"
     if record["mode"] == "interp" and record["same_as_native"] and record["res"] != record["model"]["train_res"]:
         text += " [dim](= native)[/]"
     return text
@@ -110,12 +116,10 @@ def _accuracy_cell(record: dict | None, reference: dict | None) -> str:
         return ""
     if record["status"] != "ok":
         return f"n/a: {record['reason']}"
-    m = record["metrics"]
-    lo, hi = m["top1_ci95"]
-    text = f"{100 * m['top1']:.1f} ({100 * lo:.1f}-{100 * hi:.1f})"
-    if reference is not None and reference is not record and reference["status"] == "ok":
-        text += f" {100 * (m['top1'] - reference['metrics']['top1']):+.1f}"
-    return text
+    lo, hi = record["metrics"]["top1_ci95"]
+    delta = change_vs_trained(record, reference)
+    return f"{100 * record['metrics']['top1']:.1f} ({100 * lo:.1f}-{100 * hi:.1f})" + (
+        f" {delta:+.1f}" if delta is not None else "")
 
 
 def accuracy_grid(records: list[dict], mode: str) -> tuple[list[str], list[list[str]]]:
