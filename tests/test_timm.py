@@ -298,3 +298,25 @@ def test_profile_matches_published_compute(name, res, gmacs, params_m, tmp_path)
     assert meta["train_res"] == res and meta["num_classes"] == 1000
     assert abs(param_counts(model, res, "interp")["total"] / 1e6 - params_m) / params_m < 0.005
     assert abs(count_flops(model, res, "interp") / 2e9 - gmacs) / gmacs < 0.01
+
+
+def test_deit3_without_class_position_interpolates_like_timm(tmp_path):
+    name = "deit3_small_patch16_224"  # no_embed_class: the class token carries no position
+    state = _random_checkpoint(name, tmp_path / "deit3.pth")
+    model, _ = build_timm_model(f"timm:{name}", tmp_path / "deit3.pth")
+    assert model.position_param_count() == 196 * 384
+    x = torch.randn(1, 3, 448, 448, generator=torch.Generator().manual_seed(7))
+    with torch.inference_mode():
+        reference = _timm_at(name, state, 448)(x)
+        assert reference.std() > 0.1 and (model(x, "interp") - reference).abs().max() <= 1e-4
+
+
+def test_cli_bad_timm_input_is_one_line(deit_file):
+    from test_run import cli
+
+    path, _ = deit_file
+    for args, message in ((["--model", "timm:deit_tiny_patch16_244", "--checkpoint", path], "did you mean"),
+                          (["--model", "timm:resnet18", "--checkpoint", path], "not in a family pebench can resize")):
+        result = cli("eval", *args, "--res", "224")
+        assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
