@@ -300,11 +300,13 @@ def test_profile_matches_published_compute(name, res, gmacs, params_m, tmp_path)
     assert abs(count_flops(model, res, "interp") / 2e9 - gmacs) / gmacs < 0.01
 
 
-def test_deit3_without_class_position_interpolates_like_timm(tmp_path):
-    name = "deit3_small_patch16_224"  # no_embed_class: the class token carries no position
-    state = _random_checkpoint(name, tmp_path / "deit3.pth")
-    model, _ = build_timm_model(f"timm:{name}", tmp_path / "deit3.pth")
-    assert model.position_param_count() == 196 * 384
+@pytest.mark.parametrize("name", ["deit3_small_patch16_224", "deit_tiny_distilled_patch16_224"])
+def test_other_ape_layouts_interpolate_like_timm(name, tmp_path):
+    """DeiT-III: no position for the class token (no_embed_class); distilled DeiT: two prefix tokens."""
+    state = _random_checkpoint(name, tmp_path / "w.pth")
+    model, _ = build_timm_model(f"timm:{name}", tmp_path / "w.pth")
+    prefix_with_position, dim = (0, 384) if name.startswith("deit3") else (2, 192)
+    assert model.position_param_count() == (prefix_with_position + 196) * dim
     x = torch.randn(1, 3, 448, 448, generator=torch.Generator().manual_seed(7))
     with torch.inference_mode():
         reference = _timm_at(name, state, 448)(x)
