@@ -10,6 +10,8 @@ Schema (``schema_version`` 1)::
     status          "ok" | "not_applicable"
     reason          why not applicable (null when ok)
     same_as_native  true when interp runs the native computation (nothing to interpolate)
+    measured_as     "native" on an interp cell that is same_as_native and took the native cell's
+                    results (metrics and timing) instead of running the same computation again
     resize_api      timm models: the timm API that adapted position parameters (null at the trained
                     resolution and for pebench's own encodings)
     data            {spec, split, n, fingerprint}   fingerprint: hash of spec, split, res, renderer

@@ -119,13 +119,17 @@ def run_cells(
             images, labels = data.load("val", res)
             if suite.n is not None:
                 images, labels = images[: suite.n], labels[: suite.n]
+            natives = {r["model"]["name"]: r for r in read_records(path) if r["kind"] == "eval" and r["res"] == res
+                       and r["mode"] == "native" and r["key"] in suite_keys} if path.exists() else {}
             for cell in (c for c in eval_cells if c.res == res):
                 on_cell_start(cell)
                 if cell.model not in loaded:
                     loaded[cell.model] = resolve_model(cell.model)
                 net, meta, source, model_path = loaded[cell.model]
                 record = evaluate_cell((cell.model, net, meta, source, model_path), data, images, labels, res,
-                                       cell.mode, suite.batch_size, device, env, on_images)
+                                       cell.mode, suite.batch_size, device, env, on_images, natives.get(cell.model))
+                if cell.mode == "native":
+                    natives[cell.model] = record
                 finish(cell, record)
 
     profile_cells = [c for c in todo if c.kind == "profile"]

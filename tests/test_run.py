@@ -69,6 +69,9 @@ def test_run_writes_one_keyed_record_per_cell_and_the_report(finished):
     assert {r["suite"] for r in records} == {"small"}
     ape_native = [r for r in records if r["model"]["name"].endswith("ape.safetensors") and r["mode"] == "native"]
     assert {r["status"] for r in ape_native} == {"ok", "not_applicable"}  # APE off its grid needs interpolation
+    # interp cells that run the native computation (PEG anywhere, everything at 224) reuse the native result
+    reused = {(r["model"]["name"].rsplit("/", 1)[-1], r["res"]) for r in records if r.get("measured_as") == "native"}
+    assert reused == {("ape.safetensors", 224), ("peg.safetensors", 224), ("peg.safetensors", 384)}
     for name in ("report.md", "report.html", "report.csv", "report.json", "plots/accuracy.png"):
         assert (out / name).exists(), name
     assert "report:" in result.stdout
@@ -232,3 +235,32 @@ def test_validate_prints_the_cell_count(workspace):
     result = cli("validate", suite)
     assert result.returncode == 0 and "8 cells (8 eval, 0 profile)" in result.stdout
     assert cli("validate", Path(suite).with_name("nope.yaml")).returncode == 2
+
+
+def test_the_committed_quick_baseline_gates(tmp_path):
+    """Results equal to results/baselines/quick.json pass; the same baseline claiming 10 more points on one
+    cell fails - the CI gate can fail."""
+    from pebench.evaluate import wilson_interval
+
+    baseline = json.loads((Path(__file__).parent.parent / "results" / "baselines" / "quick.json").read_text())
+    assert {c["model"] for c in baseline["cells"]} == {"ape", "sincos", "irpe", "peg", "rope_axial"}
+    results = tmp_path / "results.jsonl"
+    with results.open("w") as f:
+        for cell in baseline["cells"]:
+            ok = cell["status"] == "ok"
+            metrics = {"n": cell["n"], "correct_top1": cell["correct"], "correct_top5": cell["n"],
+                       "top1": cell["value"], "top1_ci95": list(wilson_interval(cell["correct"], cell["n"])),
+                       "top5": 1.0} if ok else None
+            record = {"schema_version": 1, "kind": "eval", "model": {"name": cell["model"], "encoding": "?"},
+                      "res": cell["res"], "mode": cell["mode"], "status": cell["status"], "reason": None,
+                      "data": {"spec": cell["data"], "n": cell["n"]}, "metrics": metrics, "device": "cpu",
+                      "env": baseline["env"] | {"machine": "x", "threads": 2}}
+            f.write(json.dumps(record) + "\n")
+    committed = Path(__file__).parent.parent / "results" / "baselines" / "quick.json"
+    assert cli("check", results, "--baseline", committed).returncode == 0
+    edited = next(c for c in baseline["cells"] if c["status"] == "ok" and c["value"] <= 0.85)
+    edited["correct"] += edited["n"] // 10
+    edited["value"] = edited["correct"] / edited["n"]
+    (tmp_path / "edited.json").write_text(json.dumps(baseline))
+    failed = cli("check", results, "--baseline", tmp_path / "edited.json")
+    assert failed.returncode == 1 and "regressed" in failed.stdout
