@@ -238,7 +238,8 @@ def _plots(records: list[dict], plot_dir: Path) -> list[tuple[str, Path]]:
                 line, = ax.plot(res, [100 * p[1]["top1"] for p in points], marker="o", label=name)
                 ax.fill_between(res, [100 * p[1]["top1_ci95"][0] for p in points],
                                 [100 * p[1]["top1_ci95"][1] for p in points], color=line.get_color(), alpha=0.15)
-            ax.set(title=f"top-1 vs resolution, {mode}", xlabel="resolution (px)", ylabel="top-1 % (95% CI band)")
+            ax.set(title=f"top-1 vs resolution, {mode}", xlabel="resolution (px)", ylabel="top-1 % (95% CI band)",
+                   xticks=sorted({r["res"] for r in evals}))
             ax.grid(alpha=0.3)
         axes[0][-1].legend(fontsize=7, loc="best")
         fig.tight_layout()
@@ -253,8 +254,9 @@ def _plots(records: list[dict], plot_dir: Path) -> list[tuple[str, Path]]:
             res = [p[0] for p in points]
             gmacs_ax.plot(res, [p[1]["flops"]["gmacs"] for p in points], marker="o", label=name)
             speed_ax.plot(res, [p[1]["timing"]["img_per_s"] for p in points], marker="o", label=name)
-        gmacs_ax.set(title="GMACs per image", xlabel="resolution (px)", ylabel="GMACs")
-        speed_ax.set(title="throughput", xlabel="resolution (px)", ylabel="img/s (median)", yscale="log")
+        ticks = sorted({r["res"] for r in profiles})
+        gmacs_ax.set(title="GMACs per image", xlabel="resolution (px)", ylabel="GMACs", xticks=ticks)
+        speed_ax.set(title="throughput", xlabel="resolution (px)", ylabel="img/s (median)", yscale="log", xticks=ticks)
         for ax in (gmacs_ax, speed_ax):
             ax.grid(alpha=0.3)
         speed_ax.legend(fontsize=7)

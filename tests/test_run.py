@@ -264,3 +264,18 @@ def test_the_committed_quick_baseline_gates(tmp_path):
     (tmp_path / "edited.json").write_text(json.dumps(baseline))
     failed = cli("check", results, "--baseline", tmp_path / "edited.json")
     assert failed.returncode == 1 and "regressed" in failed.stdout
+
+
+def test_profile_cells_give_the_cost_table_and_plots(workspace, tmp_path):
+    root, _ = workspace
+    suite = tmp_path / "cost.yaml"
+    suite.write_text(f"models: ['{root / 'peg.safetensors'}']\nresolutions: [224, 256]\nmodes: [native]\n"
+                     f"data: '{DATA}'\nprofile: true\nprofile_repeats: 1\nprofile_batch_size: 1\n")
+    out = tmp_path / "out"
+    result = cli("run", suite, "--out", out)
+    assert result.returncode == 0, result.stderr
+    records = read_records(out / "results.jsonl")
+    assert [r["kind"] for r in records].count("profile") == 2
+    text = (out / "report.md").read_text()
+    assert "## Cost (measured)" in text and "| model | params M | PE params @224 | PE params @256 |" in text
+    assert (out / "plots" / "cost.png").exists() and (out / "plots" / "tradeoff.png").exists()
