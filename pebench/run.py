@@ -101,6 +101,9 @@ def run_cells(
     _barrier(world)
     done = finished_keys(path, suite_keys)
     todo = [c for c in cells if c.key not in done]
+    # native results of earlier runs, for interp cells that run the same computation
+    natives = {(r["model"]["name"], r["res"]): r for r in (read_records(path) if path.exists() else [])
+               if r["kind"] == "eval" and r["mode"] == "native"}
     _barrier(world)  # every rank has read the results file before rank 0 appends to it
     on_start(todo)
 
@@ -119,17 +122,16 @@ def run_cells(
             images, labels = data.load("val", res)
             if suite.n is not None:
                 images, labels = images[: suite.n], labels[: suite.n]
-            natives = {r["model"]["name"]: r for r in read_records(path) if r["kind"] == "eval" and r["res"] == res
-                       and r["mode"] == "native" and r["key"] in suite_keys} if path.exists() else {}
             for cell in (c for c in eval_cells if c.res == res):
                 on_cell_start(cell)
                 if cell.model not in loaded:
                     loaded[cell.model] = resolve_model(cell.model)
                 net, meta, source, model_path = loaded[cell.model]
                 record = evaluate_cell((cell.model, net, meta, source, model_path), data, images, labels, res,
-                                       cell.mode, suite.batch_size, device, env, on_images, natives.get(cell.model))
+                                       cell.mode, suite.batch_size, device, env, on_images,
+                                       natives.get((cell.model, res)))
                 if cell.mode == "native":
-                    natives[cell.model] = record
+                    natives[(cell.model, res)] = record
                 finish(cell, record)
 
     profile_cells = [c for c in todo if c.kind == "profile"]
