@@ -181,9 +181,7 @@ def evaluate_models(
 
     env = environment()
     for res in resolutions:
-        images, labels = data.load("val", res)
-        if n is not None:
-            images, labels = images[:n], labels[:n]
+        images, labels = data.load("val", res, limit=n)
         for entry in models:
             native = None
             for mode in modes:

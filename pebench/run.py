@@ -119,9 +119,7 @@ def run_cells(
         env = environment()
         loaded: dict[str, tuple] = {}
         for res in dict.fromkeys(c.res for c in eval_cells):
-            images, labels = data.load("val", res)
-            if suite.n is not None:
-                images, labels = images[: suite.n], labels[: suite.n]
+            images, labels = data.load("val", res, limit=suite.n)
             for cell in (c for c in eval_cells if c.res == res):
                 on_cell_start(cell)
                 if cell.model not in loaded:

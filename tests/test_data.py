@@ -154,10 +154,12 @@ def _folder(tmp_path, broken=False):
 def test_image_folder_uses_timm_eval_transform_and_names_skipped_files(tmp_path):
     data = parse_data(f"imagefolder:{_folder(tmp_path, broken=True)}", crop_pct={224: 0.875, 384: 1.0})
     images, labels = data.load("val", 48)
-    assert images.shape == (4, 3, 48, 48) and labels.tolist() == [0, 0, 1, 1]
+    assert images.shape == (4, 3, 48, 48) and labels.tolist() == [0, 1, 0, 1]  # classes alternate
     assert data.skipped == ["dog/broken.jpg (UnidentifiedImageError)"]
     assert data.crop_for(384) == 1.0 and data.crop_for(448) == 0.875
-    assert images[0, 0].float().mean() > 190 and images[2, 2].float().mean() > 190
+    assert images[0, 0].float().mean() > 190 and images[1, 2].float().mean() > 190
+    first_two, labels = data.load("val", 48, limit=2)  # --n 2: both classes, only two files decoded
+    assert labels.tolist() == [0, 1] and first_two.shape[0] == 2
 
 
 def test_empty_image_folder_is_an_error(tmp_path):

@@ -52,8 +52,9 @@ class SyntheticData:
         key = f"{self.spec}|{split}|{res}|render-v{RENDER_VERSION}"
         return hashlib.sha256(key.encode()).hexdigest()[:16]
 
-    def load(self, split: str, res: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.images_uint8(split, res), self.labels(split)
+    def load(self, split: str, res: int, limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first ``limit`` images (all when None); the whole split is rendered and cached once."""
+        return self.images_uint8(split, res)[:limit], self.labels(split)[:limit]
 
     def images_uint8(self, split: str, res: int, chunk: int = 128) -> torch.Tensor:
         """The whole split at ``res`` as uint8 (N, 3, res, res), rendered once and cached on disk."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass, field
+from itertools import zip_longest
 from pathlib import Path
 
 import torch
@@ -41,8 +42,10 @@ class ImageFolderData:
         classes = sorted(d.name for d in root.iterdir() if d.is_dir())
         if not classes:
             raise PebenchError(f"image folder '{root}' has no class subfolders; expected {root}/<class>/<image>")
-        files = [(f, label) for label, name in enumerate(classes)
-                 for f in sorted((root / name).rglob("*")) if f.suffix.lower() in EXTENSIONS]
+        per_class = [[(f, label) for f in sorted((root / name).rglob("*")) if f.suffix.lower() in EXTENSIONS]
+                     for label, name in enumerate(classes)]
+        # round-robin over classes, so that the first N files (--n N) cover every class evenly
+        files = [item for group in zip_longest(*per_class) for item in group if item is not None]
         if not files:
             raise PebenchError(f"image folder '{root}' has {len(classes)} class folders but no images "
                                f"({', '.join(sorted(EXTENSIONS))})")
@@ -67,12 +70,13 @@ class ImageFolderData:
         key = f"{self.spec}|{res}|{self.crop_for(res)}|{listing}"
         return hashlib.sha256(key.encode()).hexdigest()[:16]
 
-    def load(self, split: str, res: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """All decodable images at ``res`` (uint8) and their labels; undecodable ones go to ``skipped``."""
+    def load(self, split: str, res: int, limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The decodable images among the first ``limit`` files (all when None) at ``res`` (uint8) and
+        their labels; undecodable ones go to ``skipped``. Files alternate between classes."""
         resize_to = math.floor(res / self.crop_for(res))
         images, labels = [], []
         self.skipped = []
-        for path, label in self.files:
+        for path, label in self.files[:limit]:
             try:
                 with Image.open(path) as img:
                     img = img.convert("RGB")
