@@ -368,7 +368,6 @@ def run(
     out_dir = out or Path("results") / "runs" / loaded.name
     path = results_path(out_dir, shard_spec)
     write_suite_file(loaded, out_dir)
-    images_done = [0]
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("cells"),
                TextColumn("{task.fields[rate]}"), TimeRemainingColumn()]
     with Progress(*columns, console=console, transient=True) as progress:
@@ -386,7 +385,7 @@ def run(
 
         run_cells(loaded, cells, {c.key for c in all_cells}, path, _parse_device(loaded.device), on_start,
                   lambda cell: progress.update(task, description=cell.label),
-                  on_record, lambda k: images_done.__setitem__(0, images_done[0] + k))
+                  on_record)
     if shard_spec:
         console.print(f"shard {shard} done: {path}; merge shards with `pebench report {out_dir}`")
         return

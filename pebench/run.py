@@ -84,7 +84,6 @@ def run_cells(
     on_start: Callable[[list[Cell]], None],
     on_cell_start: Callable[[Cell], None],
     on_record: Callable[[Cell, dict], None],
-    on_images: Callable[[int], None],
 ) -> None:
     """Run every cell whose key is not yet in ``path``: evaluation cells by resolution (each split
     rendered or read once), then profile cells by resolution. Each record is appended to ``path``
@@ -126,8 +125,8 @@ def run_cells(
                     loaded[cell.model] = resolve_model(cell.model)
                 net, meta, source, model_path = loaded[cell.model]
                 record = evaluate_cell((cell.model, net, meta, source, model_path), data, images, labels, res,
-                                       cell.mode, suite.batch_size, device, env, on_images,
-                                       natives.get((cell.model, res)))
+                                       cell.mode, suite.batch_size, device, env,
+                                       native=natives.get((cell.model, res)))
                 if cell.mode == "native":
                     natives[(cell.model, res)] = record
                 finish(cell, record)

@@ -248,6 +248,16 @@ def relative_offsets(grid: tuple[int, int], device: torch.device) -> tuple[torch
     return offsets.to(device), index.to(device)
 
 
+def clamped_offset_index(grid: tuple[int, int], trained_grid: tuple[int, int], device: torch.device) -> torch.Tensor:
+    """Per (query, key) patch pair of ``grid``, the entry of its offset in a table trained on
+    ``trained_grid`` ((2th-1)(2tw-1) entries, row-major), offsets beyond the trained range clamped to its edge."""
+    th, tw = trained_grid
+    offsets, index = relative_offsets(grid, device)
+    dr = offsets[:, 0].clamp(-th + 1, th - 1) + th - 1
+    dc = offsets[:, 1].clamp(-tw + 1, tw - 1) + tw - 1
+    return (dr * (2 * tw - 1) + dc)[index]
+
+
 def scaled_relative_offsets(ctx: Context, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`relative_offsets` of ``ctx.grid`` as floats, multiplied by the mode's position scale."""
     offsets, index = relative_offsets(ctx.grid, device)

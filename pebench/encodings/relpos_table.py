@@ -16,7 +16,7 @@ import torch
 from timm.layers import resize_rel_pos_bias_table
 from torch import nn
 
-from pebench.encodings.base import Arch, Component, Context, relative_offsets
+from pebench.encodings.base import Arch, Component, Context, clamped_offset_index, relative_offsets
 
 _CLASS_ENTRIES = 3  # class->patch, patch->class, class->class
 
@@ -53,11 +53,7 @@ class RelativePositionTable(Component):
                 warnings.simplefilter("ignore", UserWarning)
                 table = resize_rel_pos_bias_table(table, ctx.grid, new_shape, old_window_size=ctx.trained_grid)
             return table, relative_offsets(ctx.grid, table.device)[1]
-        th, tw = ctx.trained_grid
-        offsets, index = relative_offsets(ctx.grid, table.device)
-        dr = offsets[:, 0].clamp(-th + 1, th - 1) + th - 1
-        dc = offsets[:, 1].clamp(-tw + 1, tw - 1) + tw - 1
-        return table, (dr * (2 * tw - 1) + dc)[index]
+        return table, clamped_offset_index(ctx.grid, ctx.trained_grid, table.device)
 
     def attention_bias(self, block, q, k, ctx):
         return self.reuse_at_inference(block, ctx, q, lambda: self._bias(block, ctx, q))

@@ -38,6 +38,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from pebench.encodings.base import clamped_offset_index, relative_offsets
 from pebench.encodings.spec import did_you_mean
 from pebench.errors import PebenchError
 
@@ -84,14 +85,10 @@ def clamped_relative_index(grid: tuple[int, int], trained_grid: tuple[int, int])
     """BEiT's relative-position index for ``grid`` into a table trained on ``trained_grid``, offsets
     clamped to the trained range; the last three table rows stay the class-token entries. Equals timm's
     ``gen_relative_position_index`` when the grids are equal."""
-    h, w = grid
-    th, tw = trained_grid
-    coords = torch.stack(torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")).flatten(1)
-    offsets = coords[:, :, None] - coords[:, None, :]
-    dy, dx = offsets[0].clamp(-(th - 1), th - 1), offsets[1].clamp(-(tw - 1), tw - 1)
-    table_rows = (2 * th - 1) * (2 * tw - 1) + 3
-    index = torch.empty(h * w + 1, h * w + 1, dtype=torch.long)
-    index[1:, 1:] = (dy + th - 1) * (2 * tw - 1) + (dx + tw - 1)
+    patches = grid[0] * grid[1]
+    table_rows = (2 * trained_grid[0] - 1) * (2 * trained_grid[1] - 1) + 3
+    index = torch.empty(patches + 1, patches + 1, dtype=torch.long)
+    index[1:, 1:] = clamped_offset_index(grid, trained_grid, torch.device("cpu"))
     index[0, :] = table_rows - 3
     index[:, 0] = table_rows - 2
     index[0, 0] = table_rows - 1
@@ -108,9 +105,8 @@ def _configure_relpos_mlp(model: TimmModel, grid: tuple[int, int], mode: str) ->
     if mode != "interp" or grid == model.trained_grid:
         return
     scale = model.trained_grid[0] / grid[0]
-    offsets = torch.arange(-(grid[0] - 1), grid[0], dtype=torch.float32) * scale
-    dy, dx = torch.meshgrid(offsets, offsets, indexing="ij")
-    coords = torch.stack([dy, dx], dim=-1)
+    offsets = relative_offsets(grid, torch.device("cpu"))[0].float() * scale  # row-major, (row, col)
+    coords = offsets.view(2 * grid[0] - 1, 2 * grid[1] - 1, 2)
     log_coords = torch.sign(coords) * torch.log1p(coords.abs())
     for module in _relpos_mlps(net):
         module.rel_coords_log.copy_(log_coords.to(module.rel_coords_log))
