@@ -215,6 +215,19 @@ def _sections(records: list[dict], published: list[str]) -> list[tuple[str, str,
     return sections
 
 
+def _line_styles(names: list[str]) -> dict[str, dict]:
+    """One colour and marker per model, the same in every figure; colours repeat only past 20
+    models, and then with another marker and a dashed line, so no two lines look alike."""
+    import matplotlib
+
+    colours = matplotlib.colormaps["tab20"].colors
+    colours = colours[0::2] + colours[1::2]  # the ten strong hues first, then their light partners
+    markers = "osD^vP"
+    return {name: {"color": colours[i % 20], "marker": markers[(i // 10) % len(markers)],
+                   "linestyle": "-" if i < 10 else "--"}
+            for i, name in enumerate(names)}
+
+
 def _plots(records: list[dict], plot_dir: Path) -> list[tuple[str, Path]]:
     """Render the report's figures with matplotlib; returns (caption, png path)."""
     import matplotlib
@@ -225,6 +238,7 @@ def _plots(records: list[dict], plot_dir: Path) -> list[tuple[str, Path]]:
     plot_dir.mkdir(parents=True, exist_ok=True)
     figures = []
     evals = [r for r in records if r["kind"] == "eval" and r["status"] == "ok"]
+    style = _line_styles(list(dict.fromkeys(r["model"]["name"] for r in records)))
     modes = [m for m in ("native", "interp") if any(r["mode"] == m for r in evals)]
     if modes:
         fig, axes = plt.subplots(1, len(modes), figsize=(6 * len(modes), 4.2), sharey=True, squeeze=False)
@@ -235,16 +249,16 @@ def _plots(records: list[dict], plot_dir: Path) -> list[tuple[str, Path]]:
                 if not points:
                     continue
                 res = [p[0] for p in points]
-                line, = ax.plot(res, [100 * p[1]["top1"] for p in points], marker="o", label=name)
+                ax.plot(res, [100 * p[1]["top1"] for p in points], label=name, **style[name])
                 ax.fill_between(res, [100 * p[1]["top1_ci95"][0] for p in points],
-                                [100 * p[1]["top1_ci95"][1] for p in points], color=line.get_color(), alpha=0.15)
+                                [100 * p[1]["top1_ci95"][1] for p in points], color=style[name]["color"], alpha=0.12)
             ax.set(title=f"top-1 vs resolution, {mode}", xlabel="resolution (px)", ylabel="top-1 % (95% CI band)",
                    xticks=sorted({r["res"] for r in evals}))
             ax.grid(alpha=0.3)
-        axes[0][-1].legend(fontsize=7, loc="best")
+        axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
         fig.tight_layout()
         figures.append(("Accuracy vs resolution (measured)", plot_dir / "accuracy.png"))
-        fig.savefig(figures[-1][1], dpi=110)
+        fig.savefig(figures[-1][1], dpi=110, bbox_inches="tight")
         plt.close(fig)
     profiles = [r for r in records if r["kind"] == "profile" and r["status"] == "ok"]
     if profiles:
@@ -252,17 +266,17 @@ def _plots(records: list[dict], plot_dir: Path) -> list[tuple[str, Path]]:
         for name in dict.fromkeys(r["model"]["name"] for r in profiles):
             points = sorted((r["res"], r) for r in profiles if r["model"]["name"] == name)
             res = [p[0] for p in points]
-            gmacs_ax.plot(res, [p[1]["flops"]["gmacs"] for p in points], marker="o", label=name)
-            speed_ax.plot(res, [p[1]["timing"]["img_per_s"] for p in points], marker="o", label=name)
+            gmacs_ax.plot(res, [p[1]["flops"]["gmacs"] for p in points], label=name, **style[name])
+            speed_ax.plot(res, [p[1]["timing"]["img_per_s"] for p in points], label=name, **style[name])
         ticks = sorted({r["res"] for r in profiles})
         gmacs_ax.set(title="GMACs per image", xlabel="resolution (px)", ylabel="GMACs", xticks=ticks)
         speed_ax.set(title="throughput", xlabel="resolution (px)", ylabel="img/s (median)", yscale="log", xticks=ticks)
         for ax in (gmacs_ax, speed_ax):
             ax.grid(alpha=0.3)
-        speed_ax.legend(fontsize=7)
+        speed_ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
         fig.tight_layout()
         figures.append(("GMACs and throughput vs resolution (measured)", plot_dir / "cost.png"))
-        fig.savefig(figures[-1][1], dpi=110)
+        fig.savefig(figures[-1][1], dpi=110, bbox_inches="tight")
         plt.close(fig)
     top = max((r["res"] for r in evals), default=None)
     speed_at_top = {r["model"]["name"]: r["timing"]["img_per_s"] for r in profiles if r["res"] == top}
@@ -273,14 +287,14 @@ def _plots(records: list[dict], plot_dir: Path) -> list[tuple[str, Path]]:
     if accuracy_at_top:
         fig, ax = plt.subplots(figsize=(6.5, 4.5))
         for name, accuracy in accuracy_at_top.items():
-            ax.scatter(speed_at_top[name], 100 * accuracy)
+            ax.scatter(speed_at_top[name], 100 * accuracy, color=style[name]["color"], marker=style[name]["marker"])
             ax.annotate(name, (speed_at_top[name], 100 * accuracy), fontsize=7, xytext=(3, 3),
                         textcoords="offset points")
         ax.set(title=f"top-1 at {top} px (better mode) vs throughput", xlabel="img/s (median)", ylabel="top-1 %")
         ax.grid(alpha=0.3)
         fig.tight_layout()
         figures.append((f"Accuracy at {top} px vs throughput (measured)", plot_dir / "tradeoff.png"))
-        fig.savefig(figures[-1][1], dpi=110)
+        fig.savefig(figures[-1][1], dpi=110, bbox_inches="tight")
         plt.close(fig)
     return figures
 

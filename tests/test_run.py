@@ -149,6 +149,14 @@ def test_markdown_report_has_the_seed_table_shape(finished):
     assert "![Accuracy vs resolution (measured)](plots/accuracy.png)" in text
 
 
+def test_plots_give_every_model_its_own_line_style():
+    from pebench.report import _line_styles
+
+    styles = _line_styles([f"model{i}" for i in range(30)])
+    assert len({(s["color"], s["marker"], s["linestyle"]) for s in styles.values()}) == 30
+    assert len({s["color"] for s in list(styles.values())[:20]}) == 20
+
+
 def test_html_report_renders_in_a_real_browser(finished, tmp_path):
     browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
     if browser is None:
