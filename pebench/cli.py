@@ -14,12 +14,9 @@ from rich.console import Console
 from rich.table import Table
 
 from pebench import __version__
-from pebench.encodings import PRESETS, REGISTRY
 from pebench.errors import PebenchError
-from pebench.models import SIZES
-from pebench.models.vit import check_resolution
-from pebench.train import TrainConfig
-from pebench.train import train as train_model
+from pebench.models.sizes import SIZES, check_resolution
+from pebench.recipe import TrainConfig
 
 app = typer.Typer(
     help="Benchmark how ViT position encodings trained at 224 px hold up at 384, 448 and 512 px.",
@@ -46,6 +43,8 @@ def _options_text(cls) -> str:
 
 
 def _print_encodings() -> None:
+    from pebench.encodings import REGISTRY
+
     console.print("[bold]Position encodings[/] (spec: name[:key=value,...]; combine with '+', e.g. ape+peg)\n")
     for name, cls in REGISTRY.items():
         console.print(f"[bold cyan]{name}[/]  {cls.summary}", highlight=False)
@@ -56,6 +55,8 @@ def _print_encodings() -> None:
 
 
 def _presets_table() -> Table:
+    from pebench.encodings import PRESETS
+
     table = Table(title="Presets")
     table.add_column("name")
     table.add_column("same as")
@@ -66,6 +67,7 @@ def _presets_table() -> Table:
 
 def _models_table() -> Table:
     from pebench.checkpoint import read_sidecar
+    from pebench.data import parse_data
     from pebench.zoo import ZOO, zoo_path
 
     table = Table(title="Shipped models (micro ViT trained by pebench on synthetic at 224)")
@@ -78,7 +80,8 @@ def _models_table() -> Table:
             continue
         meta = read_sidecar(path)
         curve = meta.get("learning_curve") or [{}]
-        table.add_row(name, meta["encoding"], f"{100 * meta['val_top1']:.1f}% (n={meta['data']})",
+        val_size = parse_data(meta["data"]).size("val")
+        table.add_row(name, meta["encoding"], f"{100 * meta['val_top1']:.1f}% (n={val_size:,}, {meta['data']})",
                       str(curve[-1].get("samples", "")))
     return table
 
@@ -135,6 +138,7 @@ def train(
     """Train a ViT at 224 on a dataset; rerun the same command to resume an interrupted run."""
     import torch
 
+    from pebench.train import train as train_model
     from pebench.zoo import ZOO, zoo_path
 
     command = shlex.join(["pebench", *sys.argv[1:]])
@@ -202,37 +206,97 @@ def _parse_crop_pct(text: str) -> dict[int, float] | float:
     return per_res
 
 
+DEFAULT_RESOLUTIONS = (224, 384, 448, 512)
+
+
+def _parse_cache(text: str | None) -> str | bool | None:
+    return False if text == "off" else text
+
+
+def _live(header: str):
+    """The live terminal on rank 0; other torchrun ranks stay quiet."""
+    import os
+
+    from pebench.live import LiveRun
+    from pebench.run import Observer
+
+    if os.environ.get("RANK", "0") != "0":
+        from contextlib import nullcontext
+
+        return nullcontext(Observer())
+    return LiveRun(console, header)
+
+
+def _records_of(records: list[dict], out: Path | None, keys: set[str]) -> list[dict]:
+    """This command's records: the new ones, or with --out every finished one (a resumed run's too)."""
+    from pebench.results import read_records
+
+    if out is None or not out.exists():
+        return records
+    return list({r["key"]: r for r in read_records(out) if r.get("key") in keys}.values())
+
+
+def _print_data_problems(records: list[dict]) -> None:
+    for res in sorted({r["res"] for r in records}):
+        data = next((r["data"] for r in records if r["res"] == res and (r.get("data") or {}).get("skipped")), None)
+        if data:
+            names = data["skipped_files"]
+            console.print(f"[yellow]{data['skipped']} unreadable file(s) skipped at {res} px[/] (not counted in n): "
+                          + "; ".join(names[:10]) + (" ..." if data["skipped"] > 10 else ""), highlight=False)
+
+
+def _print_passes(records: list[dict]) -> None:
+    """Where the time went, per resolution pass."""
+    for res in sorted({r["res"] for r in records}):
+        timing = next((r["timing"] for r in records if r["res"] == res and r.get("timing")
+                       and r.get("measured_as") is None), None)
+        if timing is None:
+            continue
+        rate = timing["data_img_per_s"]
+        verdict = "[yellow]data-bound[/]" if timing["data_bound"] else "model-bound"
+        console.print(f"{res} px pass: {timing['pass_img_per_s']:.1f} img/s through {timing['cells_in_pass']} cells; "
+                      f"data {'-' if rate is None else f'{rate:.0f}'} img/s ({timing['data_source']}, "
+                      f"{timing['workers']} workers); models waited {100 * timing['wait_fraction']:.0f}% of the "
+                      f"time: {verdict}", highlight=False)
+
+
 @app.command("eval")
 def eval_(
-    model: Annotated[list[str] | None, typer.Option("--model", "-m", help="shipped name or .safetensors path; "
-                                                     "repeat for several (default: every built shipped model)")] = None,
+    model: Annotated[list[str] | None, typer.Option("--model", "-m", help="shipped name, .safetensors path or "
+                                                     "timm:NAME; repeat for several (default: every built shipped "
+                                                     "model)")] = None,
     res: Annotated[list[int] | None, typer.Option(help="resolution in px; repeat (default 224 384 448 512)")] = None,
     mode: Annotated[ModeChoice, typer.Option(help="native, interp or both")] = ModeChoice.both,
-    data: Annotated[str, typer.Option(help="dataset spec")] = "synthetic",
+    data: Annotated[str, typer.Option(help="dataset spec: synthetic[:options] or imagefolder:PATH")] = "synthetic",
     n: Annotated[int | None, typer.Option(help="evaluate the first N validation images (default: all)")] = None,
     batch_size: Annotated[int, typer.Option(help="batch size (halved automatically on out-of-memory)")] = 64,
     device: Annotated[str, typer.Option(help="cpu or cuda")] = "cpu",
-    out: Annotated[Path | None, typer.Option(help="append JSON-lines records here")] = None,
+    workers: Annotated[int | None, typer.Option(help="data worker processes that decode/render batches "
+                                                     "(default min(8, CPU cores); 0 = in this process)")] = None,
+    cache: Annotated[str | None, typer.Option(help="folder for decoded splits (uint8, memory-mapped), so reruns "
+                                                   "skip decoding; 'off' = none (default: synthetic renders only)")
+                     ] = None,
+    out: Annotated[Path | None, typer.Option(help="append JSON-lines records here; rerun to resume")] = None,
     crop_pct: Annotated[str, typer.Option(help="image folders: centre-crop fraction, one value or per "
                                                "resolution, e.g. '224=0.875,384=1.0'")] = "0.875",
     checkpoint: Annotated[Path | None, typer.Option(help="weights for the one --model timm:NAME "
                                                          "(.safetensors, .pth, .bin)")] = None,
 ) -> None:
     """Top-1/top-5 accuracy of models at resolutions, natively and with interpolation."""
-    from rich.progress import Progress
-
     from pebench.data import parse_data
-    from pebench.evaluate import evaluate_models
     from pebench.report import eval_table
-    from pebench.results import append_record
-    from pebench.zoo import ZOO, resolve_model, zoo_path
+    from pebench.run import check_models, run_cells
+    from pebench.suite import Suite, expand
+    from pebench.zoo import ZOO, zoo_path
 
-    resolutions = res or [224, 384, 448, 512]
     if n is not None and n <= 0:
         raise PebenchError(f"--n must be a positive number of images, got {n}")
     if batch_size <= 0:
         raise PebenchError(f"--batch-size must be positive, got {batch_size}")
-    dataset = parse_data(data, _parse_crop_pct(crop_pct))
+    if workers is not None and workers < 0:
+        raise PebenchError(f"--workers must be 0 (in-process) or more, got {workers}")
+    crop = _parse_crop_pct(crop_pct)
+    dataset = parse_data(data, crop)
     torch_device = _parse_device(device)
     names = _attach_checkpoint(model, checkpoint) or [name for name in ZOO if zoo_path(name).exists()]
     if not names:
@@ -240,29 +304,21 @@ def eval_(
                            "`pebench train --all`")
     if not model and len(names) < len(ZOO):
         console.print(f"[yellow]not built, skipped:[/] {', '.join(n for n in ZOO if n not in names)}")
-    loaded = []
-    for name in names:
-        net, meta, source, path = resolve_model(name)
-        _check_resolutions(resolutions, meta["patch"])
-        loaded.append((name, net, meta, source, path))
-    modes = ["native", "interp"] if mode is ModeChoice.both else [mode.value]
-    n_images = min(n, dataset.size("val")) if n else dataset.size("val")
-    records: list[dict] = []
-
-    def keep(record: dict) -> None:
-        records.append(record)
-        if out is not None:
-            append_record(out, record)
-
-    with Progress(console=console, transient=True) as progress:
-        task = progress.add_task("evaluating", total=n_images * len(loaded) * len(resolutions) * len(modes))
-        evaluate_models(loaded, dataset, resolutions, modes, n, batch_size, torch_device, keep,
-                        on_batch=lambda k: progress.advance(task, k))
-    console.print(eval_table(records))
-    for skipped in getattr(dataset, "skipped", []):
-        console.print(f"[yellow]skipped unreadable file[/] {skipped}")
+    suite = Suite(name="eval", models=tuple(names), resolutions=tuple(res or DEFAULT_RESOLUTIONS),
+                  modes=("native", "interp") if mode is ModeChoice.both else (mode.value,), data=data, n=n,
+                  crop_pct=crop, batch_size=batch_size, device=device, workers=workers, cache=_parse_cache(cache))
+    models = check_models(suite, torch_device, option="--res")
+    cells = expand(suite)
+    keys = {c.key for c in cells}
+    count = min(n or dataset.size("val"), dataset.size("val"))
+    with _live(f"{dataset.spec} (val, n={count:,}) on {torch_device}") as live:
+        records = run_cells(suite, cells, keys, out, torch_device, live, strict=False, models=models, data=dataset)
+    records = _records_of(records, out, keys)
+    console.print(eval_table(records, f"{dataset.spec}, val split, n={count:,}"))
+    _print_passes(records)
+    _print_data_problems(records)
     if out is not None:
-        console.print(f"{len(records)} records appended to {out}")
+        console.print(f"{len(records)} records in {out}")
 
 
 class DtypeChoice(str, Enum):
@@ -287,14 +343,14 @@ def profile(
     channels_last: Annotated[bool, typer.Option("--channels-last", help="channels-last memory format")] = False,
     compile_: Annotated[bool, typer.Option("--compile", help="run the model through torch.compile")] = False,
     repeats: Annotated[int, typer.Option(help="timed blocks per measurement (median and IQR over them)")] = 7,
-    out: Annotated[Path | None, typer.Option(help="append JSON-lines records here")] = None,
+    out: Annotated[Path | None, typer.Option(help="append JSON-lines records here; rerun to resume")] = None,
     checkpoint: Annotated[Path | None, typer.Option(help="weights for the one --model timm:NAME "
                                                          "(.safetensors, .pth, .bin)")] = None,
 ) -> None:
     """Params, FLOPs (GMACs), throughput, latency and memory per encoding and resolution, vs `none`."""
-    from pebench.profile import SpeedSettings, load_profile_entry, profile_models
     from pebench.report import profile_table
-    from pebench.results import append_record
+    from pebench.run import run_cells
+    from pebench.suite import Suite, expand
     from pebench.zoo import ZOO
 
     if mode is ModeChoice.both:
@@ -303,36 +359,37 @@ def profile(
         raise PebenchError(f"unknown model size '{size}'; choose one of: {', '.join(SIZES)}")
     if batch_size <= 0 or repeats <= 0:
         raise PebenchError("--batch-size and --repeats must be positive")
-    resolutions = res or [224, 384, 448, 512]
-    settings = SpeedSettings(batch_size=batch_size, device=_parse_device(device), dtype=dtype.value,
-                             channels_last=channels_last, compile=compile_, repeats=repeats)
-    if settings.device.type == "cpu" and dtype is DtypeChoice.fp16:
+    torch_device = _parse_device(device)
+    if torch_device.type == "cpu" and dtype is DtypeChoice.fp16:
         raise PebenchError("fp16 autocast is for CUDA; on CPU use --dtype bf16 or fp32")
+    names = _attach_checkpoint(model, checkpoint) or []
     specs = encoding if encoding is not None else ([] if model else list(dict.fromkeys(ZOO.values())))
-    entries = [load_profile_entry(name, None) for name in _attach_checkpoint(model, checkpoint) or []]
-    entries += [load_profile_entry(spec, size) for spec in specs]
-    for _, net, *_ in entries:
-        _check_resolutions(resolutions, net.patch)
-    records: list[dict] = []
-
-    def keep(record: dict) -> None:
-        records.append(record)
-        if out is not None:
-            append_record(out, record)
-
-    with console.status("profiling") as status:
-        def progress(record: dict) -> None:
-            keep(record)
-            status.update(f"profiling: {len(records)}/{len(entries) * len(resolutions)} cells done, "
-                          f"last {record['model']['name']} at {record['res']}")
-
-        profile_models(entries, resolutions, mode.value, settings, progress)
+    suite = Suite(name="profile", models=tuple(names), profile_encodings=tuple(specs), profile_size=size,
+                  resolutions=tuple(res or DEFAULT_RESOLUTIONS), modes=(mode.value,), device=device, profile=True,
+                  profile_mode=mode.value, profile_batch_size=batch_size, profile_dtype=dtype.value,
+                  profile_repeats=repeats, profile_channels_last=channels_last, profile_compile=compile_)
+    _check_profile_rows(suite)
+    cells = [c for c in expand(suite) if c.kind == "profile"]
+    keys = {c.key for c in cells}
+    with _live(f"profile on {torch_device}") as live:
+        records = run_cells(suite, cells, keys, out, torch_device, live, strict=False)
+    records = _records_of(records, out, keys)
     console.print(profile_table(records))
     for record in records:
         for warning in (record["timing"] or {}).get("warnings", []):
             console.print(f"[yellow]warning[/] {record['model']['name']} at {record['res']}: {warning}")
     if out is not None:
-        console.print(f"{len(records)} records appended to {out}")
+        console.print(f"{len(records)} records in {out}")
+
+
+def _check_profile_rows(suite) -> None:
+    """Every profile row loads or builds, and every resolution fits its patch, before anything is measured."""
+    from pebench.profile import load_profile_entry
+
+    rows = [(m, None) for m in suite.models] + [(e, suite.profile_size) for e in suite.profile_encodings]
+    for name, size in rows:
+        _, net, *_ = load_profile_entry(name, size)
+        _check_resolutions(suite.resolutions, net.patch)
 
 
 @app.command()
@@ -352,44 +409,45 @@ def run(
     suite: Annotated[Path, typer.Argument(help="suite YAML file")],
     out: Annotated[Path | None, typer.Option(help="results folder (default results/runs/<suite name>)")] = None,
     shard: Annotated[str | None, typer.Option(help="run shard i of n of the cells, e.g. 1/2")] = None,
+    workers: Annotated[int | None, typer.Option(help="data worker processes (overrides the suite's; default "
+                                                     "min(8, CPU cores); 0 = in this process)")] = None,
+    cache: Annotated[str | None, typer.Option(help="folder for decoded splits, overriding the suite's; 'off' = "
+                                                   "none")] = None,
 ) -> None:
     """Run every cell of a suite (skipping cells already finished in the results), then write the report."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    import dataclasses
 
     from pebench.report import REPORT_FORMATS, load_results, write_report
-    from pebench.run import check_models, results_path, run_cells, write_suite_file
+    from pebench.run import check_models, finished_keys, results_path, run_cells, write_suite_file
     from pebench.suite import expand, load_suite, parse_shard, shard_cells
 
     loaded = load_suite(suite)
+    if workers is not None and workers < 0:
+        raise PebenchError(f"--workers must be 0 (in-process) or more, got {workers}")
+    overrides = {"workers": workers} if workers is not None else {}
+    if cache is not None:
+        overrides["cache"] = _parse_cache(cache)
+    loaded = dataclasses.replace(loaded, **overrides)
     shard_spec = parse_shard(shard) if shard else None
-    check_models(loaded)
+    torch_device = _parse_device(loaded.device)
+    models = check_models(loaded, torch_device)
     all_cells = expand(loaded)
     cells = shard_cells(all_cells, *shard_spec) if shard_spec else all_cells
     out_dir = out or Path("results") / "runs" / loaded.name
     path = results_path(out_dir, shard_spec)
     write_suite_file(loaded, out_dir)
-    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("cells"),
-               TextColumn("{task.fields[rate]}"), TimeRemainingColumn()]
-    with Progress(*columns, console=console, transient=True) as progress:
-        task = progress.add_task("starting", total=len(cells), rate="")
-
-        def on_start(todo: list) -> None:
-            skipped = len(cells) - len(todo)
-            progress.update(task, completed=skipped)
-            if skipped:
-                console.print(f"{skipped} of {len(cells)} cells already in {path}; running the other {len(todo)}")
-
-        def on_record(cell, record: dict) -> None:
-            rate = (record.get("timing") or {}).get("img_per_s")
-            progress.update(task, advance=1, rate=f"{rate:.1f} img/s" if rate else "")
-
-        run_cells(loaded, cells, {c.key for c in all_cells}, path, _parse_device(loaded.device), on_start,
-                  lambda cell: progress.update(task, description=cell.label),
-                  on_record)
+    skipped = len({c.key for c in cells} & finished_keys(path, {c.key for c in all_cells}))
+    if skipped:
+        console.print(f"{skipped} of {len(cells)} cells already in {path}; running the other {len(cells) - skipped}")
+    with _live(f"suite {loaded.name}: {len(cells) - skipped} cells, {loaded.data}") as live:
+        run_cells(loaded, cells, {c.key for c in all_cells}, path, torch_device, live, models=models)
     if shard_spec:
         console.print(f"shard {shard} done: {path}; merge shards with `pebench report {out_dir}`")
         return
-    written = write_report(load_results([path]), out_dir, list(REPORT_FORMATS), loaded.published)
+    records = load_results([path])
+    _print_passes([r for r in records if r["kind"] == "eval"])
+    _print_data_problems([r for r in records if r["kind"] == "eval"])
+    written = write_report(records, out_dir, list(REPORT_FORMATS), loaded.published)
     console.print(f"results: {path}")
     console.print(f"report: {written['md']} and {written['html']} (plus .csv, .json)")
 
@@ -470,25 +528,51 @@ def check(
     console.print("[green]check passed[/]")
 
 
+def _versions_line() -> str:
+    """Versions read from package metadata, so that printing them does not import torch."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    def of(package: str) -> str:
+        try:
+            return installed(package)
+        except PackageNotFoundError:
+            return "not installed"
+
+    return f"pebench {__version__}  torch {of('torch')}  timm {of('timm')}  python {platform.python_version()}"
+
+
 @app.command()
 def version() -> None:
-    """Print pebench's version and the versions it runs with."""
-    import timm
-    import torch
+    """Print pebench's version and the versions it runs with (same as --version)."""
+    console.print(_versions_line(), highlight=False)
 
-    console.print(
-        f"pebench {__version__}  torch {torch.__version__}  timm {timm.__version__}  "
-        f"python {platform.python_version()}"
-    )
+
+def _print_version(value: bool) -> None:
+    if value:
+        console.print(_versions_line(), highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version_: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                           help="print pebench's version and the versions it runs with")] = False,
+) -> None:
+    """Benchmark how ViT position encodings trained at 224 px hold up at higher resolutions."""
 
 
 def main() -> None:
-    """Entry point; typer reports usage errors itself (exit 2), pebench's own bad-input errors go here."""
+    """Entry point; typer reports usage errors itself (exit 2), pebench's own errors go here as one line:
+    bad input exits 2, a run that failed for another reason (a data worker died) exits 1."""
     try:
         app()
     except PebenchError as error:
         Console(stderr=True).print(f"error: {error}", markup=False, highlight=False, soft_wrap=True)
-        sys.exit(2)
+        sys.exit(error.exit_code)
+    except KeyboardInterrupt:
+        Console(stderr=True).print("interrupted; rerun the same command to resume", highlight=False)
+        sys.exit(130)
 
 
 if __name__ == "__main__":  # `python -m pebench.cli`, e.g. under torchrun

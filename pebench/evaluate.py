@@ -1,6 +1,12 @@
-"""Accuracy of a model at a resolution in a mode: one result record per (model, resolution, mode).
+"""Accuracy of models at one resolution: one streamed pass feeds every (model, mode) cell, batch by batch.
 
-Result records are JSON objects, one per line (see :mod:`pebench.results` for the schema).
+For each resolution the split is decoded (or rendered) once, and every batch goes through every
+model and mode of that resolution before the next batch is read, so a suite of many models costs
+one decode per resolution and memory stays O(batch x workers). Cells that need no computation are
+settled without the pass: not applicable ones (native APE off its grid) with their reason, and
+interp cells that run exactly the native computation (``same_as_native``) take the native cell's
+figures (``measured_as: "native"``). Records are emitted only when the pass has finished, so an
+interrupted pass leaves no partial record behind. Result records are described in :mod:`pebench.results`.
 """
 
 from __future__ import annotations
@@ -9,12 +15,15 @@ import math
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from pathlib import Path
+from dataclasses import dataclass
 
 import torch
 
-from pebench.data import normalize
-from pebench.encodings.base import Mode
+from pebench.data import IMAGENET_MEAN, IMAGENET_STD, normalize
+from pebench.data.stream import PassStats, SplitStream
+
+#: a pass counts as data-bound when the models waited this share of its time (after start-up) for batches
+DATA_BOUND_WAIT = 0.2
 
 
 def wilson_interval(correct: int, n: int, z: float = 1.959964) -> tuple[float, float]:
@@ -34,158 +43,132 @@ def is_out_of_memory(error: BaseException) -> bool:
     return isinstance(error, torch.cuda.OutOfMemoryError) or "out of memory" in text or "can't allocate memory" in text
 
 
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model as ``resolve_model`` gives it, ready on the evaluation device."""
+
+    name: str
+    net: torch.nn.Module
+    meta: dict
+    source: str
+    path: object
+
+    @property
+    def norm(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """The mean and std the model expects its inputs normalised with (timm: its pretrained config)."""
+        return tuple(self.meta.get("mean", IMAGENET_MEAN)), tuple(self.meta.get("std", IMAGENET_STD))
+
+
+@dataclass
+class Tally:
+    """Running counts of one (model, mode) cell during a pass."""
+
+    model: LoadedModel
+    mode: str
+    batch_size: int  # halves when a forward runs out of memory, for the rest of the pass
+    correct1: int = 0
+    correct5: int = 0
+    n: int = 0
+    model_s: float = 0.0
+
+    def step(self, x: torch.Tensor, y: torch.Tensor, autocast) -> None:
+        device = x.device
+        started = time.perf_counter()
+        start = 0
+        while start < len(y):
+            chunk = slice(start, start + self.batch_size)
+            try:
+                with autocast:
+                    logits = self.model.net(x[chunk], self.mode)
+            except (torch.cuda.OutOfMemoryError, RuntimeError) as error:
+                if not is_out_of_memory(error) or self.batch_size == 1:
+                    raise
+                self.batch_size //= 2
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
+                continue
+            top5 = logits.topk(min(5, logits.shape[1]), dim=1).indices
+            self.correct1 += int((top5[:, 0] == y[chunk]).sum())
+            self.correct5 += int((top5 == y[chunk, None]).any(dim=1).sum())
+            start += len(top5)
+        self.n += len(y)
+        self.model_s += time.perf_counter() - started  # the counts above synchronised the device
+
+    @property
+    def running_top1(self) -> float | None:
+        return self.correct1 / self.n if self.n else None
+
+
+def _distributed() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+def _reduce(tallies: list[Tally], stats: PassStats, wall: float, device: torch.device) -> float:
+    """Sum counts over torchrun processes (max of times, gathered skipped files); returns the slowest wall."""
+    import torch.distributed as dist
+
+    counts = torch.tensor([[t.correct1, t.correct5, t.n] for t in tallies] + [[stats.images, stats.valid, 0]],
+                          dtype=torch.int64, device=device)
+    dist.all_reduce(counts)
+    times = torch.tensor([t.model_s for t in tallies] + [wall, stats.wait_s, stats.work_s, stats.first_batch_s],
+                         dtype=torch.float64, device=device)
+    dist.all_reduce(times, op=dist.ReduceOp.MAX)
+    for tally, (c1, c5, n) in zip(tallies, counts.tolist(), strict=False):
+        tally.correct1, tally.correct5, tally.n = c1, c5, n
+    for tally, seconds in zip(tallies, times.tolist(), strict=False):
+        tally.model_s = seconds
+    stats.images, stats.valid = counts[-1, 0].item(), counts[-1, 1].item()
+    wall, stats.wait_s, stats.work_s, stats.first_batch_s = times[-4:].tolist()
+    skipped: list = [None] * dist.get_world_size()
+    dist.all_gather_object(skipped, stats.skipped)
+    stats.skipped = sorted(name for part in skipped for name in part)
+    return wall
+
+
 @torch.inference_mode()
-def run_accuracy(
-    model: torch.nn.Module,
-    images_u8: torch.Tensor,
-    labels: torch.Tensor,
-    mode: Mode,
-    batch_size: int,
-    device: torch.device,
-    on_batch: Callable[[int], None] | None = None,
-) -> dict:
-    """Top-1/top-5 counts of ``model`` on uint8 images, with throughput (data included).
+def run_pass(tallies: list[Tally], stream: SplitStream, device: torch.device,
+             on_batch: Callable[[int], None] | None = None) -> float:
+    """Feed every batch of ``stream`` to every tally; returns the pass's wall time (seconds).
 
-    On CUDA it runs under bf16 autocast. When a batch runs out of memory the batch size halves and
-    the same batch is retried, so a too-large ``--batch-size`` costs time, not the result. In a
-    torch.distributed process group each process takes every world-th image and the counts are
-    summed over processes, so the result equals a single process's.
+    On CUDA the models run under bf16 autocast. Under torch.distributed each process streams its
+    own shard and the counts are summed at the end, so the result equals one process's.
     """
-    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
-    if distributed:
-        rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
-        images_u8, labels = images_u8[rank::world], labels[rank::world]
-    model.eval().to(device)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
-    correct1 = correct5 = 0
-    start_time = time.perf_counter()
-    start = 0
-    while start < len(labels):
-        chunk = slice(start, start + batch_size)
-        x = normalize(images_u8[chunk]).to(device, non_blocking=True)
-        y = labels[chunk].to(device)
-        try:
-            with autocast:
-                logits = model(x, mode)
-        except (torch.cuda.OutOfMemoryError, RuntimeError) as error:
-            if not is_out_of_memory(error) or batch_size == 1:
-                raise
-            batch_size //= 2
-            if device.type == "cuda":
-                torch.cuda.empty_cache()
-            continue
-        top5 = logits.topk(min(5, logits.shape[1]), dim=1).indices
-        correct1 += (top5[:, 0] == y).sum().item()
-        correct5 += (top5 == y[:, None]).any(dim=1).sum().item()
-        start += len(y)
+    norms = {t.model.norm: tuple(torch.tensor(v).view(1, 3, 1, 1).to(device) for v in t.model.norm) for t in tallies}
+    started = time.perf_counter()
+    for images, labels in stream:
+        inputs = {key: normalize(images, mean, std) for key, (mean, std) in norms.items()}
+        for tally in tallies:
+            tally.step(inputs[tally.model.norm], labels, autocast)
         if on_batch:
-            on_batch(len(y))
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    wall = time.perf_counter() - start_time
-    n = len(labels)
-    if distributed:
-        counts = torch.tensor([correct1, correct5, n], dtype=torch.int64, device=device)
-        torch.distributed.all_reduce(counts)
-        correct1, correct5, n = counts.tolist()
-        slowest = torch.tensor([wall], dtype=torch.float64, device=device)
-        torch.distributed.all_reduce(slowest, op=torch.distributed.ReduceOp.MAX)
-        wall = slowest.item()
+            on_batch(len(labels))
+    wall = time.perf_counter() - started
+    if _distributed():
+        wall = _reduce(tallies, stream.stats, wall, device)
+    return wall
+
+
+def metrics_of(tally: Tally) -> dict:
+    n = tally.n
+    return {"n": n, "correct_top1": tally.correct1, "correct_top5": tally.correct5,
+            "top1": tally.correct1 / n if n else None, "top1_ci95": list(wilson_interval(tally.correct1, n)),
+            "top5": tally.correct5 / n if n else None}
+
+
+def timing_of(tally: Tally, stats: PassStats, wall: float, cells: int) -> dict:
+    """Where the pass's time went, as seen by one cell (see :mod:`pebench.results`)."""
+    busy = max(wall - stats.first_batch_s, 1e-9)
+    wait_fraction = stats.wait_s / busy
     return {
-        "n": n,
-        "correct_top1": correct1,
-        "correct_top5": correct5,
-        "top1": correct1 / n,
-        "top1_ci95": list(wilson_interval(correct1, n)),
-        "top5": correct5 / n,
-        "img_per_s": n / wall,
-        "wall_s": wall,
-        "batch_size": batch_size,
-        "dtype": "bf16-autocast" if device.type == "cuda" else "fp32",
+        "model_img_per_s": tally.n / tally.model_s if tally.model_s else None,
+        "pass_img_per_s": stats.images / wall if wall else None,
+        "data_img_per_s": stats.data_img_per_s,
+        "pass_wall_s": wall,
+        "startup_s": stats.first_batch_s,
+        "wait_fraction": wait_fraction,
+        "data_bound": wait_fraction >= DATA_BOUND_WAIT,
+        "workers": stats.workers,
+        "data_source": stats.source,
+        "cells_in_pass": cells,
+        "batch_size": tally.batch_size,
     }
-
-
-def evaluate_cell(
-    entry: tuple[str, torch.nn.Module, dict, str, Path],
-    data,
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    res: int,
-    mode: Mode,
-    batch_size: int,
-    device: torch.device,
-    env: dict,
-    on_batch: Callable[[int], None] | None = None,
-    native: dict | None = None,
-) -> dict:
-    """The record of one (model, resolution, mode) cell on already loaded uint8 images.
-
-    ``entry`` is (name, model, sidecar, source, checkpoint path) as ``resolve_model`` gives them.
-    ``native`` is this model's native record at the same resolution, when there is one: an interp
-    cell that runs the very same computation (``same_as_native``) takes its results instead of
-    running it twice, and says so (``measured_as: "native"``).
-    """
-    from pebench.results import SCHEMA_VERSION
-
-    name, model, meta, source, path = entry
-    record = {
-        "schema_version": SCHEMA_VERSION,
-        "kind": "eval",
-        "model": {"name": name, "source": source, "path": str(path), "size": meta["size"],
-                  "encoding": meta["encoding"], "train_res": meta["train_res"], "patch": meta["patch"],
-                  "checkpoint_sha256": meta["checkpoint_sha256"]},
-        "res": res,
-        "mode": mode,
-        "same_as_native": bool(model.interp_is_native or res == meta["train_res"]),
-        "resize_api": model.resize_api(res, mode),
-        "data": {"spec": data.spec, "split": "val", "n": len(labels), "fingerprint": data.fingerprint("val", res)},
-        "device": device.type,
-        "env": env,
-    }
-    reason = model.applicability(res, mode)
-    if reason:
-        if on_batch:
-            on_batch(len(labels))
-        return record | {"status": "not_applicable", "reason": reason, "metrics": None, "timing": None, "dtype": None}
-    if mode == "interp" and record["same_as_native"] and native is not None and native["status"] == "ok":
-        if on_batch:
-            on_batch(len(labels))
-        return record | {k: native[k] for k in ("status", "reason", "metrics", "timing", "dtype")} | {
-            "measured_as": "native"}
-    result = run_accuracy(model, images, labels, mode, batch_size, device, on_batch)
-    return record | {
-        "status": "ok",
-        "reason": None,
-        "metrics": {k: result[k] for k in ("n", "correct_top1", "correct_top5", "top1", "top1_ci95", "top5")},
-        "timing": {k: result[k] for k in ("img_per_s", "wall_s", "batch_size")},
-        "dtype": result["dtype"],
-    }
-
-
-def evaluate_models(
-    models: list[tuple[str, torch.nn.Module, dict, str, Path]],
-    data,
-    resolutions: list[int],
-    modes: list[Mode],
-    n: int | None,
-    batch_size: int,
-    device: torch.device,
-    on_record: Callable[[dict], None],
-    on_batch: Callable[[int], None] | None = None,
-) -> None:
-    """Evaluate every (model, resolution, mode) cell; each finished cell goes to ``on_record``.
-
-    A split is rendered (or read from the cache) once per resolution and shared by every model and mode.
-    """
-    from pebench.env import environment
-
-    env = environment()
-    for res in resolutions:
-        images, labels = data.load("val", res, limit=n)
-        for entry in models:
-            native = None
-            for mode in modes:
-                record = evaluate_cell(entry, data, images, labels, res, mode, batch_size, device, env, on_batch,
-                                       native)
-                native = record if mode == "native" else native
-                on_record(record)

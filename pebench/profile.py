@@ -276,7 +276,7 @@ def load_profile_entry(name: str, size: str | None) -> tuple[str, torch.nn.Modul
     in this install is built from its spec with the zoo's training size and class count."""
     from pebench.data import parse_data
     from pebench.models import build_model
-    from pebench.train import TrainConfig
+    from pebench.recipe import TrainConfig
     from pebench.zoo import ZOO, resolve_model, zoo_path
 
     if size is not None:

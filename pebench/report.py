@@ -9,7 +9,7 @@ from rich.table import Table
 
 from pebench.atomic import atomic_path
 from pebench.errors import PebenchError
-from pebench.results import SCHEMA_VERSION
+from pebench.results import READABLE_VERSIONS
 
 
 def change_vs_trained(record: dict, reference: dict | None) -> float | None:
@@ -21,35 +21,51 @@ def change_vs_trained(record: dict, reference: dict | None) -> float | None:
 
 def _cell_text(record: dict, reference: dict | None) -> str:
     if record["status"] != "ok":
-        return f"[dim]n/a: {record['reason']}[/]"
+        return "[dim]n/a[/]"
     m = record["metrics"]
     lo, hi = m["top1_ci95"]
-    text = f"[bold]{100 * m['top1']:.1f}[/] [dim]({100 * lo:.1f}-{100 * hi:.1f})[/]\ntop-5 {100 * m['top5']:.1f}"
+    text = f"[bold]{100 * m['top1']:.1f}[/]"
     delta = change_vs_trained(record, reference)
     if delta is not None:
-        text += f"  [{'green' if delta >= 0 else 'red'}]{delta:+.1f}[/]"
+        text += f" [{'green' if delta >= 0 else 'red'}]{delta:+.1f}[/]"
+    text += f"\n[dim]({100 * lo:.1f}-{100 * hi:.1f})[/]\ntop-5 {100 * m['top5']:.1f}"
     if record["mode"] == "interp" and record["same_as_native"] and record["res"] != record["model"]["train_res"]:
         text += " [dim](= native)[/]"
     return text
 
 
-def eval_table(records: list[dict], title: str = "top-1 % (95% Wilson CI), top-5 %, change vs 224") -> Table:
-    """Rows = models, columns = resolution x mode."""
+def eval_table(records: list[dict], data: str) -> Table:
+    """Rows = models, columns = resolution x mode; ``data`` names the data, split and n in the title.
+    The change vs the training resolution is shown only where that resolution was measured; reasons
+    for n/a cells are listed once under the table."""
     columns = sorted({(r["res"], r["mode"]) for r in records}, key=lambda c: (c[0], c[1] != "native"))
     models = list(dict.fromkeys(r["model"]["name"] for r in records))
     cells = {(r["model"]["name"], r["res"], r["mode"]): r for r in records}
-    table = Table(title=title, show_lines=True)
+    references = {}
+    for r in records:
+        train_res = r["model"]["train_res"]
+        references[r["model"]["name"], r["mode"]] = (cells.get((r["model"]["name"], train_res, r["mode"]))
+                                                     or cells.get((r["model"]["name"], train_res, "native")))
+    changes = any(change_vs_trained(r, references[r["model"]["name"], r["mode"]]) is not None for r in records)
+    trained = sorted({r["model"]["train_res"] for r in records})
+    title = f"top-1 % (95% Wilson CI), top-5 %{f', change vs {trained[0]}' if changes and len(trained) == 1 else ''}"
+    if changes and len(trained) > 1:
+        title += ", change vs each model's training resolution"
+    table = Table(title=f"{data}\n{title}", show_lines=True)
     table.add_column("model")
     for res, mode in columns:
         table.add_column(f"{res} {mode}", overflow="fold")
+    reasons: dict[str, list[str]] = {}
     for name in models:
         row = [name]
         for res, mode in columns:
             record = cells.get((name, res, mode))
-            train_res = record["model"]["train_res"] if record else None
-            baseline = cells.get((name, train_res, mode)) or cells.get((name, train_res, "native"))
-            row.append(_cell_text(record, baseline) if record else "")
+            row.append(_cell_text(record, references[name, mode]) if record else "")
+            if record and record["status"] != "ok":
+                reasons.setdefault(record["reason"], []).append(f"{name} {res} {mode}")
         table.add_row(*row)
+    table.caption = "\n".join(f"n/a ({', '.join(where)}): {reason}" for reason, where in reasons.items()) or None
+    table.caption_justify = "left"
     return table
 
 
@@ -99,8 +115,9 @@ def load_results(paths: list[Path]) -> list[dict]:
     cells: dict = {}
     for file in files:
         for record in read_records(file):
-            if record.get("schema_version") != SCHEMA_VERSION or record.get("kind") not in ("eval", "profile"):
-                raise PebenchError(f"{file}: not a pebench result record (schema_version {SCHEMA_VERSION} expected)")
+            if record.get("schema_version") not in READABLE_VERSIONS or record.get("kind") not in ("eval", "profile"):
+                raise PebenchError(f"{file}: not a pebench result record (schema_version "
+                                   f"{' or '.join(map(str, READABLE_VERSIONS))} expected)")
             cells[cell_identity(record)] = record
     return list(cells.values())
 
@@ -167,7 +184,8 @@ def flat_rows(records: list[dict]) -> list[dict]:
             "kind": r["kind"], "suite": r.get("suite"), "key": r.get("key"), "model": r["model"]["name"],
             "encoding": r["model"]["encoding"], "res": r["res"], "mode": r["mode"], "status": r["status"],
             "reason": r["reason"], "n": m.get("n"), "correct_top1": m.get("correct_top1"), "top1": m.get("top1"),
-            "top1_ci95_lo": lo, "top1_ci95_hi": hi, "top5": m.get("top5"), "img_per_s": t.get("img_per_s"),
+            "top1_ci95_lo": lo, "top1_ci95_hi": hi, "top5": m.get("top5"),
+            "img_per_s": t.get("model_img_per_s", t.get("img_per_s")),
             "params": params.get("total"), "encoding_params_at_res": params.get("encoding_at_res"),
             "gmacs": flops.get("gmacs"), "time_x_none": over.get("time"), "device": r["device"],
             "dtype": r.get("dtype"), "torch": r["env"]["torch"], "pebench": r["env"]["pebench"],

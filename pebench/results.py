@@ -1,8 +1,11 @@
-"""Result records: one JSON object per line, one line per (model, resolution, mode) cell.
+"""Result records: one JSON object per line, one line per cell.
 
-Schema (``schema_version`` 1)::
+Schema (``schema_version`` 2; version 1 records, written before streaming evaluation, lack the
+``data`` counts and have ``timing`` {img_per_s, wall_s, batch_size}; reports still read them)::
 
-    schema_version  1
+    schema_version  2
+    key, suite      the cell's hash (its resolved config, weights and pebench version) and the suite's
+                    name ("eval" / "profile" for the one-row suites of `pebench eval` / `pebench profile`)
     kind            "eval"
     model           {name, source ("zoo" | "file" | "timm"), path, size (timm: the timm name), encoding,
                      train_res, patch, checkpoint_sha256}
@@ -14,15 +17,22 @@ Schema (``schema_version`` 1)::
                     results (metrics and timing) instead of running the same computation again
     resize_api      timm models: the timm API that adapted position parameters (null at the trained
                     resolution and for pebench's own encodings)
-    data            {spec, split, n, fingerprint}   fingerprint: hash of spec, split, res, renderer
+    data            {spec, split, requested (items asked for), n (images evaluated), skipped (files that
+                     could not be decoded; not in n), skipped_files (their names, up to 100),
+                     fingerprint (hash of spec, split, res, crop, renderer or folder listing)}
     metrics         {n, correct_top1, correct_top5, top1, top1_ci95 [lo, hi] (Wilson), top5}
-    timing          {img_per_s (data included), wall_s, batch_size}
+    timing          one streamed pass per resolution feeds every computed cell of it:
+                    {model_img_per_s (this model and mode alone: images / its forward time),
+                     pass_img_per_s (images / the pass's wall time, every cell and the data included),
+                     data_img_per_s (what decoding/rendering delivers: per-process rate x processes),
+                     pass_wall_s, startup_s (until the first batch), wait_fraction (share of the pass
+                     after start-up the models waited for data), data_bound (wait_fraction >= 0.2),
+                     workers, data_source ("decoded" | "cache"), cells_in_pass, batch_size (after any
+                     out-of-memory halving)}
     device, dtype   e.g. "cpu", "fp32" | "bf16-autocast"
     env             {pebench, torch, timm, python, git_sha, git_dirty, threads, machine, time}
 
-Records written by `pebench run` add ``key`` (the cell's hash) and ``suite`` (its name).
-
-Profile records (``kind`` "profile", written by `pebench profile`) share ``schema_version``, ``model``
+Profile records (``kind`` "profile") share ``schema_version``, ``key``, ``suite``, ``model``
 (``source`` "built" for random-weight models built from a spec), ``res``, ``mode``, ``status``,
 ``reason``, ``same_as_native``, ``resize_api``, ``device``, ``dtype``, ``env`` (plus
 ``env.device_name``) and add::
@@ -49,7 +59,8 @@ from pathlib import Path
 
 from pebench.errors import PebenchError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 
 
 def append_record(path: Path, record: dict) -> None:

@@ -1,29 +1,56 @@
-"""`pebench run`: execute a suite's cells, resumably, optionally sharded or under torchrun.
+"""The cell runner behind `pebench run`, `pebench eval` and `pebench profile`: cells -> records, resumably.
+
+`pebench run SUITE` runs a YAML suite; `pebench eval` and `pebench profile` build a one-row suite
+from their options and run it here too, so streaming, resume and progress exist once.
 
 Each finished cell is appended to the results file as one JSON line carrying the cell's key. A
-rerun of the same command reads the file, skips every finished key and does the rest; a file that
-holds keys this suite does not produce (its config or pebench changed) is refused rather than mixed.
-Under ``torchrun --nproc-per-node N`` every process evaluates a strided slice of the images and the
-correct counts are all-reduced (gloo on CPU, nccl on CUDA), so the accuracy equals one process's;
-only rank 0 writes. ``--shard i/n`` runs every n-th cell, for several machines; `pebench report`
-merges the shard files.
+rerun of the same command reads the file, skips every finished key and does the rest; for `run`, a
+file that holds keys this suite does not produce (its config or pebench changed) is refused rather
+than mixed (`eval --out` appends to a log and only skips what it finds finished).
+
+Evaluation cells run by resolution: one streamed pass over the data per resolution feeds every
+model and mode of it (:mod:`pebench.evaluate`). Under ``torchrun --nproc-per-node N`` each process
+streams a disjoint share of the file list and the counts are all-reduced (gloo on CPU, nccl on
+CUDA), so the accuracy equals one process's; only rank 0 writes. ``--shard i/n`` runs every n-th
+cell, for several machines; `pebench report` merges the shard files.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 from pebench.atomic import atomic_path
 from pebench.errors import PebenchError
-from pebench.results import append_record, read_records, repair_torn_tail
+from pebench.results import SCHEMA_VERSION, append_record, read_records, repair_torn_tail
 from pebench.suite import Cell, Suite
 
 RESULTS_NAME = "results.jsonl"
+
+
+class Observer:
+    """What a runner tells its user interface; every method may be left as this no-op."""
+
+    def started(self, todo: list[Cell], passes: list[tuple[int, int, int]]) -> None:
+        """``passes``: (resolution, images, cells computed in the pass) of every pass still to run."""
+
+    def pass_started(self, res: int, images: int, tallies: dict) -> None:
+        """``tallies``: Cell -> the running :class:`pebench.evaluate.Tally` of each computed cell."""
+
+    def batch_done(self, res: int, images: int) -> None:
+        pass
+
+    def pass_finished(self, res: int, stats, wall: float) -> None:
+        """``stats``: the pass's :class:`pebench.data.stream.PassStats`; ``wall``: its seconds."""
+
+    def cell_started(self, cell: Cell) -> None:
+        pass
+
+    def record(self, cell: Cell, record: dict) -> None:
+        pass
 
 
 def results_path(out_dir: Path, shard: tuple[int, int] | None) -> Path:
@@ -39,10 +66,10 @@ def init_distributed(device: torch.device) -> tuple[int, int]:
         return 0, 1
     import torch.distributed as dist
 
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     if device.type == "cuda":
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return dist.get_rank(), dist.get_world_size()
 
 
@@ -53,21 +80,21 @@ def _barrier(world: int) -> None:
         dist.barrier()
 
 
-def finished_keys(path: Path, suite_keys: set[str]) -> set[str]:
-    """Keys already in ``path``; refuses a file written for another suite config or pebench version."""
+def finished_keys(path: Path, suite_keys: set[str], strict: bool = True) -> set[str]:
+    """Keys already in ``path``; with ``strict``, refuses a file written for another suite config or pebench."""
     if not path.exists():
         return set()
     records = read_records(path)
     keys = {r.get("key") for r in records}
     foreign = keys - suite_keys
-    if foreign:
+    if foreign and strict:
         example = next(r for r in records if r.get("key") in foreign)
         name = example.get("model", {}).get("name")
         raise PebenchError(
             f"{path} holds {sum(r.get('key') in foreign for r in records)} records from another suite config or "
             f"pebench version (e.g. {example.get('kind')} {name} @ {example.get('res')}); use another --out or "
             "move that file away")
-    return keys
+    return keys & suite_keys
 
 
 def write_suite_file(suite: Suite, out_dir: Path) -> None:
@@ -75,83 +102,184 @@ def write_suite_file(suite: Suite, out_dir: Path) -> None:
         tmp.write_text(json.dumps(suite.resolved(), indent=2) + "\n", encoding="utf-8")
 
 
-def run_cells(
-    suite: Suite,
-    cells: list[Cell],
-    suite_keys: set[str],
-    path: Path,
-    device: torch.device,
-    on_start: Callable[[list[Cell]], None],
-    on_cell_start: Callable[[Cell], None],
-    on_record: Callable[[Cell, dict], None],
-) -> None:
-    """Run every cell whose key is not yet in ``path``: evaluation cells by resolution (each split
-    rendered or read once), then profile cells by resolution. Each record is appended to ``path``
-    (by rank 0) before the next cell starts; ``on_start`` gets the cells left to do."""
-    from pebench.data import parse_data
-    from pebench.env import environment
-    from pebench.evaluate import evaluate_cell
-    from pebench.profile import SpeedSettings, load_profile_entry, profile_models
+def _cache_folder(suite: Suite, data) -> tuple[Path | None, bool]:
+    """(folder, required): an explicit suite/--cache folder must work; the default one is best effort."""
+    from pebench.data import cache_dir
+
+    if suite.cache is False:
+        return None, False
+    if suite.cache:
+        return Path(suite.cache).expanduser(), True
+    return (cache_dir(), False) if data.cached_by_default else (None, False)
+
+
+def _base_record(model, res: int, mode: str, device: torch.device, env: dict) -> dict:
+    net, meta = model.net, model.meta
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "kind": "eval",
+        "model": {"name": model.name, "source": model.source, "path": str(model.path), "size": meta["size"],
+                  "encoding": meta["encoding"], "train_res": meta["train_res"], "patch": meta["patch"],
+                  "checkpoint_sha256": meta["checkpoint_sha256"]},
+        "res": res,
+        "mode": mode,
+        "same_as_native": bool(net.interp_is_native or res == meta["train_res"]),
+        "resize_api": net.resize_api(res, mode),
+        "device": device.type,
+        "env": env,
+    }
+
+
+def _evaluate_resolution(res: int, cells: list[Cell], models: dict, data, suite: Suite, device: torch.device,
+                         env: dict, natives: dict, world_rank: tuple[int, int], observer: Observer) -> list[dict]:
+    """Records of the eval ``cells`` at ``res`` (in cell order), from at most one streamed pass."""
+    from pebench.data.stream import SplitStream, default_workers
+    from pebench.evaluate import Tally, metrics_of, run_pass, timing_of
+
+    rank, world = world_rank
+    requested = min(suite.n or data.size("val"), data.size("val"))
+    data_base = {"spec": data.spec, "split": "val", "requested": requested, "fingerprint": data.fingerprint("val", res)}
+    base = {c: _base_record(models[c.model], res, c.mode, device, env) for c in cells}
+    settled: dict[Cell, dict] = {}
+    tallies: dict[Cell, Tally] = {}
+    for cell in cells:
+        reason = models[cell.model].net.applicability(res, cell.mode)
+        if reason:
+            settled[cell] = {"status": "not_applicable", "reason": reason, "metrics": None, "timing": None,
+                             "dtype": None, "data": data_base | {"n": requested}}
+        elif not _takes_native(cell, cells, models[cell.model], natives):
+            tallies[cell] = Tally(models[cell.model], cell.mode, suite.batch_size)
+    if tallies:
+        cache, required = _cache_folder(suite, data)
+        stream = SplitStream(data, "val", res, list(range(rank, requested, world)), suite.batch_size,
+                             default_workers() if suite.workers is None else suite.workers, device, cache, required)
+        observer.pass_started(res, len(stream.positions), tallies)
+        wall = run_pass(list(tallies.values()), stream, device, lambda k: observer.batch_done(res, k))
+        stats = stream.stats
+        observer.pass_finished(res, stats, wall)
+        if stats.valid == 0:
+            raise PebenchError(f"no image of {data.spec} could be decoded at {res} px ({len(stats.skipped)} "
+                               f"skipped, e.g. {stats.skipped[0] if stats.skipped else '-'}); check the files")
+        data_done = data_base | {"n": stats.valid, "skipped": len(stats.skipped), "skipped_files": stats.skipped[:100]}
+        for cell, tally in tallies.items():
+            settled[cell] = {"status": "ok", "reason": None, "metrics": metrics_of(tally),
+                             "timing": timing_of(tally, stats, wall, len(tallies)),
+                             "dtype": "bf16-autocast" if device.type == "cuda" else "fp32", "data": data_done}
+            if cell.mode == "native":
+                natives[(cell.model, res)] = base[cell] | settled[cell]
+    records = []
+    for cell in cells:
+        if cell not in settled:
+            native = natives[(cell.model, res)]
+            settled[cell] = {k: native[k] for k in ("status", "reason", "metrics", "timing", "dtype", "data")} | {
+                "measured_as": "native"}
+        records.append(base[cell] | settled[cell])
+    return records
+
+
+def _takes_native(cell: Cell, at_res: list[Cell], model, natives: dict) -> bool:
+    """An interp cell that runs exactly the native computation takes the native cell's figures, when
+    that cell has a result already or is computed in the same pass."""
+    same = model.net.interp_is_native or cell.res == model.meta["train_res"]
+    return cell.mode == "interp" and same and (
+        (cell.model, cell.res) in natives or any(c.model == cell.model and c.mode == "native" for c in at_res))
+
+
+def _pass_plan(eval_cells: list[Cell], models: dict, natives: dict, images: int) -> list[tuple[int, int, int]]:
+    """(res, images, computed cells) per resolution: what the progress display estimates time from."""
+    plan = []
+    for res in dict.fromkeys(c.res for c in eval_cells):
+        at_res = [c for c in eval_cells if c.res == res]
+        computed = [c for c in at_res if not models[c.model].net.applicability(res, c.mode)
+                    and not _takes_native(c, at_res, models[c.model], natives)]
+        plan.append((res, images, len(computed)))
+    return plan
+
+
+def load_models(names, device: torch.device) -> dict:
+    """name -> :class:`pebench.evaluate.LoadedModel` on ``device``; a bad name or file is a one-line error."""
+    from pebench.evaluate import LoadedModel
     from pebench.zoo import resolve_model
 
+    models = {}
+    for name in dict.fromkeys(names):
+        net, meta, source, model_path = resolve_model(name)
+        models[name] = LoadedModel(name, net.eval().to(device), meta, source, model_path)
+    return models
+
+
+def run_cells(suite: Suite, cells: list[Cell], suite_keys: set[str], path: Path | None, device: torch.device,
+              observer: Observer | None = None, strict: bool = True, models: dict | None = None,
+              data=None) -> list[dict]:
+    """Run every cell whose key is not yet in ``path`` and return the new records (each also appended
+    to ``path`` by rank 0 as soon as its pass ends; ``path`` None keeps them in memory only).
+    ``models`` may hold models already loaded by :func:`load_models`, ``data`` the suite's dataset."""
+    from pebench.data import parse_data
+    from pebench.env import environment
+    from pebench.profile import SpeedSettings, load_profile_entry, profile_models
+
+    observer = observer or Observer()
     rank, world = init_distributed(device)
-    if rank == 0 and path.exists():
+    if rank == 0 and path is not None and path.exists():
         repair_torn_tail(path)  # a kill mid-write leaves a partial line; the next append must start clean
     _barrier(world)
-    done = finished_keys(path, suite_keys)
+    done = finished_keys(path, suite_keys, strict) if path is not None else set()
     todo = [c for c in cells if c.key not in done]
     # native results of earlier runs, for interp cells that run the same computation
-    natives = {(r["model"]["name"], r["res"]): r for r in (read_records(path) if path.exists() else [])
-               if r["kind"] == "eval" and r["mode"] == "native"}
+    previous = read_records(path) if path is not None and path.exists() else []
+    natives = {(r["model"]["name"], r["res"]): r for r in previous if r.get("key") in suite_keys
+               and r["kind"] == "eval" and r["mode"] == "native" and r["status"] == "ok"}
     _barrier(world)  # every rank has read the results file before rank 0 appends to it
-    on_start(todo)
+    records: list[dict] = []
 
     def finish(cell: Cell, record: dict) -> None:
         record |= {"key": cell.key, "suite": suite.name}
-        if rank == 0:
+        if rank == 0 and path is not None:
             append_record(path, record)
-        on_record(cell, record)
+        records.append(record)
+        observer.record(cell, record)
 
     eval_cells = [c for c in todo if c.kind == "eval"]
-    if eval_cells:
+    models = dict(models or {})
+    models |= load_models([c.model for c in eval_cells if c.model not in models], device)
+    if eval_cells and data is None:
         data = parse_data(suite.data, suite.crop_pct)
+    images = len(range(rank, min(suite.n or data.size("val"), data.size("val")), world)) if eval_cells else 0
+    observer.started(todo, _pass_plan(eval_cells, models, natives, images))
+    if eval_cells:
         env = environment()
-        loaded: dict[str, tuple] = {}
         for res in dict.fromkeys(c.res for c in eval_cells):
-            images, labels = data.load("val", res, limit=suite.n)
-            for cell in (c for c in eval_cells if c.res == res):
-                on_cell_start(cell)
-                if cell.model not in loaded:
-                    loaded[cell.model] = resolve_model(cell.model)
-                net, meta, source, model_path = loaded[cell.model]
-                record = evaluate_cell((cell.model, net, meta, source, model_path), data, images, labels, res,
-                                       cell.mode, suite.batch_size, device, env,
-                                       native=natives.get((cell.model, res)))
-                if cell.mode == "native":
-                    natives[(cell.model, res)] = record
+            at_res = [c for c in eval_cells if c.res == res]
+            for cell, record in zip(at_res, _evaluate_resolution(res, at_res, models, data, suite, device, env,
+                                                                 natives, (rank, world), observer), strict=True):
                 finish(cell, record)
 
     profile_cells = [c for c in todo if c.kind == "profile"]
     if profile_cells and rank == 0:
         settings = SpeedSettings(batch_size=suite.profile_batch_size, device=device, dtype=suite.profile_dtype,
+                                 channels_last=suite.profile_channels_last, compile=suite.profile_compile,
                                  repeats=suite.profile_repeats)
         for res in dict.fromkeys(c.res for c in profile_cells):
             at_res = [c for c in profile_cells if c.res == res]
             entries = [load_profile_entry(c.model, c.config["size"]) for c in at_res]
-            on_cell_start(at_res[0])
+            observer.cell_started(at_res[0])
             # profile_models reports in entry order and measures the `none` reference once per resolution
             pending = iter(at_res)
             profile_models(entries, [res], suite.profile_mode, settings,
                            lambda record, pending=pending: finish(next(pending), record))
     _barrier(world)
+    return records
 
 
-def check_models(suite: Suite) -> None:
-    """Fail before any work when a model cannot be loaded or a resolution does not fit its patch."""
-    from pebench.models.vit import check_resolution
-    from pebench.zoo import resolve_model
+def check_models(suite: Suite, device: torch.device, option: str | None = None) -> dict:
+    """Load the suite's models before any work (a bad name or file fails first) and check that every
+    resolution fits their patch (errors name the command-line ``option`` when given); returns the
+    models for :func:`run_cells`."""
+    from pebench.models.sizes import check_resolution
 
-    for name in suite.models:
-        _, meta, _, _ = resolve_model(name)
+    models = load_models(suite.models, device)
+    for name, model in models.items():
         for res in suite.resolutions:
-            check_resolution(res, res, meta["patch"], what=f"resolution {res} for model {name}")
+            what = f"{option} {res}" if option else f"resolution {res} for model {name}"
+            check_resolution(res, res, model.meta["patch"], what=what)
+    return models

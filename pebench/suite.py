@@ -45,11 +45,15 @@ class Suite:
     crop_pct: float | dict[int, float] = 0.875
     batch_size: int = 64
     device: str = "cpu"
+    workers: int | None = None  # data worker processes; None = min(8, CPU cores), 0 = in-process
+    cache: str | bool | None = None  # folder for decoded splits; None = synthetic only, in the default folder
     profile: bool = False
     profile_mode: str = "interp"
     profile_batch_size: int = 8
     profile_dtype: str = "fp32"
     profile_repeats: int = 7
+    profile_channels_last: bool = False
+    profile_compile: bool = False
     published: tuple[str, ...] = ()
 
     def resolved(self) -> dict:
@@ -130,9 +134,19 @@ def _validate(raw: dict, file: Path) -> Suite:
         _require(raw["n"] is None or _positive_int(raw["n"]), file, "n",
                  f"must be a positive number of images or null (all), not {raw['n']!r}")
         values["n"] = raw["n"]
-    if "profile" in raw:
-        _require(isinstance(raw["profile"], bool), file, "profile", "must be true or false")
-        values["profile"] = raw["profile"]
+    for key in ("profile", "profile_channels_last", "profile_compile"):
+        if key in raw:
+            _require(isinstance(raw[key], bool), file, key, "must be true or false")
+            values[key] = raw[key]
+    if "workers" in raw:
+        _require(raw["workers"] is None or (isinstance(raw["workers"], int) and not isinstance(raw["workers"], bool)
+                                            and raw["workers"] >= 0), file, "workers",
+                 f"must be a number of data worker processes (0 = in-process) or null, not {raw['workers']!r}")
+        values["workers"] = raw["workers"]
+    if "cache" in raw:
+        _require(raw["cache"] is None or raw["cache"] is False or (isinstance(raw["cache"], str) and raw["cache"]),
+                 file, "cache", f"must be a folder path, false (no cache) or null (the default), not {raw['cache']!r}")
+        values["cache"] = raw["cache"]
     if "data" in raw:
         _require(isinstance(raw["data"], str) and raw["data"], file, "data",
                  "must be a dataset spec: synthetic[:options] or imagefolder:PATH")
@@ -231,6 +245,8 @@ def expand(suite: Suite) -> list[Cell]:
     if suite.profile:
         profile_settings = {"device": suite.device, "mode": suite.profile_mode, "batch_size": suite.profile_batch_size,
                             "dtype": suite.profile_dtype, "repeats": suite.profile_repeats}
+        if suite.profile_channels_last or suite.profile_compile:  # absent otherwise: earlier keys stay valid
+            profile_settings |= {"channels_last": suite.profile_channels_last, "compile": suite.profile_compile}
         rows = [(m, None) for m in suite.models] + [(e, suite.profile_size) for e in suite.profile_encodings]
         for model, size in rows:
             for res in suite.resolutions:

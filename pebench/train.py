@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -20,27 +20,10 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 
 from pebench.atomic import atomic_path
 from pebench.checkpoint import save_checkpoint
-from pebench.data import SyntheticData, normalize, parse_data
+from pebench.data import SyntheticData, normalize, parse_data, read_split
 from pebench.errors import PebenchError
 from pebench.models import build_model
-
-
-@dataclass
-class TrainConfig:
-    size: str = "micro"
-    encoding: str = "ape"
-    data: str = "synthetic"
-    epochs: int = 3
-    batch_size: int = 64
-    lr: float = 1e-3
-    min_lr: float = 1e-5
-    warmup_epochs: float = 0.5
-    weight_decay: float = 0.05
-    label_smoothing: float = 0.1
-    translate: int = 8
-    seed: int = 0
-    res: int = 224
-    history: list = field(default_factory=list)
+from pebench.recipe import TrainConfig
 
 
 def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
@@ -100,7 +83,8 @@ def train(cfg: TrainConfig, out: Path, command: str = "", console=None,
         start_epoch = state["epoch"]
         torch.set_rng_state(state["rng"])
 
-    (train_u8, train_labels), (val_u8, val_labels) = data.load("train", cfg.res), data.load("val", cfg.res)
+    train_u8, train_labels = read_split(data, "train", cfg.res)
+    val_u8, val_labels = read_split(data, "val", cfg.res)
     steps_per_epoch = len(train_labels) // cfg.batch_size
     total = steps_per_epoch * cfg.epochs
     warmup = int(cfg.warmup_epochs * steps_per_epoch)

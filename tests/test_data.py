@@ -48,7 +48,7 @@ def test_same_scene_at_any_resolution_with_more_detail_when_larger():
 def test_ten_balanced_classes():
     assert NUM_CLASSES == len(CLASS_NAMES) == 10
     data = SyntheticData(train=40, val=20)
-    labels = data.labels("val")
+    labels = torch.tensor([data.label("val", i) for i in range(data.size("val"))])
     assert torch.bincount(labels, minlength=10).tolist() == [2] * 10
 
 
@@ -118,13 +118,32 @@ def test_each_shape_has_its_own_silhouette(shape):
         assert (own ^ mask(other)).sum() > 40
 
 
-def test_split_is_rendered_once_and_cached(tmp_path):
+def test_synthetic_reads_render_exactly_the_asked_items_a_few_at_a_time(monkeypatch):
+    import pebench.data as data_module
+
     data = SyntheticData(train=8, val=6)
-    first = data.images_uint8("val", 32)
-    cached = list((tmp_path / "cache").glob("*.npy"))
-    assert len(cached) == 1 and first.dtype == torch.uint8 and first.shape == (6, 3, 32, 32)
-    assert torch.equal(first, data.images_uint8("val", 32))
-    assert len(list((tmp_path / "cache").glob("*.npy"))) == 1
+    whole = data.read("val", 32, list(range(6)))
+    rendered = []
+    real_render = data_module.synthetic.render
+    monkeypatch.setattr(data_module.synthetic, "render", lambda scenes, res: rendered.append(len(scenes.label))
+                        or real_render(scenes, res))
+    monkeypatch.setattr(data_module, "RENDER_PIXELS", 2 * 32 * 32)  # two images per render call
+    some = data.read("val", 32, [4, 1, 5])
+    assert rendered == [2, 1]  # only the three asked for, never the split
+    assert some.images.dtype == torch.uint8 and torch.equal(some.images, whole.images[[4, 1, 5]])
+    assert some.labels.tolist() == [4, 1, 5] and some.valid.all() and some.problems == []
+
+
+def test_read_split_maps_the_cached_split_instead_of_copying_it(tmp_path):
+    from pebench.data import read_split
+
+    data = SyntheticData(train=8, val=6)
+    images, labels = read_split(data, "val", 32, limit=4)
+    cached = sorted(p.suffix for p in (tmp_path / "cache").iterdir())
+    assert cached == [".json", ".u8"] and images.shape == (4, 3, 32, 32) and labels.tolist() == [0, 1, 2, 3]
+    assert torch.equal(images, data.read("val", 32, [0, 1, 2, 3]).images)
+    again, _ = read_split(data, "val", 32, limit=4)
+    assert torch.equal(again, images) and len(list((tmp_path / "cache").iterdir())) == 2
 
 
 @pytest.mark.parametrize(
@@ -151,15 +170,15 @@ def _folder(tmp_path, broken=False):
     return root
 
 
-def test_image_folder_uses_timm_eval_transform_and_names_skipped_files(tmp_path):
+def test_image_folder_reads_with_timm_eval_transform_and_names_undecodable_files(tmp_path):
     data = parse_data(f"imagefolder:{_folder(tmp_path, broken=True)}", crop_pct={224: 0.875, 384: 1.0})
-    images, labels = data.load("val", 48)
-    assert images.shape == (4, 3, 48, 48) and labels.tolist() == [0, 1, 0, 1]  # classes alternate
-    assert data.skipped == ["dog/broken.jpg (UnidentifiedImageError)"]
+    assert [f.name for f, _ in data.files] == ["0.png", "0.png", "1.png", "1.png", "broken.jpg"]  # classes alternate
+    items = data.read("val", 48, list(range(5)))
+    assert items.images.shape == (5, 3, 48, 48) and items.labels.tolist() == [0, 1, 0, 1, 1]
+    assert items.valid.tolist() == [True, True, True, True, False]
+    assert len(items.problems) == 1 and items.problems[0].startswith("dog/broken.jpg (UnidentifiedImageError")
     assert data.crop_for(384) == 1.0 and data.crop_for(448) == 0.875
-    assert images[0, 0].float().mean() > 190 and images[1, 2].float().mean() > 190
-    first_two, labels = data.load("val", 48, limit=2)  # --n 2: both classes, only two files decoded
-    assert labels.tolist() == [0, 1] and first_two.shape[0] == 2
+    assert items.images[0, 0].float().mean() > 190 and items.images[1, 2].float().mean() > 190
 
 
 def test_empty_image_folder_is_an_error(tmp_path):

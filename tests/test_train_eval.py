@@ -11,8 +11,9 @@ import torch
 import pebench.train as train_module
 from pebench.checkpoint import load_checkpoint, save_checkpoint
 from pebench.data import SyntheticData
+from pebench.data.stream import SplitStream
 from pebench.errors import PebenchError
-from pebench.evaluate import run_accuracy, wilson_interval
+from pebench.evaluate import LoadedModel, Tally, run_pass, wilson_interval
 from pebench.results import read_records
 from pebench.train import TrainConfig, train
 
@@ -88,12 +89,38 @@ def test_nan_loss_stops_with_a_clear_message(tmp_path, monkeypatch):
         train(_config(), tmp_path / "nan.safetensors")
 
 
+def _counts(model, batch_size: int, stream_batch: int = 12, workers: int = 0) -> tuple[int, int, int]:
+    cpu = torch.device("cpu")
+    loaded = LoadedModel("m", model, {}, "file", None)
+    tally = Tally(loaded, "interp", batch_size)
+    stream = SplitStream(SyntheticData(train=64, val=24), "val", 384, list(range(24)), stream_batch, workers, cpu)
+    run_pass([tally], stream, cpu)
+    return tally.correct1, tally.correct5, tally.n
+
+
 def test_same_checkpoint_same_data_twice_gives_identical_accuracy(checkpoint):
     model, _ = load_checkpoint(checkpoint)
-    images, labels = SyntheticData(train=64, val=24).load("val", 384)
-    first = run_accuracy(model, images, labels, "interp", 8, torch.device("cpu"))
-    second = run_accuracy(model, images, labels, "interp", 5, torch.device("cpu"))
-    assert (first["correct_top1"], first["correct_top5"]) == (second["correct_top1"], second["correct_top5"])
+    first = _counts(model, 8)
+    assert first[2] == 24
+    assert _counts(model, 5, stream_batch=7, workers=2) == first
+
+
+def test_out_of_memory_halves_the_batch_and_keeps_the_counts(checkpoint):
+    model, _ = load_checkpoint(checkpoint)
+
+    class Greedy(torch.nn.Module):
+        """Fails like an exhausted allocator on more than 3 images at once."""
+
+        def __init__(self):
+            super().__init__()
+            self.inner = model
+
+        def forward(self, x, mode):
+            if len(x) > 3:
+                raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+            return self.inner(x, mode)
+
+    assert _counts(Greedy(), 12) == _counts(model, 12)
 
 
 def test_wilson_interval_known_values():
@@ -176,7 +203,7 @@ def test_ape_at_384_interp_predicts_like_timm_dynamic_img_size(which, request):
     from pebench.zoo import zoo_path
 
     model, twin = _timm_twin(zoo_path("ape") if which == "shipped" else request.getfixturevalue("checkpoint"))
-    images, labels = SyntheticData(train=64, val=48).load("val", 384)
+    images, labels, *_ = SyntheticData(train=64, val=48).read("val", 384, list(range(48)))
     x = normalize(images)
     with torch.inference_mode():
         ours, theirs = model(x, "interp"), twin(x)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from pebench.data import SyntheticData
+from pebench.data import SyntheticData, read_split
 from pebench.encodings.spec import parse_spec
 from pebench.train import accuracy
 from pebench.zoo import ZOO, resolve_model
@@ -12,7 +12,7 @@ from pebench.zoo import ZOO, resolve_model
 def val_224(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PEBENCH_CACHE", str(tmp_path_factory.mktemp("cache")))
-        return SyntheticData().load("val", 224)
+        return read_split(SyntheticData(), "val", 224)
 
 
 @pytest.mark.parametrize("name", list(ZOO))

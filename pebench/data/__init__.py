@@ -1,10 +1,12 @@
 """Datasets: ``synthetic`` (rendered at any resolution, no download) and ``imagefolder:PATH``.
 
 A dataset spec is a string. ``synthetic`` takes options like encodings do:
-``synthetic:seed=0,train=10000,val=1000``. Rendered splits are cached on disk per (spec, split,
-resolution) as uint8, so a split is rendered once per resolution and reused by every model and mode.
-``imagefolder:PATH`` is an ImageNet-style folder (one subfolder per class) read with timm's eval
-transform. Both give ``load(split, res) -> (uint8 images (N, 3, res, res), labels (N,))``.
+``synthetic:seed=0,train=10000,val=1000``. ``imagefolder:PATH`` is an ImageNet-style folder (one
+subfolder per class) read with timm's eval transform.
+
+Both read *batches of positions*: ``read(split, res, positions)`` gives the uint8 images of
+exactly those items, so nothing ever holds a whole split; :mod:`pebench.data.stream` feeds them
+through DataLoader workers and :mod:`pebench.data.cache` can keep a decoded split on disk.
 """
 
 from __future__ import annotations
@@ -13,17 +15,32 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
-from pebench.atomic import atomic_path
 from pebench.data import synthetic
 from pebench.errors import PebenchError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 RENDER_VERSION = 6  # bump when the renderer's output changes, so stale caches are not reused
+#: pixels rendered at once: the renderer's float intermediates stay near 1 GB at any resolution
+RENDER_PIXELS = 1 << 23
+
+
+class Items(NamedTuple):
+    """Some items of a split: uint8 images (B, 3, H, W), labels (B,), and which rows hold an image.
+
+    A row whose file could not be decoded is zero, ``valid`` False, and named in ``problems``
+    ("path (error)"), so that no item is ever dropped without a trace.
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    valid: torch.Tensor
+    problems: list[str]
 
 
 def cache_dir() -> Path:
@@ -41,35 +58,29 @@ class SyntheticData:
         return f"synthetic:seed={self.seed},train={self.train},val={self.val}"
 
     num_classes = synthetic.NUM_CLASSES
+    #: rendering is deterministic and costly at high resolution: cached by default (data.cache)
+    cached_by_default = True
 
     def size(self, split: str) -> int:
         return {"train": self.train, "val": self.val}[split]
 
-    def labels(self, split: str) -> torch.Tensor:
-        return torch.arange(self.size(split)) % synthetic.NUM_CLASSES
+    def label(self, split: str, position: int) -> int:
+        return position % synthetic.NUM_CLASSES
 
     def fingerprint(self, split: str, res: int) -> str:
         key = f"{self.spec}|{split}|{res}|render-v{RENDER_VERSION}"
         return hashlib.sha256(key.encode()).hexdigest()[:16]
 
-    def load(self, split: str, res: int, limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """The first ``limit`` images (all when None); the whole split is rendered and cached once."""
-        return self.images_uint8(split, res)[:limit], self.labels(split)[:limit]
-
-    def images_uint8(self, split: str, res: int, chunk: int = 128) -> torch.Tensor:
-        """The whole split at ``res`` as uint8 (N, 3, res, res), rendered once and cached on disk."""
-        path = cache_dir() / f"synthetic-{self.fingerprint(split, res)}.npy"
-        if path.exists():
-            return torch.from_numpy(np.load(path))
-        n = self.size(split)
-        out = np.empty((n, 3, res, res), dtype=np.uint8)
-        for start in range(0, n, chunk):
-            idx = np.arange(start, min(start + chunk, n))
-            images = synthetic.render(synthetic.sample_scenes(self.seed, split, idx), res)
-            out[start : start + len(idx)] = (images * 255 + 0.5).to(torch.uint8).numpy()
-        with atomic_path(path) as tmp, open(tmp, "wb") as f:
-            np.save(f, out)
-        return torch.from_numpy(out)
+    def read(self, split: str, res: int, positions: list[int]) -> Items:
+        """Render exactly these items, a few at a time so that memory stays bounded at 1024 px and beyond."""
+        out = torch.empty((len(positions), 3, res, res), dtype=torch.uint8)
+        chunk = max(1, RENDER_PIXELS // (res * res))
+        for start in range(0, len(positions), chunk):
+            part = positions[start : start + chunk]
+            images = synthetic.render(synthetic.sample_scenes(self.seed, split, part), res)
+            out[start : start + len(part)] = images.mul_(255).add_(0.5).to(torch.uint8)
+        labels = torch.tensor([self.label(split, p) for p in positions], dtype=torch.int64)
+        return Items(out, labels, torch.ones(len(positions), dtype=torch.bool), [])
 
 
 def parse_data(spec: str, crop_pct: dict[int, float] | float = 0.875):
@@ -90,10 +101,34 @@ def parse_data(spec: str, crop_pct: dict[int, float] | float = 0.875):
     return SyntheticData(**values)
 
 
-_SCALE = (1 / (255 * torch.tensor(IMAGENET_STD))).view(1, 3, 1, 1)
-_SHIFT = (-torch.tensor(IMAGENET_MEAN) / torch.tensor(IMAGENET_STD)).view(1, 3, 1, 1)
+def read_split(data, split: str, res: int, limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``limit`` items (all when None) as uint8 images and labels, through the disk cache.
+
+    For the few callers that index a whole split at random (training): the images are a read-only
+    memory map of the cache file, paged in by the OS as they are used, not a copy in memory.
+    """
+    from pebench.data.stream import open_or_fill
+
+    count = min(limit or data.size(split), data.size(split))
+    split_cache = open_or_fill(data, split, res, count, cache_dir())
+    return split_cache.images(count), split_cache.labels[:count]
 
 
-def normalize(batch_uint8: torch.Tensor) -> torch.Tensor:
-    """uint8 (B, 3, H, W) -> float normalised with ImageNet statistics, in one allocation."""
-    return batch_uint8.float().mul_(_SCALE).add_(_SHIFT)
+_MEAN = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+_STD = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+
+
+def normalize(batch_uint8: torch.Tensor, mean: torch.Tensor = _MEAN, std: torch.Tensor = _STD) -> torch.Tensor:
+    """uint8 (B, 3, H, W) -> float, normalised exactly as timm's eval transform does (ToTensor's
+    division by 255, then Normalize's subtraction and division), so inputs match timm's bit for bit."""
+    mean, std = mean.to(batch_uint8.device), std.to(batch_uint8.device)
+    return batch_uint8.float().div_(255).sub_(mean).div_(std)
+
+
+def np_uint8_view(images: np.ndarray) -> torch.Tensor:
+    """A torch view of a (read-only) numpy uint8 array without a copy or a warning."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # torch warns that the memory map is read-only
+        return torch.from_numpy(images)

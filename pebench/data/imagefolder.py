@@ -1,17 +1,20 @@
 """An ImageNet-style folder (``PATH/<class>/<image>``) read with timm's evaluation transform.
 
-The shorter side is resized to ``res / crop_pct`` (bicubic, antialiased), the centre ``res`` x
-``res`` is cropped, and normalisation uses ImageNet statistics (done by the evaluator, as for every
-dataset). ``crop_pct`` is 0.875 by default and may differ per resolution: DeiT/timm evaluate at
-0.875 or 0.9 at 224 but 1.0 for native-384 models; RoPE-ViT uses 1.0 everywhere. Files that cannot
-be decoded are skipped and listed in ``skipped``, never dropped silently.
+The shorter side is resized to ``floor(res / crop_pct)`` (bicubic, antialiased), the centre
+``res`` x ``res`` is cropped, and normalisation uses the model's mean and std (done on the batch,
+as for every dataset): timm's ``create_transform(input_size=res, crop_pct=..., interpolation='bicubic')``
+step for step. ``crop_pct`` is 0.875 by default and may differ per resolution: DeiT/timm evaluate at
+0.875 or 0.9 at 224 but 1.0 for native-384 models; RoPE-ViT uses 1.0 everywhere. A file that cannot
+be decoded (unreadable, truncated, not an image) becomes an invalid row named in ``Items.problems``:
+counted and listed, never dropped silently.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
 from itertools import zip_longest
 from pathlib import Path
 
@@ -20,9 +23,18 @@ from PIL import Image, UnidentifiedImageError
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as TF
 
+from pebench.data import Items
 from pebench.errors import PebenchError
 
 EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".gif", ".jpe"}
+
+
+def decode(path: Path, res: int, crop_pct: float) -> torch.Tensor:
+    """One file through timm's eval transform, as uint8 (3, res, res); raises OSError/ValueError if unreadable."""
+    with Image.open(path) as img:
+        img = img.convert("RGB")
+    img = TF.resize(img, math.floor(res / crop_pct), interpolation=InterpolationMode.BICUBIC, antialias=True)
+    return TF.pil_to_tensor(TF.center_crop(img, [res, res]))
 
 
 @dataclass
@@ -31,7 +43,8 @@ class ImageFolderData:
     classes: list[str]
     files: list[tuple[Path, int]]
     crop_pct: dict[int, float] | float = 0.875
-    skipped: list[str] = field(default_factory=list)
+
+    cached_by_default = False  # decoding is what --cache DIR is for; a folder's cache is the user's call
 
     @classmethod
     def open(cls, path: str, crop_pct: dict[int, float] | float = 0.875) -> ImageFolderData:
@@ -62,31 +75,37 @@ class ImageFolderData:
     def size(self, split: str) -> int:
         return len(self.files)
 
+    def label(self, split: str, position: int) -> int:
+        return self.files[position][1]
+
     def crop_for(self, res: int) -> float:
         return self.crop_pct.get(res, 0.875) if isinstance(self.crop_pct, dict) else self.crop_pct
 
+    @cached_property
+    def _listing_digest(self) -> str:
+        """Every file's name, size and modification time: an edited folder never passes for the old one."""
+        digest = hashlib.sha256()
+        for f, _ in self.files:
+            stat = f.stat()
+            digest.update(f"{f.relative_to(self.root)}:{stat.st_size}:{stat.st_mtime_ns}|".encode())
+        return digest.hexdigest()
+
     def fingerprint(self, split: str, res: int) -> str:
-        listing = "|".join(f"{f.relative_to(self.root)}:{f.stat().st_size}" for f, _ in self.files)
-        key = f"{self.spec}|{res}|{self.crop_for(res)}|{listing}"
+        key = f"{self.spec}|{res}|{self.crop_for(res)}|{self._listing_digest}"
         return hashlib.sha256(key.encode()).hexdigest()[:16]
 
-    def load(self, split: str, res: int, limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """The decodable images among the first ``limit`` files (all when None) at ``res`` (uint8) and
-        their labels; undecodable ones go to ``skipped``. Files alternate between classes."""
-        resize_to = math.floor(res / self.crop_for(res))
-        images, labels = [], []
-        self.skipped = []
-        for path, label in self.files[:limit]:
+    def read(self, split: str, res: int, positions: list[int]) -> Items:
+        """Decode exactly these files; an undecodable one leaves a zero row, marked invalid and named."""
+        images = torch.zeros((len(positions), 3, res, res), dtype=torch.uint8)
+        valid = torch.ones(len(positions), dtype=torch.bool)
+        problems = []
+        crop = self.crop_for(res)
+        for row, position in enumerate(positions):
+            path = self.files[position][0]
             try:
-                with Image.open(path) as img:
-                    img = img.convert("RGB")
-            except (OSError, UnidentifiedImageError, ValueError) as error:
-                self.skipped.append(f"{path.relative_to(self.root)} ({type(error).__name__})")
-                continue
-            img = TF.resize(img, resize_to, interpolation=InterpolationMode.BICUBIC, antialias=True)
-            img = TF.center_crop(img, [res, res])
-            images.append(TF.pil_to_tensor(img))
-            labels.append(label)
-        if not images:
-            raise PebenchError(f"no image in '{self.root}' could be decoded ({len(self.skipped)} skipped)")
-        return torch.stack(images), torch.tensor(labels)
+                images[row] = decode(path, res, crop)
+            except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as error:
+                valid[row] = False
+                problems.append(f"{path.relative_to(self.root)} ({type(error).__name__}: {error})")
+        labels = torch.tensor([self.files[p][1] for p in positions], dtype=torch.int64)
+        return Items(images, labels, valid, problems)

@@ -1,5 +1,17 @@
-"""The ViT backbone (and, later, adapters for timm's own models)."""
+"""The ViT backbone and adapters for timm's own models.
 
-from pebench.models.vit import SIZES, VisionTransformer, build_model
+``SIZES`` is plain data; the torch-backed names load on first use, so that importing this package
+(the command line does, for its help text) does not import torch.
+"""
+
+from pebench.models.sizes import SIZES
 
 __all__ = ["SIZES", "VisionTransformer", "build_model"]
+
+
+def __getattr__(name: str):
+    if name in ("VisionTransformer", "build_model"):
+        from pebench.models import vit
+
+        return getattr(vit, name)
+    raise AttributeError(f"module 'pebench.models' has no attribute '{name}'")

@@ -14,8 +14,6 @@ trained one (see :mod:`pebench.encodings.base`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -26,31 +24,7 @@ from pebench.encodings.composite import PositionEncoding
 from pebench.encodings.registry import REGISTRY
 from pebench.encodings.spec import EncodingSpec, parse_spec
 from pebench.errors import PebenchError
-
-
-@dataclass(frozen=True)
-class Size:
-    dim: int
-    depth: int
-    num_heads: int
-
-
-SIZES: dict[str, Size] = {
-    "micro": Size(96, 6, 3),
-    "tiny": Size(192, 12, 3),  # DeiT-Ti
-    "small": Size(384, 12, 6),  # DeiT-S
-    "base": Size(768, 12, 12),  # ViT-B
-}
-
-
-def check_resolution(height: int, width: int, patch: int, what: str | None = None) -> None:
-    """One-line error when a resolution does not tile into patches; ``what`` names it for the user."""
-    for side in (height, width):
-        if side % patch:
-            raise PebenchError(
-                f"{what or f'resolution {height}x{width}'} is not a multiple of the patch size {patch}; "
-                f"use e.g. {side // patch * patch} or {(side // patch + 1) * patch}"
-            )
+from pebench.models.sizes import SIZES, check_resolution
 
 
 class PatchEmbed(nn.Module):

@@ -1,0 +1,162 @@
+"""One pass over a split at one resolution, streamed: memory grows with the batch, never with the split.
+
+A ``torch.utils.data.DataLoader`` whose worker processes decode (image folders) or render
+(synthetic) whole batches of positions hands them to the main process in order, with pinned memory
+and non-blocking copies on CUDA. The positions are this process's share of the split (under
+torchrun, rank r of w takes positions r, r + w, ...: disjoint shards of the *file list*, nothing
+decoded twice, no padding duplicates). When a cache folder is given, a complete cache entry is read
+instead of decoding, and a pass over a whole prefix of the split writes one (see ``data.cache``).
+
+The pass measures where its time went: seconds the workers spent producing batches (``work_s``)
+and seconds the main process waited for them (``wait_s``), so a caller can tell a data-bound run
+from a model-bound one.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from pebench.data import Items
+from pebench.data.cache import CacheWriter, SplitCache, lookup
+from pebench.errors import PebenchError, RunFailed
+
+
+def default_workers() -> int:
+    """min(8, the CPU cores this process may use)."""
+    return min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+class Batch(NamedTuple):
+    positions: list[int]
+    items: Items
+    work_s: float  # seconds the producing process spent on it
+
+
+class _Batches(Dataset):
+    """Maps a list of positions to a :class:`Batch`: the DataLoader's sampler yields whole batches."""
+
+    def __init__(self, source, split: str, res: int):
+        self.source, self.split, self.res = source, split, res
+
+    def __getitem__(self, positions: list[int]) -> Batch:
+        started = time.perf_counter()
+        if isinstance(self.source, SplitCache):
+            items = self.source.read(positions)
+        else:
+            items = self.source.read(self.split, self.res, positions)
+        return Batch(positions, items, time.perf_counter() - started)
+
+
+@dataclass
+class PassStats:
+    workers: int
+    source: str  # "decoded" | "cache"
+    images: int = 0  # items delivered, undecodable ones included
+    valid: int = 0
+    batches: int = 0
+    work_s: float = 0.0
+    wait_s: float = 0.0  # waiting for batches after the first
+    first_batch_s: float = 0.0  # start-up: workers starting and producing the first batch
+    skipped: list[str] = field(default_factory=list)
+
+    @property
+    def data_img_per_s(self) -> float | None:
+        """What the data side can deliver: per-process production rate x processes producing."""
+        return self.images / self.work_s * max(1, self.workers) if self.work_s else None
+
+
+class SplitStream:
+    """Iterate ``(uint8 images, labels)`` batches of the decodable items, on ``device``; see the module doc."""
+
+    def __init__(self, data, split: str, res: int, positions: list[int], batch_size: int, workers: int,
+                 device: torch.device, cache: Path | None = None, cache_required: bool = False):
+        self.data, self.split, self.res, self.positions = data, split, res, positions
+        self.batch_size, self.device = batch_size, device
+        self.cache, self.cache_required = cache, cache_required
+        self.cached = lookup(cache, data, split, res, max(positions) + 1) if cache and positions else None
+        # a memory-mapped read is a copy: worker processes would only add start-up and a second copy
+        self.workers = 0 if self.cached else workers
+        self.stats = PassStats(self.workers, "cache" if self.cached else "decoded")
+        self.writing = bool(cache and not self.cached and positions == list(range(len(positions))))
+        if self.writing:
+            self._check_space()
+
+    def _check_space(self) -> None:
+        """Fails (an explicit --cache) or gives up caching (the default one) before any work is done."""
+        try:
+            CacheWriter(self.cache, self.data, self.split, self.res, len(self.positions)).abort()
+        except PebenchError:
+            if self.cache_required:
+                raise
+            self.writing = False
+
+    def _loader(self) -> DataLoader:
+        source = self.cached or self.data
+        chunks = [self.positions[i : i + self.batch_size] for i in range(0, len(self.positions), self.batch_size)]
+        return DataLoader(_Batches(source, self.split, self.res), batch_size=None, sampler=chunks,
+                          num_workers=self.workers, pin_memory=self.device.type == "cuda",
+                          prefetch_factor=2 if self.workers else None)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        writer = CacheWriter(self.cache, self.data, self.split, self.res, len(self.positions)) if self.writing else None
+        complete = False
+        try:
+            batches = iter(self._loader())
+            started = time.perf_counter()
+            while True:
+                waited = time.perf_counter()
+                try:
+                    batch = next(batches)
+                except StopIteration:
+                    break
+                except RuntimeError as error:
+                    if "DataLoader worker" not in str(error):
+                        raise
+                    raise RunFailed(f"a data worker process died ({str(error).splitlines()[0]}); rerun with "
+                                    "--workers 0 to see its error in this process, or lower --batch-size or "
+                                    "--workers if memory ran out (finished cells are kept)") from None
+                now = time.perf_counter()
+                if self.stats.batches == 0:
+                    self.stats.first_batch_s = now - started
+                else:
+                    self.stats.wait_s += now - waited
+                self._count(batch)
+                if writer:
+                    writer.write(batch.positions, batch.items)
+                yield self._on_device(batch.items)
+            complete = True
+        finally:
+            if writer:
+                writer.commit() if complete else writer.abort()
+
+    def _count(self, batch: Batch) -> None:
+        self.stats.batches += 1
+        self.stats.images += len(batch.positions)
+        self.stats.valid += int(batch.items.valid.sum())
+        self.stats.work_s += batch.work_s
+        self.stats.skipped += batch.items.problems
+
+    def _on_device(self, items: Items) -> tuple[torch.Tensor, torch.Tensor]:
+        images, labels = items.images, items.labels
+        if not bool(items.valid.all()):
+            images, labels = images[items.valid], labels[items.valid]
+        return images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
+
+
+def open_or_fill(data, split: str, res: int, count: int, directory: Path) -> SplitCache:
+    """The cache entry of the first ``count`` items, decoded or rendered into ``directory`` first if needed."""
+    entry = lookup(directory, data, split, res, count)
+    if entry is None:
+        for _ in SplitStream(data, split, res, list(range(count)), 64, default_workers(), torch.device("cpu"),
+                             directory, cache_required=True):
+            pass
+        entry = lookup(directory, data, split, res, count)
+    return entry

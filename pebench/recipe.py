@@ -1,0 +1,23 @@
+"""The training recipe's settings, as plain data: the command line shows its defaults without importing torch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class TrainConfig:
+    size: str = "micro"
+    encoding: str = "ape"
+    data: str = "synthetic"
+    epochs: int = 3
+    batch_size: int = 64
+    lr: float = 1e-3
+    min_lr: float = 1e-5
+    warmup_epochs: float = 0.5
+    weight_decay: float = 0.05
+    label_smoothing: float = 0.1
+    translate: int = 8
+    seed: int = 0
+    res: int = 224
+    history: list = field(default_factory=list)
