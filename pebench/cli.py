@@ -570,9 +570,10 @@ def main() -> None:
     except PebenchError as error:
         Console(stderr=True).print(f"error: {error}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(error.exit_code)
-    except KeyboardInterrupt:
-        Console(stderr=True).print("interrupted; rerun the same command to resume", highlight=False)
-        sys.exit(130)
+    except SystemExit as exit_:
+        if exit_.code == 130:  # typer turns Ctrl-C (KeyboardInterrupt) into exit code 130, silently
+            Console(stderr=True).print("interrupted; rerun the same command to resume", highlight=False)
+        raise
 
 
 if __name__ == "__main__":  # `python -m pebench.cli`, e.g. under torchrun

@@ -60,9 +60,9 @@ def results_path(out_dir: Path, shard: tuple[int, int] | None) -> Path:
 
 
 def init_distributed(device: torch.device) -> tuple[int, int]:
-    """(rank, world size); joins the process group when started by torchrun."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world == 1:
+    """(rank, world size); joins the process group when started by torchrun (even alone, so that a
+    one-GPU torchrun exercises the same nccl path as eight)."""
+    if "MASTER_ADDR" not in os.environ or "RANK" not in os.environ:
         return 0, 1
     import torch.distributed as dist
 

@@ -446,6 +446,7 @@ class TimmModel(nn.Module):
 def build_timm_model(spec: str, checkpoint: Path | None = None) -> tuple[TimmModel, dict]:
     """(model, sidecar-like metadata) for ``timm:NAME`` with weights from ``checkpoint`` or the HF cache."""
     import timm
+    from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
     name = spec.removeprefix(PREFIX)
     if not timm.is_model(name):
@@ -478,5 +479,8 @@ def build_timm_model(spec: str, checkpoint: Path | None = None) -> tuple[TimmMod
     model.snapshot_trained()
     meta = {"size": name, "encoding": family.encoding, "train_res": model.img_size, "patch": model.patch,
             "num_classes": num_classes, "checkpoint_sha256": hashlib.sha256(checkpoint.read_bytes()).hexdigest(),
-            "family": family.name, "checkpoint": str(checkpoint)}
+            "family": family.name, "checkpoint": str(checkpoint),
+            # inputs are normalised as the model was trained (timm's validate.py reads the same config)
+            "mean": list(net.pretrained_cfg.get("mean", IMAGENET_DEFAULT_MEAN)),
+            "std": list(net.pretrained_cfg.get("std", IMAGENET_DEFAULT_STD))}
     return model.eval(), meta
