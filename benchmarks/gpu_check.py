@@ -10,12 +10,13 @@ failing step is recorded and the rest go on):
   loop (ImageDataset + create_transform + DataLoader, bf16 autocast) at 224: img/s and counts.
 - the shipped zoo on CUDA (bf16 autocast) at 224-1024, compared cell by cell with the committed
   CPU fp32 results (results/zoo/results.jsonl).
-- out-of-memory back-off: eval of ViT-B at 1024 px with a batch that cannot fit, and profile with one.
+- out-of-memory back-off: eval of ViT-B at 1024 px with a batch that cannot fit; profile at 512 likewise.
 - torchrun with nccl: a suite under `torchrun --nproc-per-node 1` (the process group is joined, so
   every all-reduce goes through nccl) gives the single-process counts; 2 processes on one GPU tried.
-- throughput (last, the slowest steps): `pebench profile` (bf16 autocast; plain, channels-last,
-  then torch.compile) vs a timm-benchmark-style loop (warm-up, then a timed run of forward passes under autocast with
-  device synchronisation: samples/s = batch x steps / seconds) on DeiT-S and ViT-B at 224.
+- throughput (last, the slowest steps): `pebench profile` with bf16 autocast (plain on DeiT-S and
+  ViT-B; channels-last and torch.compile on DeiT-S) vs a timm-benchmark-style loop (warm-up, then
+  timed forward passes under autocast with device synchronisation: samples/s = batch x steps / s)
+  at 224.
 
 Writes DIR/gpu_check.json (every measurement), DIR/gpu_check.md (the summary) and DIR/log.txt.
 """
@@ -38,9 +39,9 @@ ROOT = Path(__file__).resolve().parent.parent
 PEBENCH = [sys.executable, "-m", "pebench.cli"]
 #: sizes on the GPU, and for a quick dry run of the script's plumbing on a CPU (--device cpu)
 SCALE = {"cuda": {"batch": 256, "zoo_res": (224, 384, 448, 512, 1024), "zoo_n": [], "oom_eval": 1536,
-                  "oom_profile": 4096, "oom_res": 1024, "suite_n": 400},
+                  "oom_profile": 4096, "oom_res": 1024, "oom_profile_res": 512, "suite_n": 400},
          "cpu": {"batch": 4, "zoo_res": (224,), "zoo_n": ["--n", 8], "oom_eval": 4, "oom_profile": 4, "oom_res": 64,
-                 "suite_n": 8}}
+                 "oom_profile_res": 64, "suite_n": 8}}
 
 
 class Check:
@@ -185,29 +186,32 @@ def zoo_on_cuda(check: Check) -> None:
         check.put("zoo_cuda_error", result.stderr[-600:])
 
 
-def out_of_memory(check: Check, folder: Path, vit_base: Path) -> None:
+def oom_eval(check: Check, folder: Path, vit_base: Path) -> None:
     out = check.out / "oom_eval.jsonl"
     out.unlink(missing_ok=True)
-    model = f"timm:vit_base_patch16_224@{vit_base}"
     batch = check.scale["oom_eval"]
-    result = check.sh("oom eval", [*PEBENCH, "eval", "--model", model, "--data", f"imagefolder:{folder}", "--res",
-                                   check.scale["oom_res"], "--mode", "interp", "--n", batch, "--batch-size", batch,
-                                   "--device", check.device, "--workers", 8, "--cache", "off", "--out", out], 600)
+    result = check.sh("oom eval", [*PEBENCH, "eval", "--model", f"timm:vit_base_patch16_224@{vit_base}", "--data",
+                                   f"imagefolder:{folder}", "--res", check.scale["oom_res"], "--mode", "interp", "--n",
+                                   batch, "--batch-size", batch, "--device", check.device, "--workers", 8, "--cache",
+                                   "off", "--out", out], 600)
     rows = records(out)
-    check.put("oom_eval_vit_base_1024", {"rc": result.returncode, "asked_batch": check.scale["oom_eval"],
-                                         "ran_batch": rows[0]["timing"]["batch_size"] if rows else None,
-                                         "n": rows[0]["metrics"]["n"] if rows else None,
-                                         "stderr": result.stderr[-300:] if result.returncode else ""})
+    check.put(f"oom_eval_vit_base_{check.scale['oom_res']}", {
+        "rc": result.returncode, "asked_batch": batch, "ran_batch": rows[0]["timing"]["batch_size"] if rows else None,
+        "n": rows[0]["metrics"]["n"] if rows else None, "stderr": result.stderr[-300:] if result.returncode else ""})
+
+
+def oom_profile(check: Check, vit_base: Path) -> None:
     out = check.out / "oom_profile.jsonl"
     out.unlink(missing_ok=True)
-    result = check.sh("oom profile", [*PEBENCH, "profile", "--model", model, "--res", check.scale["oom_res"],
-                                      "--device", check.device, "--dtype", "bf16", "--batch-size",
-                                      check.scale["oom_profile"], "--repeats", 3, "--out", out], 600)
+    res = check.scale["oom_profile_res"]
+    result = check.sh("oom profile", [*PEBENCH, "profile", "--model", f"timm:vit_base_patch16_224@{vit_base}", "--res",
+                                      res, "--device", check.device, "--dtype", "bf16", "--batch-size",
+                                      check.scale["oom_profile"], "--repeats", 3, "--out", out], 300)
     rows = [r for r in records(out) if r["status"] == "ok"]
-    check.put("oom_profile_vit_base_1024", {"rc": result.returncode, "asked_batch": check.scale["oom_profile"],
-                                            "ran_batch": rows[0]["timing"]["batch_size"] if rows else None,
-                                            "img_per_s": rows[0]["timing"]["img_per_s"] if rows else None,
-                                            "stderr": result.stderr[-300:] if result.returncode else ""})
+    check.put(f"oom_profile_vit_base_{res}", {"rc": result.returncode, "asked_batch": check.scale["oom_profile"],
+                                              "ran_batch": rows[0]["timing"]["batch_size"] if rows else None,
+                                              "img_per_s": rows[0]["timing"]["img_per_s"] if rows else None,
+                                              "stderr": result.stderr[-300:] if result.returncode else ""})
 
 
 def torchrun(check: Check) -> None:
@@ -255,8 +259,9 @@ def main() -> None:
     parser.add_argument("--budget-s", type=float, default=540, help="every step ends by then (a device lease is short)")
     parser.add_argument("--images", type=int, default=5000)
     parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"], help="cpu: a dry run of the plumbing")
-    parser.add_argument("--skip", action="append", default=[], help="step to skip: streaming, zoo, oom, torchrun, "
-                                                                      "throughput, compile")
+    parser.add_argument("--skip", action="append", default=[], help="step to skip: streaming, zoo, oom_eval, "
+                                                                      "oom_profile, torchrun, throughput, "
+                                                                      "channels_last, compile")
     args = parser.parse_args()
     import timm
     import torch
@@ -272,14 +277,16 @@ def main() -> None:
     check.put("folder", {"images": args.images, "classes": 100, "seconds": round(time.perf_counter() - started, 1)})
     ckpts = {name: save_random_timm(name, args.work / f"{name}.safetensors", 100)
              for name in ("deit_small_patch16_224", "vit_base_patch16_224")}
+    small = {"deit_small_patch16_224": ckpts["deit_small_patch16_224"]}
     # in order of what matters most, since the lease may end before the last step
     steps = {"streaming": lambda: streaming(check, folder, ckpts["deit_small_patch16_224"], args.images),
              "zoo": lambda: zoo_on_cuda(check),
-             "oom": lambda: out_of_memory(check, folder, ckpts["vit_base_patch16_224"]),
+             "oom_eval": lambda: oom_eval(check, folder, ckpts["vit_base_patch16_224"]),
+             "oom_profile": lambda: oom_profile(check, ckpts["vit_base_patch16_224"]),
              "torchrun": lambda: torchrun(check),
-             "throughput": lambda: throughput(check, ckpts, [("plain", []), ("channels_last", ["--channels-last"])]),
-             "compile": lambda: throughput(check, {"deit_small_patch16_224": ckpts["deit_small_patch16_224"]},
-                                           [("compile", ["--compile"])])}
+             "throughput": lambda: throughput(check, ckpts, [("plain", [])]),
+             "channels_last": lambda: throughput(check, small, [("channels_last", ["--channels-last"])]),
+             "compile": lambda: throughput(check, small, [("compile", ["--compile"])])}
     for name, step in steps.items():
         if name in args.skip:
             continue

@@ -69,30 +69,35 @@ class Tally:
     correct1: int = 0
     correct5: int = 0
     n: int = 0
+    timed_n: int = 0  # images after the first batch, which pays one-off start-up (CUDA kernels, caches)
     model_s: float = 0.0
 
     def step(self, x: torch.Tensor, y: torch.Tensor, autocast) -> None:
-        device = x.device
         started = time.perf_counter()
         start = 0
         while start < len(y):
             chunk = slice(start, start + self.batch_size)
+            out_of_memory = False
             try:
                 with autocast:
                     logits = self.model.net(x[chunk], self.mode)
             except (torch.cuda.OutOfMemoryError, RuntimeError) as error:
                 if not is_out_of_memory(error) or self.batch_size == 1:
                     raise
+                out_of_memory = True
+            if out_of_memory:  # outside the except block, whose traceback would pin the failed activations
                 self.batch_size //= 2
-                if device.type == "cuda":
+                if x.device.type == "cuda":
                     torch.cuda.empty_cache()
                 continue
             top5 = logits.topk(min(5, logits.shape[1]), dim=1).indices
             self.correct1 += int((top5[:, 0] == y[chunk]).sum())
             self.correct5 += int((top5 == y[chunk, None]).any(dim=1).sum())
             start += len(top5)
+        if self.n:
+            self.model_s += time.perf_counter() - started  # the counts above synchronised the device
+            self.timed_n += len(y)
         self.n += len(y)
-        self.model_s += time.perf_counter() - started  # the counts above synchronised the device
 
     @property
     def running_top1(self) -> float | None:
@@ -110,13 +115,15 @@ def _reduce(tallies: list[Tally], stats: PassStats, wall: float, device: torch.d
     counts = torch.tensor([[t.correct1, t.correct5, t.n] for t in tallies] + [[stats.images, stats.valid, 0]],
                           dtype=torch.int64, device=device)
     dist.all_reduce(counts)
+    timed = torch.tensor([t.timed_n for t in tallies], dtype=torch.int64, device=device)
+    dist.all_reduce(timed)
     times = torch.tensor([t.model_s for t in tallies] + [wall, stats.wait_s, stats.work_s, stats.first_batch_s],
                          dtype=torch.float64, device=device)
     dist.all_reduce(times, op=dist.ReduceOp.MAX)
     for tally, (c1, c5, n) in zip(tallies, counts.tolist(), strict=False):
         tally.correct1, tally.correct5, tally.n = c1, c5, n
-    for tally, seconds in zip(tallies, times.tolist(), strict=False):
-        tally.model_s = seconds
+    for tally, seconds, timed_n in zip(tallies, times.tolist(), timed.tolist(), strict=False):
+        tally.model_s, tally.timed_n = seconds, timed_n
     stats.images, stats.valid = counts[-1, 0].item(), counts[-1, 1].item()
     wall, stats.wait_s, stats.work_s, stats.first_batch_s = times[-4:].tolist()
     skipped: list = [None] * dist.get_world_size()
@@ -160,7 +167,7 @@ def timing_of(tally: Tally, stats: PassStats, wall: float, cells: int) -> dict:
     busy = max(wall - stats.first_batch_s, 1e-9)
     wait_fraction = stats.wait_s / busy
     return {
-        "model_img_per_s": tally.n / tally.model_s if tally.model_s else None,
+        "model_img_per_s": tally.timed_n / tally.model_s if tally.model_s else None,
         "pass_img_per_s": stats.images / wall if wall else None,
         "data_img_per_s": stats.data_img_per_s,
         "pass_wall_s": wall,

@@ -218,9 +218,10 @@ def measure_speed(forward: Callable, res: int, mode: Mode, settings: SpeedSettin
         except (torch.cuda.OutOfMemoryError, RuntimeError) as error:
             if not is_out_of_memory(error) or batch == 1:
                 raise
-            batch //= 2
-            if settings.device.type == "cuda":
-                torch.cuda.empty_cache()
+        # outside the except block, whose traceback would pin the failed attempt's tensors
+        batch //= 2
+        if settings.device.type == "cuda":
+            torch.cuda.empty_cache()
 
 
 @torch.inference_mode()

@@ -22,7 +22,8 @@ Schema (``schema_version`` 2; version 1 records, written before streaming evalua
                      fingerprint (hash of spec, split, res, crop, renderer or folder listing)}
     metrics         {n, correct_top1, correct_top5, top1, top1_ci95 [lo, hi] (Wilson), top5}
     timing          one streamed pass per resolution feeds every computed cell of it:
-                    {model_img_per_s (this model and mode alone: images / its forward time),
+                    {model_img_per_s (this model and mode alone: images / its forward time, after the first
+                     batch, which pays one-off start-up; null with a single batch),
                      pass_img_per_s (images / the pass's wall time, every cell and the data included),
                      data_img_per_s (what decoding/rendering delivers: per-process rate x processes),
                      pass_wall_s, startup_s (until the first batch), wait_fraction (share of the pass
