@@ -66,11 +66,24 @@ def init_distributed(device: torch.device) -> tuple[int, int]:
         return 0, 1
     import torch.distributed as dist
 
+    if dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
     if device.type == "cuda":
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        local_rank, visible = int(os.environ.get("LOCAL_RANK", "0")), torch.cuda.device_count()
+        if local_rank >= visible:
+            raise PebenchError(f"torchrun started process {local_rank} on a machine with {visible} visible GPU(s); "
+                               f"each process needs its own GPU: use --nproc-per-node {visible} (or fewer)")
+        torch.cuda.set_device(local_rank)
+        dist.init_process_group("nccl", device_id=torch.device("cuda", local_rank))
+    else:
+        dist.init_process_group("gloo")
     return dist.get_rank(), dist.get_world_size()
+
+
+def leave_distributed() -> None:
+    """Leave the process group at the end of a command, as torch.distributed asks."""
+    if "MASTER_ADDR" in os.environ and torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 def _barrier(world: int) -> None:
@@ -268,6 +281,7 @@ def run_cells(suite: Suite, cells: list[Cell], suite_keys: set[str], path: Path 
             profile_models(entries, [res], suite.profile_mode, settings,
                            lambda record, pending=pending: finish(next(pending), record))
     _barrier(world)
+    leave_distributed()
     return records
 
 

@@ -51,8 +51,9 @@ class RelativePositionTable(Component):
             new_shape = ((2 * gh - 1) * (2 * gw - 1) + _CLASS_ENTRIES, table.shape[1])
             with warnings.catch_warnings():  # timm's scipy-free interpolator warns about its own indexing
                 warnings.simplefilter("ignore", UserWarning)
-                # the trained grid is square, which timm infers from the table (every timm >= 1.0.15 does)
-                table = resize_rel_pos_bias_table(table, ctx.grid, new_shape)
+                # on the CPU: timm 1.0.29's scipy-free interpolator mixes devices with a CUDA table, and this
+                # runs once per grid. The trained grid is square, which timm infers from the table.
+                table = resize_rel_pos_bias_table(table.cpu(), ctx.grid, new_shape).to(table.device)
             return table, relative_offsets(ctx.grid, table.device)[1]
         return table, clamped_offset_index(ctx.grid, ctx.trained_grid, table.device)
 
