@@ -60,7 +60,9 @@ class SplitCache:
         return np_uint8_view(self._rows()[:count])
 
     def read(self, positions: list[int]) -> Items:
-        images = torch.from_numpy(np.ascontiguousarray(self._rows()[positions]))
+        contiguous = positions == list(range(positions[0], positions[0] + len(positions)))
+        rows = self._rows()[positions[0] : positions[0] + len(positions)] if contiguous else self._rows()[positions]
+        images = torch.from_numpy(np.ascontiguousarray(rows))
         valid = torch.tensor([p not in self.invalid for p in positions], dtype=torch.bool)
         return Items(images, self.labels[positions], valid, [self.invalid[p] for p in positions if p in self.invalid])
 
