@@ -368,11 +368,11 @@ def profile(
                   resolutions=tuple(res or DEFAULT_RESOLUTIONS), modes=(mode.value,), device=device, profile=True,
                   profile_mode=mode.value, profile_batch_size=batch_size, profile_dtype=dtype.value,
                   profile_repeats=repeats, profile_channels_last=channels_last, profile_compile=compile_)
-    _check_profile_rows(suite)
+    rows = _profile_rows(suite)
     cells = [c for c in expand(suite) if c.kind == "profile"]
     keys = {c.key for c in cells}
     with _live(f"profile on {torch_device}") as live:
-        records = run_cells(suite, cells, keys, out, torch_device, live, strict=False)
+        records = run_cells(suite, cells, keys, out, torch_device, live, strict=False, profile_rows=rows)
     records = _records_of(records, out, keys)
     console.print(profile_table(records))
     for record in records:
@@ -382,14 +382,16 @@ def profile(
         console.print(f"{len(records)} records in {out}")
 
 
-def _check_profile_rows(suite) -> None:
-    """Every profile row loads or builds, and every resolution fits its patch, before anything is measured."""
+def _profile_rows(suite) -> dict:
+    """Every profile row, loaded or built, with every resolution checked against its patch before
+    anything is measured: (model or spec, size) -> the row the runner profiles."""
     from pebench.profile import load_profile_entry
 
-    rows = [(m, None) for m in suite.models] + [(e, suite.profile_size) for e in suite.profile_encodings]
-    for name, size in rows:
-        _, net, *_ = load_profile_entry(name, size)
-        _check_resolutions(suite.resolutions, net.patch)
+    rows = {}
+    for row in [(m, None) for m in suite.models] + [(e, suite.profile_size) for e in suite.profile_encodings]:
+        rows[row] = load_profile_entry(*row)
+        _check_resolutions(suite.resolutions, rows[row][1].patch)
+    return rows
 
 
 @app.command()

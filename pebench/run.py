@@ -223,10 +223,11 @@ def load_models(names, device: torch.device) -> dict:
 
 def run_cells(suite: Suite, cells: list[Cell], suite_keys: set[str], path: Path | None, device: torch.device,
               observer: Observer | None = None, strict: bool = True, models: dict | None = None,
-              data=None) -> list[dict]:
+              data=None, profile_rows: dict | None = None) -> list[dict]:
     """Run every cell whose key is not yet in ``path`` and return the new records (each also appended
     to ``path`` by rank 0 as soon as its pass ends; ``path`` None keeps them in memory only).
-    ``models`` may hold models already loaded by :func:`load_models`, ``data`` the suite's dataset."""
+    Already built things may be handed in: ``models`` from :func:`load_models`, ``data`` the suite's
+    dataset, ``profile_rows`` (model or spec, size) -> ``load_profile_entry``'s row."""
     from pebench.data import parse_data
     from pebench.env import environment
     from pebench.profile import SpeedSettings, load_profile_entry, profile_models
@@ -272,9 +273,14 @@ def run_cells(suite: Suite, cells: list[Cell], suite_keys: set[str], path: Path 
         settings = SpeedSettings(batch_size=suite.profile_batch_size, device=device, dtype=suite.profile_dtype,
                                  channels_last=suite.profile_channels_last, compile=suite.profile_compile,
                                  repeats=suite.profile_repeats)
+        rows = dict(profile_rows or {})
+        for cell in profile_cells:
+            row = (cell.model, cell.config["size"])
+            if row not in rows:
+                rows[row] = load_profile_entry(*row)
         for res in dict.fromkeys(c.res for c in profile_cells):
             at_res = [c for c in profile_cells if c.res == res]
-            entries = [load_profile_entry(c.model, c.config["size"]) for c in at_res]
+            entries = [rows[c.model, c.config["size"]] for c in at_res]
             observer.cell_started(at_res[0])
             # profile_models reports in entry order and measures the `none` reference once per resolution
             pending = iter(at_res)

@@ -1,8 +1,14 @@
 """Shared fixtures: one spec per encoding family (and the papers' combinations)."""
 
+import io
+import subprocess
+import sys
+from contextlib import redirect_stderr, redirect_stdout
+
 import pytest
 import torch
 
+from pebench.cli import main
 from pebench.encodings import REGISTRY
 from pebench.models import build_model
 
@@ -63,3 +69,18 @@ def images():
         return torch.randn(batch, 3, res, res, generator=torch.Generator().manual_seed(seed))
 
     return make
+
+
+def cli(*args) -> subprocess.CompletedProcess:
+    """The console script's entry point, run in this process (a fresh interpreter per call costs seconds)."""
+    out, err = io.StringIO(), io.StringIO()
+    argv, sys.argv = sys.argv, ["pebench", *map(str, args)]
+    code = 0
+    try:
+        with redirect_stdout(out), redirect_stderr(err):
+            main()
+    except SystemExit as exit_:
+        code = exit_.code or 0
+    finally:
+        sys.argv = argv
+    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())

@@ -1,38 +1,21 @@
 """`pebench run`, `report` and `check` on small random-weight checkpoints and a tiny synthetic split."""
 
-import io
 import json
 import os
 import shutil
 import subprocess
 import sys
-from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import pytest
-from conftest import perturbed_model
+from conftest import cli, perturbed_model
 
 from pebench.check import significant_drop
 from pebench.checkpoint import save_checkpoint
-from pebench.cli import main
 from pebench.results import read_records
 
 DATA = "synthetic:train=8,val=30"
 
-
-def cli(*args) -> subprocess.CompletedProcess:
-    """The console script's entry point, run in this process (a fresh interpreter per call costs seconds)."""
-    out, err = io.StringIO(), io.StringIO()
-    argv, sys.argv = sys.argv, ["pebench", *map(str, args)]
-    code = 0
-    try:
-        with redirect_stdout(out), redirect_stderr(err):
-            main()
-    except SystemExit as exit_:
-        code = exit_.code or 0
-    finally:
-        sys.argv = argv
-    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
 
 
 @pytest.fixture(scope="module")

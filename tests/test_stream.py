@@ -1,18 +1,16 @@
 """Streaming evaluation: timm's numbers, one decode per resolution, the cache, and faults."""
 
-import io
 import os
 import signal
 import subprocess
 import sys
-from contextlib import redirect_stderr, redirect_stdout
 
 import numpy as np
 import pytest
 import torch
+from conftest import cli
 from PIL import Image
 
-from pebench.cli import main
 from pebench.data import Items, SyntheticData, normalize, parse_data
 from pebench.data.stream import SplitStream
 from pebench.errors import PebenchError, RunFailed
@@ -20,19 +18,6 @@ from pebench.results import read_records
 
 CPU = torch.device("cpu")
 
-
-def cli(*args) -> subprocess.CompletedProcess:
-    out, err = io.StringIO(), io.StringIO()
-    argv, sys.argv = sys.argv, ["pebench", *map(str, args)]
-    code = 0
-    try:
-        with redirect_stdout(out), redirect_stderr(err):
-            main()
-    except SystemExit as exit_:
-        code = exit_.code or 0
-    finally:
-        sys.argv = argv
-    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
 
 
 @pytest.fixture(autouse=True)

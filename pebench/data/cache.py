@@ -89,41 +89,45 @@ def _gb(size: int) -> str:
     return f"{size / 1e9:.1f} GB"
 
 
+def _no_space(directory: Path, count: int, res: int, free: int) -> PebenchError:
+    return PebenchError(f"cache folder {directory} has {_gb(free)} free but {count:,} images at {res} px need "
+                        f"{_gb(count * 3 * res * res)}; free space, choose another --cache folder, or run without "
+                        "--cache (nothing was written)")
+
+
+def check_space(directory: Path, count: int, res: int) -> None:
+    """A one-line error, before any work, when ``count`` images at ``res`` would not fit in ``directory``."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        free = shutil.disk_usage(directory).free
+    except OSError as error:
+        raise PebenchError(f"cache folder {directory} is not usable ({error.strerror}); choose another "
+                           "--cache folder or run without --cache") from None
+    if count * 3 * res * res > free:
+        raise _no_space(directory, count, res, free)
+
+
 class CacheWriter:
     """Appends the rows of one pass, in order, and publishes the entry when every row is there."""
 
     def __init__(self, directory: Path, data, split: str, res: int, count: int):
+        check_space(directory, count, res)
         self.base = directory / entry_name(data, split, res)
         self.count, self.res = count, res
-        self.row_bytes = 3 * res * res
         self.labels: list[int] = []
         self.invalid: dict[int, str] = {}
         self.header = {"format": FORMAT, "spec": data.spec, "split": split, "res": res,
                        "fingerprint": data.fingerprint(split, res), "count": count, "shape": [3, res, res]}
-        needed = count * self.row_bytes
-        try:
-            directory.mkdir(parents=True, exist_ok=True)
-            free = shutil.disk_usage(directory).free
-        except OSError as error:
-            raise PebenchError(f"cache folder {directory} is not usable ({error.strerror}); choose another "
-                               "--cache folder or run without --cache") from None
-        if needed > free:
-            raise self._no_space(directory, needed, free)
         self.tmp = self.base.with_name(f".{self.base.name}.u8.tmp{os.getpid()}")
         self.file = open(self.tmp, "wb")  # noqa: SIM115 - closed by commit() or abort()
         try:
-            os.posix_fallocate(self.file.fileno(), 0, needed)
+            os.posix_fallocate(self.file.fileno(), 0, count * 3 * res * res)
         except OSError as error:
             self.abort()
             if error.errno == errno.ENOSPC:
-                raise self._no_space(directory, needed, shutil.disk_usage(directory).free) from None
+                raise _no_space(directory, count, res, shutil.disk_usage(directory).free) from None
             if error.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # a filesystem that cannot reserve
                 raise
-
-    def _no_space(self, directory: Path, needed: int, free: int) -> PebenchError:
-        return PebenchError(f"cache folder {directory} has {_gb(free)} free but {self.count:,} images at "
-                            f"{self.res} px need {_gb(needed)}; free space, choose another --cache folder, or run "
-                            "without --cache (nothing was written)")
 
     def write(self, positions: list[int], items: Items) -> None:
         first = len(self.labels)
@@ -136,7 +140,7 @@ class CacheWriter:
                 raise
             self.abort()
             directory = self.base.parent
-            raise self._no_space(directory, self.count * self.row_bytes, shutil.disk_usage(directory).free) from None
+            raise _no_space(directory, self.count, self.res, shutil.disk_usage(directory).free) from None
         self.labels += items.labels.tolist()
         problems = iter(items.problems)
         self.invalid |= {p: next(problems) for p, ok in zip(positions, items.valid.tolist(), strict=True) if not ok}

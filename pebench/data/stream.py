@@ -25,7 +25,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from pebench.data import Items
-from pebench.data.cache import CacheWriter, SplitCache, lookup
+from pebench.data.cache import CacheWriter, SplitCache, check_space, lookup
 from pebench.errors import PebenchError, RunFailed
 
 
@@ -92,7 +92,7 @@ class SplitStream:
     def _check_space(self) -> None:
         """Fails (an explicit --cache) or gives up caching (the default one) before any work is done."""
         try:
-            CacheWriter(self.cache, self.data, self.split, self.res, len(self.positions)).abort()
+            check_space(self.cache, len(self.positions), self.res)
         except PebenchError:
             if self.cache_required:
                 raise
