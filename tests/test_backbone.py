@@ -112,3 +112,22 @@ def test_parameter_free_encodings_add_nothing():
 def test_gap_head_has_no_class_token():
     model = build_model("micro", "peg:gap=true", num_classes=10)
     assert model.cls_token is None and model.num_prefix == 0
+
+
+@pytest.mark.parametrize("variant", ["axial", "mixed"])
+def test_rope_rotation_equals_timms_rope_vit_arithmetic(variant):
+    """One complex multiplication per channel pair is timm's get_mixed_freqs + apply_rot_embed_cat."""
+    from timm.layers.pos_embed_sincos import apply_rot_embed_cat, get_mixed_freqs
+
+    from pebench.encodings.base import patch_coordinates
+
+    model = build_model("micro", f"rope:variant={variant}").eval()
+    rope = model.pos_encoding["rope"]
+    ctx = model.context((18, 18), "interp")
+    q = torch.randn(2, 3, 1 + 18 * 18, 32, generator=torch.Generator().manual_seed(0))
+    index = 2 if variant == "mixed" else 0
+    ours, _ = rope.rotate(index, q, q, ctx)
+    coords = patch_coordinates(ctx, q.device)
+    emb = get_mixed_freqs(rope.freqs[:, index], t_x=coords[:, 1], t_y=coords[:, 0])
+    theirs = torch.cat([q[:, :, :1], apply_rot_embed_cat(q[:, :, 1:], emb)], dim=2)
+    assert (ours - theirs).abs().max() < 1e-5 and (ours - q).abs().max() > 0.1  # a rotation, and timm's
