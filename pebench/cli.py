@@ -248,8 +248,8 @@ def _print_data_problems(records: list[dict]) -> None:
 def _print_passes(records: list[dict]) -> None:
     """Where the time went, per resolution pass."""
     for res in sorted({r["res"] for r in records}):
-        timing = next((r["timing"] for r in records if r["res"] == res and r.get("timing")
-                       and r.get("measured_as") is None), None)
+        timing = next((r["timing"] for r in records if r["res"] == res and "pass_img_per_s" in (r.get("timing") or {})
+                       and r.get("measured_as") is None), None)  # records of schema 1 did not measure passes
         if timing is None:
             continue
         rate = timing["data_img_per_s"]
@@ -342,7 +342,8 @@ def profile(
     dtype: Annotated[DtypeChoice, typer.Option(help="fp32, or bf16/fp16 autocast")] = DtypeChoice.fp32,
     channels_last: Annotated[bool, typer.Option("--channels-last", help="channels-last memory format")] = False,
     compile_: Annotated[bool, typer.Option("--compile", help="run the model through torch.compile")] = False,
-    repeats: Annotated[int, typer.Option(help="timed blocks per measurement (median and IQR over them)")] = 7,
+    repeats: Annotated[int, typer.Option(help="interleaved rounds: each times one block of every model and of "
+                                              "`none` (medians and IQRs are over rounds)")] = 15,
     out: Annotated[Path | None, typer.Option(help="append JSON-lines records here; rerun to resume")] = None,
     checkpoint: Annotated[Path | None, typer.Option(help="weights for the one --model timm:NAME "
                                                          "(.safetensors, .pth, .bin)")] = None,
@@ -375,9 +376,16 @@ def profile(
         records = run_cells(suite, cells, keys, out, torch_device, live, strict=False, profile_rows=rows)
     records = _records_of(records, out, keys)
     console.print(profile_table(records))
+    warned: dict[tuple[int, str], list[str]] = {}
     for record in records:
         for warning in (record["timing"] or {}).get("warnings", []):
-            console.print(f"[yellow]warning[/] {record['model']['name']} at {record['res']}: {warning}")
+            warned.setdefault((record["res"], warning), []).append(record["model"]["name"])
+    for (res, warning), names in warned.items():
+        console.print(f"[yellow]warning[/] at {res} px ({', '.join(names)}): {warning}", highlight=False)
+    for name in dict.fromkeys(r["model"]["name"] for r in records
+                              if str(r["model"].get("weights") or "").startswith("random (")):
+        console.print(f"{name}: no weights found, profiled with random ones (cost does not depend on them)",
+                      highlight=False)
     if out is not None:
         console.print(f"{len(records)} records in {out}")
 

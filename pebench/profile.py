@@ -6,23 +6,20 @@ builds count the fused kernel as 0). GMACs = FLOPs / 2, timm's convention. Count
 linear layers and every matmul/einsum, including an encoding's own (PEG convs, CPB/SP-ViT MLPs,
 contextual iRPE products). Not counted: see ``NOT_COUNTED``.
 
-Throughput follows hyperfine/timm's benchmark.py: warm-up, then timed blocks of several forward
-passes with device synchronisation around each block; img/s is the median over blocks with its
-inter-quartile range, and a spread above 10% of the median is flagged. On out-of-memory the batch
-halves and the measurement restarts.
+Throughput and batch-1 latency of every model of one resolution and of its position-free twin
+(the `none` reference) are measured together in interleaved rounds (:mod:`pebench.speed`): img/s
+is the median over rounds, the overhead vs `none` the median of per-round time ratios, and a
+reference that drifts by more than 10% during the run flags the machine as busy. Memory is the
+peak of bytes allocated by one forward pass. On out-of-memory a model's batch halves.
 """
 
 from __future__ import annotations
 
-import gc
-import os
 import platform
-import statistics
-import threading
-import time
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -31,10 +28,19 @@ from torch.utils.flop_counter import FlopCounterMode
 from pebench.encodings.base import Mode
 from pebench.errors import PebenchError
 from pebench.evaluate import is_out_of_memory
+from pebench.speed import (
+    DRIFT_LIMIT,
+    NOISY_SPREAD,
+    Spread,
+    Timed,
+    drift,
+    interleaved_rounds,
+    peak_forward_bytes,
+    time_ratio,
+)
 
 NOT_COUNTED = ["layer norms", "softmax", "GELU", "element-wise adds and multiplies (residuals, APE addition, "
                "RoPE rotation, attention biases)", "index gathers", "resampling of position tables/grids"]
-NOISY_SPREAD = 0.10
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -69,93 +75,6 @@ def analytic_vit_macs(dim: int, depth: int, patch: int, res: int, num_classes: i
     return int(depth * per_block + patches * dim * in_chans * patch * patch + dim * num_classes)
 
 
-@dataclass
-class Spread:
-    """Median and inter-quartile range of repeated measurements."""
-
-    median: float
-    q1: float
-    q3: float
-    repeats: int
-
-    @classmethod
-    def of(cls, values: list[float]) -> Spread:
-        if len(values) < 2:
-            return cls(values[0], values[0], values[0], len(values))
-        q1, _, q3 = statistics.quantiles(values, n=4, method="inclusive")
-        return cls(statistics.median(values), q1, q3, len(values))
-
-    @property
-    def relative_iqr(self) -> float:
-        return (self.q3 - self.q1) / self.median if self.median else 0.0
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def timed_blocks(fn: Callable[[], object], device: torch.device, repeats: int, min_block_s: float,
-                 warmup_s: float) -> list[float]:
-    """Seconds per call, one value per timed block of calls, after a warm-up of at least two calls."""
-    calls, started = 0, time.perf_counter()
-    while calls < 2 or time.perf_counter() - started < warmup_s:
-        fn()
-        _sync(device)
-        calls += 1
-    per_call = (time.perf_counter() - started) / calls
-    number = max(1, round(min_block_s / per_call)) if per_call > 0 else 1
-    seconds = []
-    gc_was_enabled = gc.isenabled()
-    gc.disable()  # as timeit does: a collection landing inside one block would only add noise
-    try:
-        for _ in range(repeats):
-            _sync(device)
-            t0 = time.perf_counter()
-            for _ in range(number):
-                fn()
-            _sync(device)
-            seconds.append((time.perf_counter() - t0) / number)
-    finally:
-        if gc_was_enabled:
-            gc.enable()
-    return seconds
-
-
-class RssSampler:
-    """Peak resident-set growth of this process while in the ``with`` block (CPU memory)."""
-
-    def __init__(self, interval_s: float = 0.002):
-        self.interval_s = interval_s
-        self.peak = self.baseline = 0
-        self._stop = threading.Event()
-
-    @staticmethod
-    def rss_bytes() -> int:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self.rss_bytes())
-            time.sleep(self.interval_s)
-
-    def __enter__(self) -> RssSampler:
-        self.baseline = self.peak = self.rss_bytes()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self.rss_bytes())
-
-    @property
-    def growth(self) -> int:
-        return self.peak - self.baseline
-
-
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
@@ -176,9 +95,9 @@ class SpeedSettings:
     dtype: str = "fp32"
     channels_last: bool = False
     compile: bool = False
-    repeats: int = 7
-    min_block_s: float = 0.2
-    warmup_s: float = 0.5
+    repeats: int = 15  # interleaved rounds
+    min_block_s: float = 0.1  # short blocks, many rounds: a busy machine's swings fall within a round
+    warmup_s: float = 2.0  # at most, per model: warm-up ends once two blocks agree
 
     @property
     def dtype_label(self) -> str:
@@ -209,74 +128,87 @@ def _inputs(batch: int, res: int, settings: SpeedSettings) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last) if settings.channels_last else x
 
 
-def measure_speed(forward: Callable, res: int, mode: Mode, settings: SpeedSettings) -> dict:
-    """Throughput (median/IQR img/s), batch-1 latency and peak memory of ``forward(x, mode)``."""
+def _runnable(name: str, forward: Callable, res: int, mode: Mode, settings: SpeedSettings) -> tuple[Timed, dict]:
+    """A :class:`Timed` forward at the largest batch (from ``settings``, halving) that fits in memory,
+    and the peak memory of that forward."""
     batch = settings.batch_size
     while True:
+        x = _inputs(batch, res, settings)
+
+        def call(x=x):
+            with settings.autocast():
+                return forward(x, mode)
+
         try:
-            return _measure_at_batch(forward, res, mode, settings, batch)
+            call()  # the first call compiles (torch.compile) and initialises; the memory probe sees a forward
+            peak, kind = peak_forward_bytes(call, settings.device)
+            return Timed(name, call, batch), {"peak_mib": peak / 2**20, "kind": kind}
         except (torch.cuda.OutOfMemoryError, RuntimeError) as error:
             if not is_out_of_memory(error) or batch == 1:
                 raise
-        # outside the except block, whose traceback would pin the failed attempt's tensors
+        del x, call  # outside the except block, whose traceback would pin the failed attempt's tensors
         batch //= 2
         if settings.device.type == "cuda":
             torch.cuda.empty_cache()
 
 
 @torch.inference_mode()
-def _measure_at_batch(forward: Callable, res: int, mode: Mode, settings: SpeedSettings, batch: int) -> dict:
+def measure(rows: dict[str, Callable], res: int, mode: Mode, settings: SpeedSettings) -> dict[str, dict]:
+    """Throughput, batch-1 latency and memory of every forward in ``rows``, timed in interleaved rounds.
+
+    Returns name -> {"speed": Timed, "latency": Timed, "memory": {...}}; ratios between rows are
+    fair whatever their order (see :mod:`pebench.speed`)."""
+    measured = {}
+    for name, forward in rows.items():
+        speed, memory = _runnable(name, forward, res, mode, settings)
+        one = _inputs(1, res, settings)
+
+        def single(forward=forward, one=one):
+            with settings.autocast():
+                return forward(one, mode)
+
+        measured[name] = {"speed": speed, "latency": Timed(name, single, 1), "memory": memory}
     device = settings.device
-    x = _inputs(batch, res, settings)
-    with settings.autocast():
-        if settings.compile:  # compile on a first call, so the memory probe sees a forward, not the compiler
-            forward(x, mode)
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
-            before = torch.cuda.memory_allocated(device)
-            forward(x, mode)
-            _sync(device)
-            peak_bytes, memory_kind = torch.cuda.max_memory_allocated(device) - before, "cuda_max_allocated"
-        else:
-            with RssSampler() as rss:
-                forward(x, mode)
-            peak_bytes, memory_kind = rss.growth, "rss_growth"
-        seconds = timed_blocks(lambda: forward(x, mode), device, settings.repeats, settings.min_block_s,
-                               settings.warmup_s)
-        one = x[:1]
-        latency = timed_blocks(lambda: forward(one, mode), device, settings.repeats, settings.min_block_s / 4,
-                               settings.warmup_s / 4)
-    throughput = Spread.of([batch / s for s in seconds])
-    latency_ms = Spread.of([1000 * s for s in latency])
+    interleaved_rounds([m["speed"] for m in measured.values()], device, settings.repeats, settings.min_block_s,
+                       settings.warmup_s)
+    interleaved_rounds([m["latency"] for m in measured.values()], device, settings.repeats,
+                       settings.min_block_s / 4, settings.warmup_s / 4)
+    return measured
+
+
+def _timing(speed: Timed, latency: Timed, reference: Timed) -> dict:
+    throughput = speed.img_per_s
+    latency_ms = Spread.of([1000 * s for s in latency.seconds_per_call])
+    moved = drift(reference)
     warnings = []
     if throughput.relative_iqr > NOISY_SPREAD:
-        warnings.append(f"throughput IQR is {throughput.relative_iqr:.0%} of the median: the machine was busy "
-                        "or the batch is too small; rerun or raise --batch-size")
-    return {
-        "img_per_s": throughput.median,
-        "img_per_s_iqr": [throughput.q1, throughput.q3],
-        "repeats": throughput.repeats,
-        "batch_size": batch,
-        "latency_ms": latency_ms.median,
-        "latency_ms_iqr": [latency_ms.q1, latency_ms.q3],
-        "peak_memory_mib": peak_bytes / 2**20,
-        "memory_kind": memory_kind,
-        "warnings": warnings,
-    }
+        warnings.append(f"throughput varied between rounds by more than {NOISY_SPREAD:.0%} (IQR over median): the "
+                        "machine was busy or the batch is too small; rerun or raise --batch-size")
+    if abs(moved) > DRIFT_LIMIT:
+        warnings.append(f"the `none` reference ran {abs(moved):.0%} {'slower' if moved > 0 else 'faster'} at the "
+                        "end of the run than at its start: the machine was busy; rerun on a quiet machine")
+    return {"img_per_s": throughput.median, "img_per_s_iqr": [throughput.q1, throughput.q3],
+            "img_per_s_mean": throughput.mean, "repeats": throughput.repeats, "batch_size": speed.batch,
+            "calls_per_block": speed.calls_per_block, "latency_ms": latency_ms.median,
+            "latency_ms_iqr": [latency_ms.q1, latency_ms.q3], "reference_drift": moved, "warnings": warnings}
 
 
 def _model_entry(model: torch.nn.Module, name: str, source: str, path, meta: dict | None) -> dict:
     return {"name": name, "source": source, "path": str(path) if path else None, "size": model.size,
             "encoding": str(model.spec), "train_res": model.img_size, "patch": model.patch,
-            "checkpoint_sha256": meta.get("checkpoint_sha256") if meta else None}
+            "checkpoint_sha256": meta.get("checkpoint_sha256") if meta else None,
+            "weights": (meta or {}).get("weights", "trained" if meta else "random")}
 
 
 def load_profile_entry(name: str, size: str | None) -> tuple[str, torch.nn.Module, dict | None, str, object]:
     """A profile row: a shipped name or checkpoint path (``size`` None), or an encoding spec built with
     random weights at ``size``. Costs do not depend on the weights, so a shipped model that is not built
-    in this install is built from its spec with the zoo's training size and class count."""
+    in this install is built from its spec with the zoo's training size and class count, and a timm
+    model without weights (no file, nothing in the Hugging Face cache) gets random ones, as its
+    record says (``model.weights``)."""
     from pebench.data import parse_data
     from pebench.models import build_model
+    from pebench.models.timm_adapter import PREFIX, build_timm_model
     from pebench.recipe import TrainConfig
     from pebench.zoo import ZOO, resolve_model, zoo_path
 
@@ -285,6 +217,10 @@ def load_profile_entry(name: str, size: str | None) -> tuple[str, torch.nn.Modul
     if name in ZOO and not zoo_path(name).exists():
         net = build_model(TrainConfig.size, ZOO[name], num_classes=parse_data(TrainConfig.data).num_classes)
         return name, net, None, "built", None
+    if name.startswith(PREFIX):
+        spec, _, file = name.partition("@")
+        net, meta = build_timm_model(spec, Path(file) if file else None, random_if_missing=True)
+        return name, net, meta, "timm", meta["checkpoint"]
     net, meta, source, path = resolve_model(name)
     return name, net, meta, source, path
 
@@ -296,25 +232,39 @@ def profile_models(
     settings: SpeedSettings,
     on_record: Callable[[dict], None],
 ) -> None:
-    """Profile every (model, resolution) cell; each finished cell goes to ``on_record``.
+    """Profile every (model, resolution) cell; the cells of a resolution go to ``on_record`` in
+    ``models`` order once they are all measured.
 
-    ``models`` holds (name, model, sidecar or None, source, path or None). At each resolution a
-    ``none`` model of the same size is measured first, so each record carries its overhead vs
-    ``none`` measured minutes apart on the same machine, not across runs.
+    ``models`` holds (name, model, sidecar or None, source, path or None). At each resolution every
+    runnable model and a ``none`` twin per architecture are timed together in interleaved rounds,
+    so each overhead vs ``none`` compares blocks measured seconds apart, in rotating order.
     """
     from pebench.env import environment
     from pebench.results import SCHEMA_VERSION
 
     env = environment() | {"device_name": device_name(settings.device)}
+    run_settings = {"mode": mode, "batch_size": settings.batch_size, "dtype": settings.dtype_label,
+                    "threads": torch.get_num_threads(), "device": str(settings.device),
+                    "device_name": env["device_name"], "channels_last": settings.channels_last,
+                    "compiled": settings.compile, "rounds": settings.repeats}
     for res in resolutions:
-        references: dict[tuple, dict] = {}
-        for name, model, meta, source, path in models:
+        twins: dict[tuple, str] = {}  # architecture -> the name its `none` twin is timed under
+        forwards: dict[str, Callable] = {}
+        flops: dict[str, int] = {}
+        runnable = []
+        for name, model, *_ in models:
+            if model.applicability(res, mode):
+                continue
             key = (model.size, model.patch, model.num_classes, model.img_size)
-            if key not in references:
-                reference = model.position_free_twin()
-                references[key] = {"speed": measure_speed(prepare(reference, settings), res, mode, settings),
-                                   "flops": count_flops(reference, res, mode)}
-            reference = references[key]
+            if key not in twins:
+                twins[key] = f"none twin {len(twins)}"
+                twin = model.position_free_twin()
+                forwards[twins[key]], flops[twins[key]] = prepare(twin, settings), count_flops(twin, res, mode)
+            if str(model.spec) != "none":  # a `none` row is its own twin: measured once, ratio 1
+                forwards[name], flops[name] = prepare(model, settings), count_flops(model, res, mode)
+            runnable.append(name)
+        measured = measure(forwards, res, mode, settings) if forwards else {}
+        for name, model, meta, source, path in models:
             record = {
                 "schema_version": SCHEMA_VERSION,
                 "kind": "profile",
@@ -327,33 +277,27 @@ def profile_models(
                 "dtype": settings.dtype_label,
                 "channels_last": settings.channels_last,
                 "compiled": settings.compile,
+                "settings": run_settings,
                 "env": env,
             }
-            reason = model.applicability(res, mode)
-            if reason:
-                record |= {"status": "not_applicable", "reason": reason, "params": None, "flops": None,
-                           "timing": None, "memory": None, "overhead_vs_none": None}
-                on_record(record)
+            if name not in runnable:
+                on_record(record | {"status": "not_applicable", "reason": model.applicability(res, mode),
+                                    "params": None, "flops": None, "timing": None, "memory": None,
+                                    "overhead_vs_none": None})
                 continue
-            if str(model.spec) == "none":  # the reference already measured this very architecture
-                flops, speed = reference["flops"], reference["speed"]
-            else:
-                flops = count_flops(model, res, mode)
-                speed = measure_speed(prepare(model, settings), res, mode, settings)
-            ref_speed = reference["speed"]
-            ref_memory = ref_speed["peak_memory_mib"]
-            record |= {
+            twin = twins[(model.size, model.patch, model.num_classes, model.img_size)]
+            own = twin if str(model.spec) == "none" else name
+            mine, reference = measured[own], measured[twin]
+            ratio = time_ratio(mine["speed"], reference["speed"])
+            ref_memory = reference["memory"]["peak_mib"]
+            on_record(record | {
                 "status": "ok",
                 "reason": None,
                 "params": param_counts(model, res, mode),
-                "flops": {"gmacs": flops / 2e9, "gflops": flops / 1e9,
-                          "encoding_gmacs": (flops - reference["flops"]) / 2e9, "not_counted": NOT_COUNTED},
-                "timing": {k: speed[k] for k in ("img_per_s", "img_per_s_iqr", "repeats", "batch_size",
-                                                 "latency_ms", "latency_ms_iqr", "warnings")},
-                "memory": {"peak_mib": speed["peak_memory_mib"], "kind": speed["memory_kind"]},
-                "overhead_vs_none": {
-                    "time": ref_speed["img_per_s"] / speed["img_per_s"],
-                    "memory": speed["peak_memory_mib"] / ref_memory if ref_memory > 0 else None,
-                },
-            }
-            on_record(record)
+                "flops": {"gmacs": flops[own] / 2e9, "gflops": flops[own] / 1e9,
+                          "encoding_gmacs": (flops[own] - flops[twin]) / 2e9, "not_counted": NOT_COUNTED},
+                "timing": _timing(mine["speed"], mine["latency"], reference["speed"]),
+                "memory": mine["memory"],
+                "overhead_vs_none": {"time": ratio.median, "time_iqr": [ratio.q1, ratio.q3],
+                                     "memory": mine["memory"]["peak_mib"] / ref_memory if ref_memory > 0 else None},
+            })

@@ -69,10 +69,17 @@ def eval_table(records: list[dict], data: str) -> Table:
     return table
 
 
-def profile_table(records: list[dict], title: str = "cost per image (median img/s with IQR; x none = time "
-                  "relative to `none` of the same size at the same resolution)") -> Table:
-    """One row per (model, resolution)."""
-    table = Table(title=title)
+def profile_table(records: list[dict]) -> Table:
+    """One row per (model, resolution); the title says how it was measured."""
+    runs = {tuple((r.get("settings") or {}).get(k) for k in ("mode", "batch_size", "dtype", "threads", "device",
+                                                               "channels_last", "compiled", "rounds"))
+            for r in records}
+    how = "; ".join(f"{mode}, batch {batch}, {dtype}, {threads} threads, {device}"
+                    + (", channels-last" if cl else "") + (", compiled" if compiled else "") + f", {rounds} rounds"
+                    for mode, batch, dtype, threads, device, cl, compiled, rounds in sorted(runs, key=str)
+                    if mode is not None)
+    table = Table(title=f"cost per image ({how}); img/s: median over interleaved rounds (IQR); x none: "
+                  "median per-round time ratio to `none` of the same size, timed in the same rounds")
     for column in ("model", "res", "params M", "PE params", "GMACs", "img/s", "latency ms", "peak MiB",
                    "time x none", "mem x none"):
         table.add_column(column, justify="left" if column == "model" else "right")
@@ -84,9 +91,11 @@ def profile_table(records: list[dict], title: str = "cost per image (median img/
         lo, hi = t["img_per_s_iqr"]
         speed = f"{t['img_per_s']:.1f} [dim]({lo:.1f}-{hi:.1f})[/]" + (" [yellow]noisy[/]" if t["warnings"] else "")
         memory = f"{over['memory']:.2f}" if over["memory"] is not None else "-"
+        time_lo, time_hi = over.get("time_iqr") or (over["time"], over["time"])
         table.add_row(r["model"]["name"], str(r["res"]), f"{r['params']['total'] / 1e6:.3f}",
                       f"{r['params']['encoding_at_res']:,}", f"{r['flops']['gmacs']:.3f}", speed,
-                      f"{t['latency_ms']:.1f}", f"{r['memory']['peak_mib']:.0f}", f"{over['time']:.2f}", memory)
+                      f"{t['latency_ms']:.1f}", f"{r['memory']['peak_mib']:.1f}",
+                      f"{over['time']:.2f} [dim]({time_lo:.2f}-{time_hi:.2f})[/]", memory)
     return table
 
 
@@ -222,8 +231,8 @@ def _sections(records: list[dict], published: list[str]) -> list[tuple[str, str,
                          "n/a cells give the reason.", *accuracy_grid(records, mode)))
     if any(r["kind"] == "profile" for r in records):
         sections.append(("Cost (measured)", "PE params = position values in use at that resolution; GMACs for one "
-                         "image; img/s median of timed blocks; x none = time relative to a `none` model of the same "
-                         "size measured in the same run.", *cost_grid(records)))
+                         "image; img/s = median over interleaved rounds; x none = median per-round time ratio to a "
+                         "`none` model of the same size timed in the same rounds.", *cost_grid(records)))
     for name in published:
         table = PUBLISHED[name]
         resolutions = sorted({res for values in table.rows.values() for res in values})

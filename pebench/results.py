@@ -34,18 +34,27 @@ Schema (``schema_version`` 2; version 1 records, written before streaming evalua
     env             {pebench, torch, timm, python, git_sha, git_dirty, threads, machine, time}
 
 Profile records (``kind`` "profile") share ``schema_version``, ``key``, ``suite``, ``model``
-(``source`` "built" for random-weight models built from a spec), ``res``, ``mode``, ``status``,
-``reason``, ``same_as_native``, ``resize_api``, ``device``, ``dtype``, ``env`` (plus
+(``source`` "built" for random-weight models built from a spec; ``weights`` "trained", "random", or
+"random (no checkpoint: ...)" for a timm model profiled without weights), ``res``, ``mode``,
+``status``, ``reason``, ``same_as_native``, ``resize_api``, ``device``, ``dtype``, ``env`` (plus
 ``env.device_name``) and add::
 
+    settings          {mode, batch_size, dtype, threads, device, device_name, channels_last, compiled,
+                       rounds}: how every figure of the record was measured
     params            {total, encoding (stored position params), encoding_at_res (position values in
                        use at res: an interpolated APE grid or BEiT table grows, a PEG does not)}
     flops             {gmacs, gflops (one image; GMACs = FLOPs / 2), encoding_gmacs (vs `none` of the
                        same size), not_counted [...]}
-    timing            {img_per_s (median over timed blocks), img_per_s_iqr [q1, q3], repeats, batch_size,
-                       latency_ms (batch 1, median), latency_ms_iqr, warnings [...]}
-    memory            {peak_mib, kind ("cuda_max_allocated" | "rss_growth")}
-    overhead_vs_none  {time (none img/s / this img/s), memory (peak ratio, null when none's is 0)}
+    timing            interleaved rounds with the `none` twin and the other models of the resolution:
+                      {img_per_s (median over rounds), img_per_s_iqr [q1, q3], img_per_s_mean, repeats
+                       (rounds), batch_size (after any out-of-memory halving), calls_per_block,
+                       latency_ms (batch 1, median), latency_ms_iqr, reference_drift (the `none`
+                       twin's time, last third of the rounds vs first third; > 0: slower at the end),
+                       warnings [...]}
+    memory            {peak_mib (peak bytes allocated by one forward), kind ("cuda_max_allocated" |
+                       "cpu_allocated_peak"; records made before 2026-11-23: "rss_growth")}
+    overhead_vs_none  {time (median per-round time ratio to the `none` twin), time_iqr [q1, q3],
+                       memory (peak ratio, null when none's is 0)}
     channels_last, compiled
 
 Records are appended with a flush and fsync per line, so an interrupted run keeps every finished

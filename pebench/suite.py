@@ -51,7 +51,7 @@ class Suite:
     profile_mode: str = "interp"
     profile_batch_size: int = 8
     profile_dtype: str = "fp32"
-    profile_repeats: int = 7
+    profile_repeats: int = 15  # interleaved rounds
     profile_channels_last: bool = False
     profile_compile: bool = False
     published: tuple[str, ...] = ()

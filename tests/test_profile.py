@@ -11,14 +11,8 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from pebench.models import build_model
-from pebench.profile import (
-    SpeedSettings,
-    Spread,
-    analytic_vit_macs,
-    count_flops,
-    param_counts,
-    profile_models,
-)
+from pebench.profile import SpeedSettings, analytic_vit_macs, count_flops, param_counts, profile_models
+from pebench.speed import Spread, Timed, drift, interleaved_rounds, peak_forward_bytes, time_ratio
 
 PUBLISHED_GMACS = {("deit_tiny_patch16_224", 224): 1.26, ("vit_base_patch16_384", 384): 55.54}  # timm CSVs
 
@@ -110,9 +104,50 @@ def test_static_biases_are_reused_at_inference_and_follow_the_weights(spec):
 
 
 def test_spread_and_noise_flag():
-    spread = Spread.of([10.0, 11.0, 12.0, 13.0, 14.0])
-    assert spread.median == 12.0 and (spread.q1, spread.q3) == (11.0, 13.0)
+    spread = Spread.of([10.0, 11.0, 12.0, 13.0, 20.0])
+    assert spread.median == 12.0 and (spread.q1, spread.q3) == (11.0, 13.0) and spread.mean == 13.2
     assert spread.relative_iqr == pytest.approx(2 / 12)
+
+
+def test_interleaved_rounds_do_not_favour_the_model_measured_later():
+    """Two identical forwards on a machine that is slow for its first 40 calls (a process warming up):
+    measured one after the other, the first would look ~2x slower; interleaved, they read alike."""
+    import time
+
+    calls = {"n": 0}
+
+    def forward():
+        calls["n"] += 1
+        time.sleep(0.004 if calls["n"] <= 40 else 0.002)
+
+    first, second = Timed("first", forward, 1), Timed("second", forward, 1)
+    interleaved_rounds([first, second], torch.device("cpu"), rounds=6, min_block_s=0.004, max_warmup_s=0.5)
+    assert 0.85 < time_ratio(first, second).median < 1.15
+
+
+def test_a_drifting_reference_is_flagged():
+    from pebench.profile import _timing
+
+    steady = Timed("model", lambda: None, 8, seconds_per_call=[0.1] * 6)
+    busier = Timed("none", lambda: None, 8, seconds_per_call=[0.1, 0.1, 0.11, 0.12, 0.13, 0.13])
+    assert drift(busier) == pytest.approx(0.3)
+    timing = _timing(steady, Timed("m", lambda: None, 1, seconds_per_call=[0.01] * 6), busier)
+    assert timing["reference_drift"] == pytest.approx(0.3)
+    assert any("30% slower at the end" in w and "machine was busy" in w for w in timing["warnings"])
+    assert not _timing(steady, steady, steady)["warnings"]
+
+
+@pytest.mark.parametrize("size, spec, res, lower_bound", [
+    ("tiny", "ape", 224, 2 * 197 * 768 * 4),  # one fp32 MLP hidden activation (2, 197, 4 x 192)
+    ("micro", "spvit", 512, 2 * 3 * 1025 * 1025 * 4),  # SP-ViT's materialised fp32 scores (2, 3, 1025, 1025)
+])
+def test_cpu_memory_is_the_peak_a_forward_allocates(size, spec, res, lower_bound):
+    model = build_model(size, spec, num_classes=1000).eval()
+    x = torch.randn(2, 3, res, res)
+    with torch.inference_mode():
+        model(x, "interp")  # warmed up: the allocator reuses memory, so resident-set growth would read ~0
+        peak, kind = peak_forward_bytes(lambda: model(x, "interp"), torch.device("cpu"))
+    assert kind == "cpu_allocated_peak" and lower_bound <= peak < 20 * lower_bound
 
 
 def test_profile_records_on_cpu_with_overhead_and_not_applicable():
@@ -129,13 +164,27 @@ def test_profile_records_on_cpu_with_overhead_and_not_applicable():
     assert ape["timing"]["img_per_s"] > 0 and ape["timing"]["latency_ms"] > 0 and ape["timing"]["repeats"] == 2
     assert ape["flops"]["encoding_gmacs"] == 0 and ape["params"]["encoding"] == 96 * 197
     assert ape["kind"] == "profile" and ape["env"]["threads"] == torch.get_num_threads()
-    assert ape["memory"]["kind"] == "rss_growth"
+    assert ape["memory"]["kind"] == "cpu_allocated_peak" and ape["memory"]["peak_mib"] > 0
+    assert ape["settings"] | {"threads": 0} == {"mode": "native", "batch_size": 2, "dtype": "fp32", "threads": 0,
+                                               "device": "cpu", "device_name": ape["env"]["device_name"],
+                                               "channels_last": False, "compiled": False, "rounds": 2}
+    low, high = ape["overhead_vs_none"]["time_iqr"]
+    assert low <= ape["overhead_vs_none"]["time"] <= high
     json.dumps(records)  # records are plain JSON
 
 
 def run(*args):
     return subprocess.run([sys.executable, "-c", "from pebench.cli import main; main()", *args],
                           capture_output=True, text=True)
+
+
+def test_timm_model_without_weights_is_profiled_with_random_ones_and_says_so(tmp_path, monkeypatch):
+    from pebench.profile import load_profile_entry
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hub"))
+    name, net, meta, source, _ = load_profile_entry("timm:deit_tiny_patch16_224", None)
+    assert source == "timm" and meta["weights"].startswith("random (no checkpoint: looked in")
+    assert meta["checkpoint_sha256"] is None and net.num_classes == 1000
 
 
 def test_cli_profile_writes_records(tmp_path):

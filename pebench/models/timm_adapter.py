@@ -443,8 +443,11 @@ class TimmModel(nn.Module):
         return self.net(x)
 
 
-def build_timm_model(spec: str, checkpoint: Path | None = None) -> tuple[TimmModel, dict]:
-    """(model, sidecar-like metadata) for ``timm:NAME`` with weights from ``checkpoint`` or the HF cache."""
+def build_timm_model(spec: str, checkpoint: Path | None = None, random_if_missing: bool = False
+                     ) -> tuple[TimmModel, dict]:
+    """(model, sidecar-like metadata) for ``timm:NAME`` with weights from ``checkpoint`` or the HF cache;
+    with ``random_if_missing`` (profiling: cost does not depend on the weights), random weights and
+    ``meta["weights"] == "random"`` when neither has any."""
     import timm
     from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
@@ -459,6 +462,13 @@ def build_timm_model(spec: str, checkpoint: Path | None = None) -> tuple[TimmMod
     looked = ""
     if checkpoint is None:
         checkpoint, looked = _hf_cache_file(probe)
+    if checkpoint is None and random_if_missing:
+        net = timm.create_model(name, pretrained=False, **dict(family.create_kwargs))
+        model = TimmModel(name, net.eval(), family)
+        model.snapshot_trained()
+        return model, {"size": name, "encoding": family.encoding, "train_res": model.img_size, "patch": model.patch,
+                       "num_classes": net.num_classes, "checkpoint_sha256": None, "family": family.name,
+                       "checkpoint": None, "weights": f"random (no checkpoint: looked in {looked})"}
     if checkpoint is None:
         raise PebenchError(f"no weights for timm:{name}: looked in {looked}; pass --checkpoint FILE "
                            "(.safetensors/.pth/.bin) or fill the cache on a machine with network (pebench never "
@@ -479,7 +489,7 @@ def build_timm_model(spec: str, checkpoint: Path | None = None) -> tuple[TimmMod
     model.snapshot_trained()
     meta = {"size": name, "encoding": family.encoding, "train_res": model.img_size, "patch": model.patch,
             "num_classes": num_classes, "checkpoint_sha256": hashlib.sha256(checkpoint.read_bytes()).hexdigest(),
-            "family": family.name, "checkpoint": str(checkpoint),
+            "family": family.name, "checkpoint": str(checkpoint), "weights": "trained",
             # inputs are normalised as the model was trained (timm's validate.py reads the same config)
             "mean": list(net.pretrained_cfg.get("mean", IMAGENET_DEFAULT_MEAN)),
             "std": list(net.pretrained_cfg.get("std", IMAGENET_DEFAULT_STD))}
