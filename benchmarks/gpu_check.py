@@ -13,10 +13,11 @@ failing step is recorded and the rest go on):
 - out-of-memory back-off: eval of ViT-B at 1024 px with a batch that cannot fit; profile at 512 likewise.
 - torchrun with nccl: a suite under `torchrun --nproc-per-node 1` (the process group is joined, so
   every all-reduce goes through nccl) gives the single-process counts; 2 processes on one GPU tried.
-- throughput (last, the slowest steps): `pebench profile` with bf16 autocast (plain on DeiT-S and
-  ViT-B; channels-last and torch.compile on DeiT-S) vs a timm-benchmark-style loop (warm-up, then
-  timed forward passes under autocast with device synchronisation: samples/s = batch x steps / s)
-  at 224.
+- throughput (last, the slowest steps; too many for one 10-minute call, so split them with --skip):
+  `pebench profile` of timm DeiT-Ti, DeiT-S and ViT-B with random weights, bf16 autocast, at 224
+  and 384 (plain and channels-last) and 224 (torch.compile), vs a timm-benchmark-style loop
+  (warm-up, then timed forward passes under autocast with device synchronisation: samples/s =
+  batch x steps / s), alternating, two rounds each.
 
 Writes DIR/gpu_check.json (every measurement), DIR/gpu_check.md (the summary) and DIR/log.txt.
 """
@@ -132,30 +133,32 @@ def streaming(check: Check, folder: Path, ckpt: Path, n_images: int) -> None:
                 row["images"], row["correct_top1"], row["correct_top5"])})
 
 
-def throughput(check: Check, ckpts: dict[str, Path], variants: list[tuple[str, list[str]]]) -> None:
-    for name, ckpt in ckpts.items():
-        for label, flags in variants:
+def throughput(check: Check, names: list[str], resolutions: tuple[int, ...], label: str, flags: list[str]) -> None:
+    """`pebench profile` (random weights, bf16) vs the timm-style loop, alternating, two rounds each."""
+    for name in names:
+        for res in resolutions:
             out = check.work / "profile.jsonl"
             timm_rates, ours = [], []
             for _ in range(2):  # alternate: timm-style loop, pebench, timm-style loop, pebench
-                style = check.sh(f"timm-style {name} {label}", [
+                style = check.sh(f"timm-style {name} {res} {label}", [
                     sys.executable, "-c", "import sys, json; sys.path.insert(0, 'benchmarks'); from gpu_check import "
-                    f"timm_benchmark_style as b; print(json.dumps(b('{name}', 224, {check.scale['batch']}, "
+                    f"timm_benchmark_style as b; print(json.dumps(b('{name}', {res}, {check.scale['batch']}, "
                     f"{label == 'channels_last'}, '{check.device}', compile={label == 'compile'})))"], 300)
                 if style.returncode == 0:
                     timm_rates.append(json.loads(style.stdout.splitlines()[-1])["img_per_s"])
                 out.unlink(missing_ok=True)
-                command = [*PEBENCH, "profile", "--model", f"timm:{name}@{ckpt}", "--res", 224, "--device",
-                           check.device, "--dtype", "bf16", "--batch-size", check.scale["batch"], *flags, "--out", out]
-                result = check.sh(f"profile {name} {label}", command, 400)
+                command = [*PEBENCH, "profile", "--model", f"timm:{name}", "--res", res, "--device", check.device,
+                           "--dtype", "bf16", "--batch-size", check.scale["batch"], *flags, "--out", out]
+                result = check.sh(f"profile {name} {res} {label}", command, 400, env={"HF_HUB_OFFLINE": "1"})
                 rows = [r for r in records(out) if r["status"] == "ok"]
                 if rows:
                     ours.append(rows[0]["timing"]["img_per_s"])
-                    check.put(f"profile_{name}_{label}_record", {k: rows[0][k] for k in ("flops", "timing", "memory")})
+                    check.put(f"profile_{name}_{res}_{label}_record", {k: rows[0][k] for k in ("flops", "timing",
+                                                                                              "memory")})
                 elif result.returncode:
-                    check.put(f"profile_{name}_{label}_error", result.stderr[-600:])
+                    check.put(f"profile_{name}_{res}_{label}_error", result.stderr[-600:])
             if timm_rates and ours:
-                check.put(f"throughput_{name}_{label}", {
+                check.put(f"throughput_{name}_{res}_{label}", {
                     "pebench_img_per_s": ours, "timm_style_img_per_s": timm_rates,
                     "ratio_of_medians": statistics.median(ours) / statistics.median(timm_rates)})
 
@@ -277,16 +280,16 @@ def main() -> None:
     check.put("folder", {"images": args.images, "classes": 100, "seconds": round(time.perf_counter() - started, 1)})
     ckpts = {name: save_random_timm(name, args.work / f"{name}.safetensors", 100)
              for name in ("deit_small_patch16_224", "vit_base_patch16_224")}
-    small = {"deit_small_patch16_224": ckpts["deit_small_patch16_224"]}
+    timm_names = ["deit_tiny_patch16_224", "deit_small_patch16_224", "vit_base_patch16_224"]
     # in order of what matters most, since the lease may end before the last step
     steps = {"streaming": lambda: streaming(check, folder, ckpts["deit_small_patch16_224"], args.images),
              "zoo": lambda: zoo_on_cuda(check),
              "oom_eval": lambda: oom_eval(check, folder, ckpts["vit_base_patch16_224"]),
              "oom_profile": lambda: oom_profile(check, ckpts["vit_base_patch16_224"]),
              "torchrun": lambda: torchrun(check),
-             "throughput": lambda: throughput(check, ckpts, [("plain", [])]),
-             "channels_last": lambda: throughput(check, small, [("channels_last", ["--channels-last"])]),
-             "compile": lambda: throughput(check, small, [("compile", ["--compile"])])}
+             "throughput": lambda: throughput(check, timm_names, (224, 384), "plain", []),
+             "channels_last": lambda: throughput(check, timm_names, (224, 384), "channels_last", ["--channels-last"]),
+             "compile": lambda: throughput(check, timm_names, (224,), "compile", ["--compile"])}
     for name, step in steps.items():
         if name in args.skip:
             continue
