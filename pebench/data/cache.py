@@ -60,9 +60,12 @@ class SplitCache:
         return np_uint8_view(self._rows()[:count])
 
     def read(self, positions: list[int]) -> Items:
-        contiguous = positions == list(range(positions[0], positions[0] + len(positions)))
-        rows = self._rows()[positions[0] : positions[0] + len(positions)] if contiguous else self._rows()[positions]
-        images = torch.from_numpy(np.ascontiguousarray(rows))
+        first, count = positions[0], len(positions)
+        if positions == list(range(first, first + count)):
+            rows = self._rows()[first : first + count].copy()  # a slice is a view of the read-only map
+        else:
+            rows = self._rows()[positions]  # fancy indexing copies
+        images = torch.from_numpy(rows)
         valid = torch.tensor([p not in self.invalid for p in positions], dtype=torch.bool)
         return Items(images, self.labels[positions], valid, [self.invalid[p] for p in positions if p in self.invalid])
 
