@@ -112,18 +112,14 @@ def _reduce(tallies: list[Tally], stats: PassStats, wall: float, device: torch.d
     """Sum counts over torchrun processes (max of times, gathered skipped files); returns the slowest wall."""
     import torch.distributed as dist
 
-    counts = torch.tensor([[t.correct1, t.correct5, t.n] for t in tallies] + [[stats.images, stats.valid, 0]],
-                          dtype=torch.int64, device=device)
+    counts = torch.tensor([[t.correct1, t.correct5, t.n, t.timed_n] for t in tallies]
+                          + [[stats.images, stats.valid, 0, 0]], dtype=torch.int64, device=device)
     dist.all_reduce(counts)
-    timed = torch.tensor([t.timed_n for t in tallies], dtype=torch.int64, device=device)
-    dist.all_reduce(timed)
     times = torch.tensor([t.model_s for t in tallies] + [wall, stats.wait_s, stats.work_s, stats.first_batch_s],
                          dtype=torch.float64, device=device)
     dist.all_reduce(times, op=dist.ReduceOp.MAX)
-    for tally, (c1, c5, n) in zip(tallies, counts.tolist(), strict=False):
-        tally.correct1, tally.correct5, tally.n = c1, c5, n
-    for tally, seconds, timed_n in zip(tallies, times.tolist(), timed.tolist(), strict=False):
-        tally.model_s, tally.timed_n = seconds, timed_n
+    for tally, (c1, c5, n, timed_n), seconds in zip(tallies, counts.tolist(), times.tolist(), strict=False):
+        tally.correct1, tally.correct5, tally.n, tally.timed_n, tally.model_s = c1, c5, n, timed_n, seconds
     stats.images, stats.valid = counts[-1, 0].item(), counts[-1, 1].item()
     wall, stats.wait_s, stats.work_s, stats.first_batch_s = times[-4:].tolist()
     skipped: list = [None] * dist.get_world_size()

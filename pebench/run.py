@@ -93,11 +93,12 @@ def _barrier(world: int) -> None:
         dist.barrier()
 
 
-def finished_keys(path: Path, suite_keys: set[str], strict: bool = True) -> set[str]:
-    """Keys already in ``path``; with ``strict``, refuses a file written for another suite config or pebench."""
-    if not path.exists():
-        return set()
-    records = read_records(path)
+def finished_keys(path: Path, suite_keys: set[str], strict: bool = True, records: list[dict] | None = None
+                  ) -> set[str]:
+    """Keys already in ``path`` (or in its ``records``, when already read); with ``strict``, refuses a
+    file written for another suite config or pebench."""
+    if records is None:
+        records = read_records(path) if path.exists() else []
     keys = {r.get("key") for r in records}
     foreign = keys - suite_keys
     if foreign and strict:
@@ -237,10 +238,10 @@ def run_cells(suite: Suite, cells: list[Cell], suite_keys: set[str], path: Path 
     if rank == 0 and path is not None and path.exists():
         repair_torn_tail(path)  # a kill mid-write leaves a partial line; the next append must start clean
     _barrier(world)
-    done = finished_keys(path, suite_keys, strict) if path is not None else set()
+    previous = read_records(path) if path is not None and path.exists() else []
+    done = finished_keys(path, suite_keys, strict, previous) if path is not None else set()
     todo = [c for c in cells if c.key not in done]
     # native results of earlier runs, for interp cells that run the same computation
-    previous = read_records(path) if path is not None and path.exists() else []
     natives = {(r["model"]["name"], r["res"]): r for r in previous if r.get("key") in suite_keys
                and r["kind"] == "eval" and r["mode"] == "native" and r["status"] == "ok"}
     _barrier(world)  # every rank has read the results file before rank 0 appends to it

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-import numpy as np
 import torch
 
 from pebench.data import synthetic
@@ -124,11 +123,3 @@ def normalize(batch_uint8: torch.Tensor, mean: torch.Tensor = _MEAN, std: torch.
     mean, std = mean.to(batch_uint8.device), std.to(batch_uint8.device)
     return batch_uint8.float().div_(255).sub_(mean).div_(std)
 
-
-def np_uint8_view(images: np.ndarray) -> torch.Tensor:
-    """A torch view of a (read-only) numpy uint8 array without a copy or a warning."""
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # torch warns that the memory map is read-only
-        return torch.from_numpy(images)

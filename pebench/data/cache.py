@@ -18,6 +18,7 @@ import errno
 import json
 import os
 import shutil
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +26,7 @@ import numpy as np
 import torch
 
 from pebench.atomic import atomic_path
-from pebench.data import Items, np_uint8_view
+from pebench.data import Items
 from pebench.errors import PebenchError
 
 FORMAT = 1
@@ -57,7 +58,9 @@ class SplitCache:
 
     def images(self, count: int) -> torch.Tensor:
         """A read-only view of the first ``count`` rows, paged in by the OS as they are used."""
-        return np_uint8_view(self._rows()[:count])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # torch warns that the memory map is read-only
+            return torch.from_numpy(self._rows()[:count])
 
     def read(self, positions: list[int]) -> Items:
         first, count = positions[0], len(positions)
