@@ -11,10 +11,18 @@ Each supported family says what its two resolution modes mean and which timm API
 - learned APE (ViT, DeiT, DeiT-III's ``no_embed_class``): interp only, timm's
   ``resample_abs_pos_embed`` (bicubic) via ``dynamic_img_size``; native off the trained grid is not
   applicable.
-- RoPE (EVA-02, RoPE-ViT's ``vit_*_rope*`` ports; Heo et al., ECCV 2024): native = rotation angles
-  at the new integer positions; interp = positions scaled by G0/G (axial: timm's
-  ``ref_feat_shape``; mixed: timm has no such option, pebench scales the grid it passes to
-  ``get_mixed_freqs``). A model that also has a learned APE is not applicable natively off-grid.
+- NaFlexViT (``naflexvit_*``, SigLIP-2 NaFlex): a learned grid (16x16, 256 px) that timm's
+  ``NaFlexEmbeds`` resamples to every input's grid itself: interp = that resampling (F.interpolate,
+  bicubic or SigLIP's bilinear, antialiased; ``par``: to a max(h, w) square, then the top-left crop;
+  ``parfac``: two 1-D tables, linear); native off the stored grid is not applicable.
+- RoPE (EVA-02, RoPE-ViT's ``vit_*_rope*`` ports incl. the register/GAP ``*_rope_reg*_gap_256``,
+  Perception Encoder ``vit_pe_*``; Heo et al., ECCV 2024): native = rotation angles at the new
+  integer positions; interp = positions scaled by G0/G (axial: timm's ``ref_feat_shape``; mixed:
+  timm has no such option, pebench scales the grid it passes to ``get_mixed_freqs``). A model that
+  also has a learned APE (EVA-02, PE) is not applicable natively off-grid.
+- DINOv3-style RoPE (``vit_*_dinov3*``, ``vit_*_lingbot``): timm's ``RotaryEmbeddingDinoV3`` puts
+  patch centres in [-1, 1] per image, so interp = timm's own forward (spacing 2/G); native keeps the
+  trained spacing 2/G0 about the centre (timm's coordinates stretched by G/G0 per axis, beyond [-1, 1]).
 - relative position table (BEiT; Bao et al., ICLR 2022): interp = ``set_input_size`` ->
   ``resize_rel_pos_bias_table``; native = the trained table read with offsets clamped to its range.
 - relative position MLP (``vit_relpos_*``, log-spaced coordinates as in Swin-v2): native = timm's
@@ -41,6 +49,8 @@ from torch import nn
 from pebench.encodings.base import clamped_offset_index, relative_offsets
 from pebench.encodings.spec import did_you_mean
 from pebench.errors import PebenchError
+from pebench.modes import scale_of
+from pebench.resolution import as_hw
 
 PREFIX = "timm:"
 
@@ -58,6 +68,7 @@ class Family:
     strip_position: Callable[[nn.Module], None] | None = None
     #: adapts the timm model to (grid, mode) before a forward; None when timm's dynamic_img_size does it all
     configure: Callable[[TimmModel, tuple[int, int], str], None] | None = None
+    excluded: tuple[str, ...] = ()  # globs of this family's names pebench cannot run
 
 
 def _configure_rope(model: TimmModel, grid: tuple[int, int], mode: str) -> None:
@@ -66,19 +77,51 @@ def _configure_rope(model: TimmModel, grid: tuple[int, int], mode: str) -> None:
 
     rope, trained_grid = model.net.rope, model.trained_grid
     interp = mode == "interp" and grid != trained_grid
+    if rope is None:  # the position-free twin
+        return
     if not isinstance(rope, RotaryEmbeddingMixed):
         rope.ref_feat_shape = list(trained_grid) if interp else None
         return
     if not interp:
         rope.__dict__.pop("get_embed", None)  # back to timm's own method
         return
-    scale = trained_grid[0] / grid[0]  # square images: one factor for both axes
+    scale_rows, scale_cols = trained_grid[0] / grid[0], trained_grid[1] / grid[1]
 
     def scaled_embed(shape=None, dtype=None):
         t_x, t_y = get_mixed_grid(shape, grid_indexing=rope.grid_indexing, device=rope.freqs.device)
-        return get_mixed_freqs(rope.freqs, t_x * scale, t_y * scale, dtype=dtype)
+        return get_mixed_freqs(rope.freqs, t_x * scale_cols, t_y * scale_rows, dtype=dtype)
 
     rope.get_embed = scaled_embed  # an instance attribute: this model only, undone by native mode
+
+
+def _configure_dinov3(model: TimmModel, grid: tuple[int, int], mode: str) -> None:
+    """DINOv3 RoPE: timm normalises patch centres to [-1, 1] per image (interp: spacing 2/G). Native
+    stretches those coordinates about the image centre, timm's origin, by d/d0 per axis (d: timm's
+    normaliser, the grid side for 'separate'): neighbours keep the trained spacing 2/G0 and the centre
+    stays at 0 (the origin matters: class and register tokens are not rotated)."""
+    from timm.layers.pos_embed_sincos import _build_grid
+
+    rope = model.net.rope
+    if rope is None:  # the position-free twin
+        return
+    if mode == "interp" or grid == model.trained_grid:
+        rope.__dict__.pop("get_embed", None)  # back to timm's own method
+        return
+
+    def normaliser(shape):
+        how = rope.normalize_coords
+        return list(shape) if how == "separate" else [float(max(shape) if how == "max" else min(shape))] * 2
+
+    stretch = torch.tensor([d / d0 for d, d0 in zip(normaliser(grid), normaliser(model.trained_grid), strict=True)])
+    stretch = stretch.flip(0) if rope.grid_indexing == "xy" else stretch  # coordinate channels (w, h)
+
+    def native_embed(shape=None, dtype=None):
+        coords = _build_grid(list(shape), grid_type="centered", grid_offset=rope.grid_offset, ndim=2,
+                             grid_indexing=rope.grid_indexing, normalize_coords=rope.normalize_coords)
+        embed = torch.cat(rope._get_pos_embed_from_coords(coords.flatten(0, -2) * stretch), dim=-1)
+        return embed if dtype is None else embed.to(dtype)
+
+    rope.get_embed = native_embed  # an instance attribute: this model only, undone by interp mode
 
 
 def clamped_relative_index(grid: tuple[int, int], trained_grid: tuple[int, int]) -> torch.Tensor:
@@ -104,7 +147,7 @@ def _configure_relpos_mlp(model: TimmModel, grid: tuple[int, int], mode: str) ->
         module.init_non_persistent_buffers()  # integer offsets again, even if the grid did not change
     if mode != "interp" or grid == model.trained_grid:
         return
-    scale = model.trained_grid[0] / grid[0]
+    scale = torch.tensor([model.trained_grid[0] / grid[0], model.trained_grid[1] / grid[1]])
     offsets = relative_offsets(grid, torch.device("cpu"))[0].float() * scale  # row-major, (row, col)
     coords = offsets.view(2 * grid[0] - 1, 2 * grid[1] - 1, 2)
     log_coords = torch.sign(coords) * torch.log1p(coords.abs())
@@ -224,16 +267,39 @@ FAMILIES: tuple[Family, ...] = (
         interp="resample_abs_pos_embed (bicubic) via dynamic_img_size",
         create_kwargs=(("dynamic_img_size", True),),
         position_free_kwargs=(("pos_embed", "none"),),
+        excluded=("*reg*_gap*",),
+    ),
+    Family(
+        name="NaFlexViT",
+        patterns=("naflexvit_*",),
+        # RADIO's 128x128 table is trained through random crops (CPE) and read top-left at inference:
+        # neither mode means what it does here
+        excluded=("*radio*",),
+        encoding="timm NaFlexViT learned grid (pos_embed, or factorized pos_embed_y/x), resampled per input",
+        native=None,
+        interp="NaFlexEmbeds resamples the learned grid: F.interpolate (bicubic; siglip: bilinear; antialias), "
+               "par: max(h, w) square then top-left crop; parfac: 1-D linear per axis",
+        position_free_kwargs=(("pos_embed", "none"),),
     ),
     Family(
         name="RoPE",
-        patterns=("eva02_*", "vit_*_rope_*"),
+        patterns=("eva02_*", "vit_*_rope_*", "vit_pe_*"),
         encoding="timm RoPE (axial or mixed, some with learned APE)",
         native="rotation angles at the new integer positions",
         interp="positions scaled by G0/G (axial: ref_feat_shape; mixed: pebench scales get_mixed_grid)",
         create_kwargs=(("dynamic_img_size", True),),
         position_free_kwargs=(("use_rot_pos_emb", False), ("use_abs_pos_emb", False)),
         configure=_configure_rope,
+    ),
+    Family(
+        name="RoPE (DINOv3)",
+        patterns=("vit_*_dinov3*", "vit_*_lingbot"),
+        encoding="timm DINOv3 RoPE (patch centres normalised to [-1, 1] per image)",
+        native="patch-centre spacing kept at the trained 2/G0 (timm's coordinates stretched by G/G0 about the centre)",
+        interp="timm's own per-image normalisation to [-1, 1] (spacing 2/G)",
+        create_kwargs=(("dynamic_img_size", True),),
+        position_free_kwargs=(("use_rot_pos_emb", False), ("use_abs_pos_emb", False)),
+        configure=_configure_dinov3,
     ),
     Family(
         name="relative table (BEiT)",
@@ -272,7 +338,8 @@ FAMILIES: tuple[Family, ...] = (
         strip_position=_strip_peg,
     ),
 )
-_EXCLUDED = ("*relpos*rpn*", "*clip*", "*reg*_gap*")
+# sapiens2: trained on a non-square 1024x768 grid, which pebench's square trained grid cannot state
+_EXCLUDED = ("*relpos*rpn*", "*clip*", "*sapiens2*")
 
 
 def family_of(name: str) -> Family | None:
@@ -281,7 +348,7 @@ def family_of(name: str) -> Family | None:
     # the most specific family first: vit_base_patch16_rope_224 is RoPE, not a plain ViT
     for family in reversed(FAMILIES):
         if any(fnmatch.fnmatch(name, p) for p in family.patterns):
-            return family
+            return None if any(fnmatch.fnmatch(name, p) for p in family.excluded) else family
     return None
 
 
@@ -356,8 +423,10 @@ class TimmModel(nn.Module):
         super().__init__()
         self.name, self.net, self.family = name, net, family
         self.patch = net.feature_info[-1]["reduction"]  # the total stride (Twins: 32)
-        embed = getattr(net, "patch_embed", None) or net.patch_embeds[0]
-        self.img_size = embed.img_size[0]
+        if hasattr(getattr(net, "embeds", None), "pos_embed_grid_size"):  # NaFlexViT: the stored grid's size
+            self.img_size = net.embeds.pos_embed_grid_size[0] * self.patch
+        else:
+            self.img_size = (getattr(net, "patch_embed", None) or net.patch_embeds[0]).img_size[0]
         self.trained_grid = (self.img_size // self.patch, self.img_size // self.patch)
         self.size = name
         self.spec = f"{PREFIX}{name}"
@@ -384,6 +453,14 @@ class TimmModel(nn.Module):
     def _pos_embed(self) -> torch.Tensor | None:
         return getattr(self.net, "pos_embed", None)
 
+    def _naflex_tables(self, grid: tuple[int, int] = (0, 0)) -> list[tuple[torch.Tensor, int]]:
+        """NaFlexViT's learned grid (1, H, W, C) or factorized tables (1, H, C), (1, W, C), each with the
+        rows it uses on ``grid``."""
+        embeds, (gh, gw) = getattr(self.net, "embeds", None), grid
+        tables = ((getattr(embeds, "pos_embed", None), gh * gw), (getattr(embeds, "pos_embed_y", None), gh),
+                  (getattr(embeds, "pos_embed_x", None), gw))
+        return [(table, rows) for table, rows in tables if isinstance(table, torch.Tensor)]
+
     def _module_param_count(self) -> int:
         """Position parameters that do not change with resolution: RoPE frequencies, relative MLPs, PEGs."""
         modules = [getattr(self.net, "rope", None), *_relpos_mlps(self.net), getattr(self.net, "pos_block", None),
@@ -392,17 +469,19 @@ class TimmModel(nn.Module):
 
     def position_param_count(self) -> int:
         ape = 0 if self.trained_pos_embed is None else self.trained_pos_embed.numel()
+        ape += sum(table.numel() for table, _ in self._naflex_tables())
         return ape + self._module_param_count() + sum(t.numel() for t in self.trained_tables)
 
-    def position_values_at(self, res: int, mode: str) -> int:
+    def position_values_at(self, res, mode: str) -> int:
         """Stored position values in use at ``res``: a resampled APE grid or resized table grows with it."""
-        grid = res // self.patch
+        gh, gw = (side // self.patch for side in as_hw(res))
         count = self._module_param_count()
         if self.trained_pos_embed is not None:
-            prefix = self.trained_pos_embed.shape[1] - self.trained_grid[0] ** 2
-            count += (prefix + grid**2) * self.trained_pos_embed.shape[2]
+            prefix = self.trained_pos_embed.shape[1] - self.trained_grid[0] * self.trained_grid[1]
+            count += (prefix + gh * gw) * self.trained_pos_embed.shape[2]
+        count += sum(rows * table.shape[-1] for table, rows in self._naflex_tables((gh, gw)))
         for table in self.trained_tables:
-            rows = (2 * grid - 1) ** 2 + 3 if mode == "interp" else table.shape[0]
+            rows = (2 * gh - 1) * (2 * gw - 1) + 3 if mode == "interp" else table.shape[0]
             count += rows * table.shape[1]
         return count
 
@@ -410,30 +489,38 @@ class TimmModel(nn.Module):
         """The same timm architecture without position information: the cost reference."""
         import timm
 
-        kwargs = dict(self.family.create_kwargs) | dict(self.family.position_free_kwargs)
-        net = timm.create_model(self.name, pretrained=False, num_classes=self.num_classes, **kwargs)
+        built = dict(getattr(self.net, "_model_args", {}))  # what timm was asked for, e.g. a smaller depth
+        if "img_size" in built:  # timm records set_input_size's resizes too: the twin starts trained
+            built["img_size"] = self.img_size
+        kwargs = built | dict(self.family.create_kwargs) | dict(self.family.position_free_kwargs)
+        kwargs["num_classes"] = self.num_classes
+        net = timm.create_model(self.name, pretrained=False, **kwargs)
         if self.family.strip_position is not None:
             self.family.strip_position(net)
         twin = TimmModel(self.name, net.eval(), self.family)
         twin.snapshot_trained()
         return twin
 
-    def applicability(self, res: int, mode: str) -> str | None:
-        if res % self.patch:
-            return f"{res} px is not a multiple of the patch size {self.patch}"
-        if mode == "native" and res != self.img_size and (self.family.native is None or self._pos_embed() is not None):
+    def applicability(self, res, mode: str) -> str | None:
+        height, width = as_hw(res)
+        if height % self.patch or width % self.patch:
+            return f"{height}x{width} px is not a multiple of the patch size {self.patch}"
+        if scale_of(mode) is not None:
+            return "timm models run in native and interp mode only: pebench does not rescale positions inside timm"
+        if mode == "native" and (height, width) != (self.img_size, self.img_size) and (
+                self.family.native is None or self._pos_embed() is not None):
             grid = self.img_size // self.patch
             return f"the learned APE (pos_embed) exists only on its trained {grid}x{grid} grid; use interp mode"
         return None
 
-    def resize_api(self, res: int, mode: str) -> str | None:
+    def resize_api(self, res, mode: str) -> str | None:
         """The timm API that adapts position parameters for this cell (recorded with results)."""
-        if res == self.img_size:
+        if as_hw(res) == (self.img_size, self.img_size):
             return None
         return self.family.native if mode == "native" else self.family.interp
 
     def forward(self, x: torch.Tensor, mode: str = "interp") -> torch.Tensor:
-        reason = self.applicability(x.shape[-1], mode)
+        reason = self.applicability(tuple(x.shape[-2:]), mode)
         if reason:
             raise ValueError(reason)
         grid = (x.shape[-2] // self.patch, x.shape[-1] // self.patch)
