@@ -31,6 +31,8 @@ class LearnedAbsolute(Component):
     paper = "ViT, Dosovitskiy et al. 2021 (arXiv:2010.11929); DeiT, Touvron et al. 2021"
     native_means = "not applicable off the trained grid: a learned grid has no values there"
     interp_means = "patch grid resampled bicubically (antialiased) to the new grid, as timm/DeiT"
+    scale_means = None
+    scale_unsupported = "a learned APE grid can only be resampled to the new grid (interp), not scaled"
     options = {"init": Option("random", "starting grid: truncated normal (DeiT) or 2D sin-cos values",
                               choices=("random", "sincos"))}
 

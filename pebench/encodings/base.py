@@ -12,9 +12,9 @@ that may act at four places of the ViT forward pass, each a no-op by default:
   (SP-ViT's multiplicative prior, iRPE contextual on values).
 
 Every hook receives a :class:`Context` that says on which grid the model runs, on which grid it
-was trained, and in which resolution mode. Components derive what they need for that grid in the
-forward pass and never write it back into their parameters, so switching resolution or mode
-cannot change the trained weights.
+was trained, and in which resolution mode (:mod:`pebench.modes`: native, interp or scale=S).
+Components derive what they need for that grid in the forward pass and never write it back into
+their parameters, so switching resolution or mode cannot change the trained weights.
 """
 
 from __future__ import annotations
@@ -23,15 +23,19 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from pebench.errors import PebenchError
+from pebench.modes import FIXED, scale_of
 
-Mode = Literal["native", "interp"]
-MODES: tuple[Mode, ...] = ("native", "interp")
+Mode = str  # "native", "interp" or "scale=S" (pebench.modes)
+MODES: tuple[Mode, ...] = FIXED
+#: default ``Component.cache_budget``: every block's bias of a micro or tiny model up to 512 px (151 MB for
+#: tiny's 12 blocks at 512), none at 1024, where one block's bias alone is 201 MB
+DEFAULT_CACHE_BUDGET = 192 << 20
 
 
 @dataclass(frozen=True)
@@ -67,11 +71,22 @@ class Context:
         return self.grid == self.trained_grid
 
     @property
+    def scale(self) -> float | None:
+        """S of a ``scale=S`` mode; None in native and interp mode."""
+        return scale_of(self.mode)
+
+    @property
     def position_scale(self) -> tuple[float, float]:
-        """Factor on patch coordinates: 1 in native mode, G0/G in interp mode (position interpolation)."""
+        """Factor on (row, col) patch coordinates: 1 in native mode, G0/G per axis in interp mode
+        (position interpolation), S on both axes in scale=S mode."""
         if self.mode == "native":
             return (1.0, 1.0)
-        return (self.trained_grid[0] / self.grid[0], self.trained_grid[1] / self.grid[1])
+        if self.mode == "interp":
+            return (self.trained_grid[0] / self.grid[0], self.trained_grid[1] / self.grid[1])
+        scale = self.scale
+        if scale is None:
+            raise ValueError(f"unknown resolution mode '{self.mode}'")
+        return (scale, scale)
 
 
 class NotApplicable(PebenchError):
@@ -159,26 +174,44 @@ class Component(nn.Module):
     #: what native and interp mean for this component, shown by `pebench list`
     native_means: ClassVar[str]
     interp_means: ClassVar[str]
+    #: what scale=S means, or None when positions cannot be scaled (then ``scale_unsupported`` says why)
+    scale_means: ClassVar[str | None] = "positions multiplied by S (native: S=1, interp: S=G0/G)"
+    scale_unsupported: ClassVar[str | None] = None
+
     def __init__(self, arch: Arch):
         super().__init__()
         self.arch = arch
-        self._inference_cache: dict[Any, tuple[tuple, torch.Tensor]] = {}
+        self._inference_cache: dict[tuple, tuple[tuple, torch.Tensor]] = {}
+        #: bytes of static terms kept between forwards; past it they are recomputed (bounded memory at 1024)
+        self.cache_budget = DEFAULT_CACHE_BUDGET
 
     def reuse_at_inference(self, slot: Any, ctx: Context, like: torch.Tensor,
                            compute: Callable[[], torch.Tensor]) -> torch.Tensor:
         """``compute()`` for a tensor that depends only on the grid, the mode and this component's
         parameters (a static attention bias). With autograd off (evaluation, profiling) the result
         is kept per ``slot`` and reused until the grid, mode, device, dtype or any parameter changes
-        (parameters are watched through their version counters), so repeated forwards skip it."""
+        (parameters are watched through their version counters), so repeated forwards skip it, as long
+        as everything kept fits ``cache_budget`` bytes. Entries are kept per grid and mode, so a pass that
+        runs native and interp batch by batch reuses both; entries of other grids make room for new
+        ones; what still does not fit is computed afresh at every forward rather than evicting a term
+        that the next forward needs again (cycling through the blocks would then never hit). At 1024
+        px one block's (1, heads, T, T) bias is 0.2 GB for 3 heads, 0.8 GB for 12: not kept by default."""
         if torch.is_grad_enabled():
             return compute()
-        stamp = (ctx.grid, ctx.trained_grid, ctx.mode, ctx.num_prefix, like.device, like.dtype,
-                 tuple((id(p), p._version) for p in self.parameters()))
-        cached = self._inference_cache.get(slot)
-        if cached is None or cached[0] != stamp:
-            cached = (stamp, compute())
-            self._inference_cache[slot] = cached
-        return cached[1]
+        key = (slot, ctx.grid, ctx.trained_grid, ctx.mode, ctx.num_prefix, like.device, like.dtype)
+        versions = tuple((id(p), p._version) for p in self.parameters())
+        cached = self._inference_cache.get(key)
+        if cached is not None and cached[0] == versions:
+            return cached[1]
+        value = compute()
+        if self._kept_bytes() + value.nbytes > self.cache_budget:  # make room: drop other grids' terms
+            self._inference_cache = {k: v for k, v in self._inference_cache.items() if k[1] == ctx.grid}
+        if self._kept_bytes() + value.nbytes <= self.cache_budget:
+            self._inference_cache[key] = (versions, value)
+        return value
+
+    def _kept_bytes(self) -> int:
+        return sum(value.nbytes for _, value in self._inference_cache.values())
 
     @classmethod
     def keeps_class_token(cls, opts: dict[str, Any]) -> bool:
@@ -215,54 +248,101 @@ class Component(nn.Module):
         """Additive logit term broadcastable to (B, heads, T, T), or None."""
         return None
 
-    def score_multiplier(self, block: int, ctx: Context) -> torch.Tensor | None:
-        """Factor on the scaled q.k scores, broadcastable to (B, heads, T, T), or None."""
+    def score_multiplier(self, block: int, ctx: Context, like: torch.Tensor) -> torch.Tensor | None:
+        """Factor on the scaled q.k scores, broadcastable to (B, heads, T, T), or None; ``like``: the
+        queries (device and dtype)."""
         return None
 
-    def value_term(self, block: int, attn: torch.Tensor, ctx: Context) -> torch.Tensor | None:
-        """Extra attention output (B, heads, T, head_dim) from the attention probabilities, or None."""
+    def value_term(self, block: int, attn: torch.Tensor, ctx: Context, rows: slice) -> torch.Tensor | None:
+        """Extra attention output (B, heads, rows, head_dim) from the attention probabilities of the
+        query ``rows`` (B, heads, rows, T), or None."""
         return None
+
+
+#: query rows whose pair terms are gathered at once: bounds the temporaries of a (T, T) bias at any grid
+PAIR_ROWS = 256
 
 
 @lru_cache(maxsize=32)
 @torch.inference_mode(False)  # cached for later training too: must not be an inference tensor
-def _relative_offsets_cpu(grid: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+def _offsets_cpu(grid: tuple[int, int]) -> torch.Tensor:
     gh, gw = grid
-    rows, cols = torch.meshgrid(torch.arange(gh), torch.arange(gw), indexing="ij")
-    coords = torch.stack([rows.flatten(), cols.flatten()], dim=1)  # (N, 2)
-    delta = coords[:, None, :] - coords[None, :, :]  # (N, N, 2), query minus key
-    index = (delta[..., 0] + gh - 1) * (2 * gw - 1) + (delta[..., 1] + gw - 1)
     dr, dc = torch.meshgrid(torch.arange(-gh + 1, gh), torch.arange(-gw + 1, gw), indexing="ij")
-    offsets = torch.stack([dr.flatten(), dc.flatten()], dim=1)  # ((2gh-1)(2gw-1), 2)
-    return offsets, index
+    return torch.stack([dr.flatten(), dc.flatten()], dim=1)  # ((2gh-1)(2gw-1), 2)
+
+
+def grid_offsets(grid: tuple[int, int], device: torch.device) -> torch.Tensor:
+    """Every integer (row, col) offset between two patches of ``grid``, ((2gh-1)(2gw-1), 2), row-major."""
+    return _offsets_cpu(grid).to(device)
+
+
+def offset_index_rows(grid: tuple[int, int], rows: range, device: torch.device) -> torch.Tensor:
+    """(len(rows), N): for query patches ``rows`` and every key patch, the entry of their offset (query
+    minus key) among :func:`relative_offsets`' offsets. Computed, not stored: a whole (N, N) index is
+    134 MB at 1024 px."""
+    gh, gw = grid
+    query = torch.arange(rows.start, rows.stop, device=device)
+    key = torch.arange(gh * gw, device=device)
+    dr = (query // gw)[:, None] - (key // gw)[None, :] + gh - 1
+    dc = (query % gw)[:, None] - (key % gw)[None, :] + gw - 1
+    return dr * (2 * gw - 1) + dc
 
 
 def relative_offsets(grid: tuple[int, int], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """All relative patch offsets of a grid and, for each (query, key) pair, the index of its offset.
 
     Returns ``offsets`` of shape ((2gh-1)(2gw-1), 2) holding integer (row, col) offsets and ``index``
-    of shape (N, N). Encodings evaluate their function once per distinct offset and gather with
-    ``index``: (2G-1)^2 evaluations instead of N^2.
+    of shape (N, N). Encodings evaluate their function once per distinct offset and gather: (2G-1)^2
+    evaluations instead of N^2; :func:`pair_bias` gathers without building ``index``.
     """
-    offsets, index = _relative_offsets_cpu(grid)
-    return offsets.to(device), index.to(device)
+    return grid_offsets(grid, device), offset_index_rows(grid, range(grid[0] * grid[1]), device)
+
+
+def pair_bias(per_offset: torch.Tensor, ctx: Context, dtype: torch.dtype,
+              fill: float | torch.Tensor = 0.0) -> torch.Tensor:
+    """(1, heads, T, T) in ``dtype`` from per-offset values (heads, M) (M offsets as in
+    :func:`relative_offsets`), ``fill`` (a number or one per head) in the prefix rows and columns.
+
+    Written into one output, :data:`PAIR_ROWS` query rows at a time: besides the result, memory
+    holds only a few rows' indices, never an (N, N) index or a second (T, T) copy."""
+    heads, n, p = per_offset.shape[0], ctx.num_patches, ctx.num_prefix
+    out = torch.empty((1, heads, p + n, p + n), dtype=dtype, device=per_offset.device)
+    if p:
+        fill = torch.as_tensor(fill, dtype=dtype, device=out.device).reshape(-1, 1, 1)
+        out[0, :, :p, :] = fill
+        out[0, :, p:, :p] = fill
+    values = per_offset.to(dtype)
+    for start in range(0, n, PAIR_ROWS):
+        rows = range(start, min(n, start + PAIR_ROWS))
+        out[0, :, p + rows.start : p + rows.stop, p:] = values[:, offset_index_rows(ctx.grid, rows, out.device)]
+    return out
+
+
+def clamped_offset_entries(offsets: torch.Tensor, trained_grid: tuple[int, int]) -> torch.Tensor:
+    """For integer (row, col) offsets (M, 2), the entry of each in a table trained on ``trained_grid``
+    ((2th-1)(2tw-1) entries, row-major), offsets beyond the trained range clamped to its edge."""
+    th, tw = trained_grid
+    dr = offsets[:, 0].clamp(-th + 1, th - 1) + th - 1
+    dc = offsets[:, 1].clamp(-tw + 1, tw - 1) + tw - 1
+    return dr * (2 * tw - 1) + dc
 
 
 def clamped_offset_index(grid: tuple[int, int], trained_grid: tuple[int, int], device: torch.device) -> torch.Tensor:
     """Per (query, key) patch pair of ``grid``, the entry of its offset in a table trained on
-    ``trained_grid`` ((2th-1)(2tw-1) entries, row-major), offsets beyond the trained range clamped to its edge."""
-    th, tw = trained_grid
+    ``trained_grid``, offsets beyond the trained range clamped to its edge."""
     offsets, index = relative_offsets(grid, device)
-    dr = offsets[:, 0].clamp(-th + 1, th - 1) + th - 1
-    dc = offsets[:, 1].clamp(-tw + 1, tw - 1) + tw - 1
-    return (dr * (2 * tw - 1) + dc)[index]
+    return clamped_offset_entries(offsets, trained_grid)[index]
+
+
+def scaled_offsets(ctx: Context, device: torch.device) -> torch.Tensor:
+    """The (M, 2) offsets of :func:`relative_offsets` for ``ctx.grid`` as floats, multiplied by the
+    mode's position scale; :func:`pair_bias` spreads per-offset values over the token pairs."""
+    return grid_offsets(ctx.grid, device).float() * torch.tensor(ctx.position_scale, device=device)
 
 
 def scaled_relative_offsets(ctx: Context, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`relative_offsets` of ``ctx.grid`` as floats, multiplied by the mode's position scale."""
-    offsets, index = relative_offsets(ctx.grid, device)
-    scale = torch.tensor(ctx.position_scale, device=device)
-    return offsets.float() * scale, index
+    """:func:`scaled_offsets` and the (N, N) index of every patch pair's offset."""
+    return scaled_offsets(ctx, device), relative_offsets(ctx.grid, device)[1]
 
 
 def patch_coordinates(ctx: Context, device: torch.device) -> torch.Tensor:

@@ -26,6 +26,11 @@ class PositionEncoding(nn.ModuleDict):
 
     def unsupported(self, ctx: Context) -> str | None:
         """Why the encoding cannot run in ``ctx``'s mode on its grid, or None when it can."""
+        if ctx.scale is not None:
+            reason = next((c.scale_unsupported for c in self.parts() if c.scale_unsupported), None)
+            if reason is None and self.interp_is_native:
+                reason = f"nothing to scale: {self.spec} does not depend on a position scale"
+            return reason
         if ctx.mode != "native" or ctx.at_trained_grid:
             return None
         return next((reason for c in self.parts() if (reason := c.native_unsupported(ctx))), None)
@@ -54,11 +59,11 @@ class PositionEncoding(nn.ModuleDict):
     def attention_bias(self, block: int, q: torch.Tensor, k: torch.Tensor, ctx: Context):
         return _combine([c.attention_bias(block, q, k, ctx) for c in self.parts()], torch.add)
 
-    def score_multiplier(self, block: int, ctx: Context):
-        return _combine([c.score_multiplier(block, ctx) for c in self.parts()], torch.mul)
+    def score_multiplier(self, block: int, ctx: Context, like: torch.Tensor):
+        return _combine([c.score_multiplier(block, ctx, like) for c in self.parts()], torch.mul)
 
-    def value_term(self, block: int, attn: torch.Tensor, ctx: Context):
-        return _combine([c.value_term(block, attn, ctx) for c in self.parts()], torch.add)
+    def value_term(self, block: int, attn: torch.Tensor, ctx: Context, rows: slice):
+        return _combine([c.value_term(block, attn, ctx, rows) for c in self.parts()], torch.add)
 
 
 def _combine(terms, op):

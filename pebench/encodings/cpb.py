@@ -16,7 +16,7 @@ import math
 import torch
 from torch import nn
 
-from pebench.encodings.base import Arch, Component, Context, Option, pad_prefix, scaled_relative_offsets
+from pebench.encodings.base import Arch, Component, Context, Option, pair_bias, scaled_offsets
 
 
 def log_spaced(offsets: torch.Tensor, trained_grid: tuple[int, int]) -> torch.Tensor:
@@ -45,7 +45,6 @@ class ContinuousPositionBias(Component):
         return self.reuse_at_inference(block, ctx, q, lambda: self._bias(block, ctx, q))
 
     def _bias(self, block: int, ctx: Context, q: torch.Tensor) -> torch.Tensor:
-        offsets, index = scaled_relative_offsets(ctx, q.device)
+        offsets = scaled_offsets(ctx, q.device)
         per_offset = 16 * torch.sigmoid(self.mlps[block](log_spaced(offsets, ctx.trained_grid)))  # (M, heads)
-        bias = per_offset[index].permute(2, 0, 1)  # (heads, N, N)
-        return pad_prefix(bias, ctx.num_prefix).unsqueeze(0).to(q.dtype)
+        return pair_bias(per_offset.t(), ctx, q.dtype)

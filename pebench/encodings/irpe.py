@@ -25,12 +25,11 @@ G0/G before bucketing.
 from __future__ import annotations
 
 import math
-from functools import lru_cache
 
 import torch
 from torch import nn
 
-from pebench.encodings.base import Arch, Component, Context, Option, pad_prefix, scaled_relative_offsets
+from pebench.encodings.base import Arch, Component, Context, Option, pair_bias, scaled_offsets
 from pebench.errors import PebenchError
 
 METHODS = ("product", "cross", "euclidean", "quant", "clip")
@@ -69,13 +68,10 @@ def offset_buckets(offsets: torch.Tensor, method: str, ratio: float, clip: int) 
     return torch.stack([r, c + side]), 2 * side  # cross
 
 
-@lru_cache(maxsize=16)
-@torch.inference_mode(False)  # cached for later training too: must not be an inference tensor
 def bucket_index(ctx: Context, method: str, ratio: float, clip: int, device: torch.device) -> torch.Tensor:
     """(planes, T, T) bucket of every token pair; the class token's bucket is the last one."""
-    offsets, index = scaled_relative_offsets(ctx, device)
-    buckets, num_buckets = offset_buckets(offsets, method, ratio, clip)
-    return pad_prefix(buckets[:, index], ctx.num_prefix, value=num_buckets)
+    buckets, count = offset_buckets(scaled_offsets(ctx, device), method, ratio, clip)
+    return pair_bias(buckets, ctx, torch.long, fill=count)[0]
 
 
 def num_buckets(method: str, ratio: float, clip: int) -> int:
@@ -119,18 +115,18 @@ class ImageRelativePosition(Component):
             shape = (heads, arch.head_dim, buckets)
             self.tables = nn.ModuleDict({t: _per_block(arch.depth, shape) for t in on})
 
-    def _buckets(self, ctx: Context, device: torch.device) -> torch.Tensor:
-        return bucket_index(ctx, self.method, self.ratio, self.clip, device)
+    def _buckets(self, ctx: Context, like: torch.Tensor) -> torch.Tensor:
+        """(planes, T, T) buckets, shared by every block (kept between forwards at inference)."""
+        return self.reuse_at_inference("buckets", ctx, like,
+                                       lambda: bucket_index(ctx, self.method, self.ratio, self.clip, like.device))
 
     def explicit_attention(self, block: int) -> bool:
         return self.mode == "contextual" and "v" in self.on
 
     def attention_bias(self, block, q, k, ctx):
         if self.mode == "bias":
-            table = self.tables["k"][block]  # (heads, buckets)
-            return self.reuse_at_inference(block, ctx, q, lambda: table[:, self._buckets(ctx, q.device)].sum(1)
-                                           .unsqueeze(0).to(q.dtype))  # (1, heads, T, T)
-        buckets = self._buckets(ctx, q.device)
+            return self.reuse_at_inference(block, ctx, q, lambda: self._scalar_bias(block, ctx, q.dtype))
+        buckets = self._buckets(ctx, q)
         bias = None
         if "k" in self.on:
             bias = _gather(q * self.scale, self.tables["k"][block], buckets)
@@ -139,10 +135,17 @@ class ImageRelativePosition(Component):
             bias = term if bias is None else bias + term
         return bias
 
-    def value_term(self, block, attn, ctx):
+    def _scalar_bias(self, block: int, ctx: Context, dtype: torch.dtype) -> torch.Tensor:
+        """(1, heads, T, T) from one scalar per bucket and head, summed over the bucket planes."""
+        table = self.tables["k"][block]  # (heads, buckets + 1)
+        buckets, count = offset_buckets(scaled_offsets(ctx, table.device), self.method, self.ratio, self.clip)
+        per_offset = table[:, buckets].sum(1)  # (heads, M)
+        return pair_bias(per_offset, ctx, dtype, fill=len(buckets) * table[:, count])
+
+    def value_term(self, block, attn, ctx, rows):
         if self.mode != "contextual" or "v" not in self.on:
             return None
-        buckets = self._buckets(ctx, attn.device)
+        buckets = self._buckets(ctx, attn)[:, rows]
         weight = self.tables["v"][block]  # (heads, head_dim, buckets)
         per_bucket = attn.new_zeros(*attn.shape[:-1], weight.shape[-1])
         for plane in buckets:

@@ -14,3 +14,4 @@ class NoPosition(Component):
     interp_is_native = True
     native_means = "nothing to extend"
     interp_means = "same as native: nothing to interpolate"
+    scale_means = None

@@ -45,6 +45,7 @@ class PositionEncodingGenerator(Component):
     interp_is_native = True
     native_means = "the convolution runs over the bigger grid"
     interp_means = "same as native: nothing to interpolate"
+    scale_means = None
 
     @classmethod
     def keeps_class_token(cls, opts: dict[str, Any]) -> bool:

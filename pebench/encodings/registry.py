@@ -8,7 +8,9 @@ from pebench.encodings.alibi import ALiBi2D
 from pebench.encodings.ape import LearnedAbsolute
 from pebench.encodings.base import Component
 from pebench.encodings.cpb import ContinuousPositionBias
+from pebench.encodings.fire import FIRE2D
 from pebench.encodings.irpe import ImageRelativePosition
+from pebench.encodings.lookhere import LookHere
 from pebench.encodings.none import NoPosition
 from pebench.encodings.peg import PositionEncodingGenerator
 from pebench.encodings.relpos_table import RelativePositionTable
@@ -27,6 +29,8 @@ REGISTRY: dict[str, type[Component]] = {
     "peg": PositionEncodingGenerator,
     "rope": Rotary2D,
     "alibi": ALiBi2D,
+    "lookhere": LookHere,
+    "fire": FIRE2D,
 }
 
 #: short names for option sets the papers use, e.g. `rope_mixed+ape`

@@ -22,9 +22,9 @@ from pebench.encodings.base import (
     Context,
     Option,
     check_blocks_text,
-    pad_prefix,
+    pair_bias,
     resolve_blocks,
-    scaled_relative_offsets,
+    scaled_offsets,
 )
 
 
@@ -63,11 +63,14 @@ class SpatialPrior(Component):
     def explicit_attention(self, block: int) -> bool:
         return block in self.blocks
 
-    def score_multiplier(self, block, ctx: Context):
+    def score_multiplier(self, block, ctx: Context, like: torch.Tensor):
         if block not in self.blocks:
             return None
+        return self.reuse_at_inference(block, ctx, like, lambda: self._prior(block, ctx, like.dtype))
+
+    def _prior(self, block: int, ctx: Context, dtype: torch.dtype) -> torch.Tensor:
         mlp = self.priors[str(block)]
-        offsets, index = scaled_relative_offsets(ctx, mlp.fc1.weight.device)
+        offsets = scaled_offsets(ctx, mlp.fc1.weight.device)
         span = offsets.new_tensor([max(g - 1, 1) for g in ctx.trained_grid])
         prior = 1.0 + mlp(offsets / span)  # (M, heads)
-        return pad_prefix(prior[index].permute(2, 0, 1), ctx.num_prefix, value=1.0).unsqueeze(0)
+        return pair_bias(prior.t(), ctx, dtype, fill=1.0)

@@ -25,6 +25,7 @@ from pebench.encodings.registry import REGISTRY
 from pebench.encodings.spec import EncodingSpec, parse_spec
 from pebench.errors import PebenchError
 from pebench.models.sizes import SIZES, check_resolution
+from pebench.resolution import as_hw
 
 
 class PatchEmbed(nn.Module):
@@ -72,22 +73,34 @@ class Attention(nn.Module):
         return self.proj(out.transpose(1, 2).reshape(b, t, c))
 
 
+#: bytes of attention scores materialised at once by explicit attention (the queries are chunked to fit)
+SCORE_CHUNK_BYTES = 64 << 20
+
+
 def explicit_attention(q, k, v, scale, bias, pos: PositionEncoding, block: int, ctx: Context) -> torch.Tensor:
     """Attention with the scores materialised, for encodings SDPA cannot express.
 
     softmax(scale * q.k^T * multiplier + bias) @ v + value_term; with no multiplier and no value term
-    it equals SDPA (tested).
+    it equals SDPA (tested). Queries go in chunks whose (B, heads, rows, T) scores fit
+    :data:`SCORE_CHUNK_BYTES`, so memory grows with the tokens, not with their square, beyond the
+    (1, heads, T, T) position terms themselves.
     """
-    scores = (q * scale) @ k.transpose(-2, -1)
-    multiplier = pos.score_multiplier(block, ctx)
-    if multiplier is not None:
-        scores = scores * multiplier.to(scores.dtype)
-    if bias is not None:
-        scores = scores + bias
-    attn = scores.softmax(dim=-1)
-    out = attn @ v
-    value = pos.value_term(block, attn, ctx)
-    return out if value is None else out + value
+    multiplier = pos.score_multiplier(block, ctx, q)
+    b, heads, tokens, _ = q.shape
+    rows_per_chunk = max(1, SCORE_CHUNK_BYTES // (b * heads * tokens * q.element_size()))
+    outputs = []
+    for start in range(0, tokens, rows_per_chunk):
+        rows = slice(start, min(tokens, start + rows_per_chunk))
+        scores = (q[:, :, rows] * scale) @ k.transpose(-2, -1)
+        if multiplier is not None:
+            scores = scores * multiplier[..., rows, :].to(scores.dtype)
+        if bias is not None:
+            scores = scores + bias[..., rows, :]
+        attn = scores.softmax(dim=-1)
+        out = attn @ v
+        value = pos.value_term(block, attn, ctx, rows)
+        outputs.append(out if value is None else out + value)
+    return outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=2)
 
 
 class Block(nn.Module):
@@ -164,12 +177,16 @@ class VisionTransformer(nn.Module):
     def position_param_count(self) -> int:
         return sum(p.numel() for p in self.pos_encoding.parameters())
 
-    def position_values_at(self, res: int, mode: Mode) -> int:
-        """Position values in use at ``res``: an interpolated APE grid or BEiT table grows, a PEG does not."""
-        grid = (res // self.patch, res // self.patch)
-        return self.pos_encoding.position_values_at(self.context(grid, mode))
+    def grid_at(self, res) -> tuple[int, int]:
+        """The patch grid of a resolution (label, int or (height, width))."""
+        height, width = as_hw(res)
+        return (height // self.patch, width // self.patch)
 
-    def resize_api(self, res: int, mode: Mode) -> str | None:
+    def position_values_at(self, res, mode: Mode) -> int:
+        """Position values in use at ``res``: an interpolated APE grid or BEiT table grows, a PEG does not."""
+        return self.pos_encoding.position_values_at(self.context(self.grid_at(res), mode))
+
+    def resize_api(self, res, mode: Mode) -> str | None:
         """Only timm models name an external resizing API; pebench's encodings adapt themselves."""
         return None
 
@@ -180,9 +197,9 @@ class VisionTransformer(nn.Module):
     def context(self, grid: tuple[int, int], mode: Mode) -> Context:
         return Context(grid=grid, trained_grid=self.trained_grid, mode=mode, num_prefix=self.num_prefix)
 
-    def applicability(self, res: int, mode: Mode) -> str | None:
+    def applicability(self, res, mode: Mode) -> str | None:
         """Why ``mode`` cannot run at resolution ``res``, or None when it can."""
-        return self.pos_encoding.unsupported(self.context((res // self.patch, res // self.patch), mode))
+        return self.pos_encoding.unsupported(self.context(self.grid_at(res), mode))
 
     def forward_features(self, images: torch.Tensor, mode: Mode = "interp") -> torch.Tensor:
         x, grid = self.patch_embed(images)
