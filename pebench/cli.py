@@ -16,7 +16,9 @@ from rich.table import Table
 from pebench import __version__
 from pebench.errors import PebenchError
 from pebench.models.sizes import SIZES, check_resolution
+from pebench.modes import FIXED, TUNED, parse_mode
 from pebench.recipe import TrainConfig
+from pebench.resolution import as_hw, parse_res, sort_key
 
 app = typer.Typer(
     help="Benchmark how ViT position encodings trained at 224 px hold up at 384, 448 and 512 px.",
@@ -154,12 +156,6 @@ def train(
         console.print(f"wrote {path} (val top-1 {sidecar['val_top1']:.3f})")
 
 
-class ModeChoice(str, Enum):
-    native = "native"
-    interp = "interp"
-    both = "both"
-
-
 def _attach_checkpoint(models: list[str] | None, checkpoint: Path | None) -> list[str] | None:
     """``--checkpoint FILE`` belongs to the one timm model: ``timm:NAME`` becomes ``timm:NAME@FILE``."""
     if checkpoint is None:
@@ -170,9 +166,24 @@ def _attach_checkpoint(models: list[str] | None, checkpoint: Path | None) -> lis
     return [f"{m}@{checkpoint}" if m in timm_models else m for m in models]
 
 
-def _check_resolutions(resolutions: list[int], patch: int) -> None:
+def _check_resolutions(resolutions: list, patch: int) -> None:
     for r in resolutions:
-        check_resolution(r, r, patch, what=f"--res {r}")
+        check_resolution(*as_hw(r), patch, what=f"--res {r}")
+
+
+def _parse_resolutions(raw: list[str] | None) -> tuple:
+    """--res values (384, 384x512), deduplicated in order; the defaults when none is given."""
+    if not raw:
+        return DEFAULT_RESOLUTIONS
+    return tuple(dict.fromkeys(parse_res(r, what="--res") for r in raw))
+
+
+def _parse_modes(raw: list[str] | None, default: tuple[str, ...] = FIXED) -> tuple[str, ...]:
+    """--mode values: native, interp, both (= native and interp), tuned or scale=S; repeatable."""
+    modes: list[str] = []
+    for text in raw or []:
+        modes += list(FIXED) if text.strip().lower() == "both" else [parse_mode(text, what="--mode")]
+    return tuple(dict.fromkeys(modes)) or default
 
 
 def _parse_device(device: str):
@@ -200,9 +211,7 @@ def _parse_crop_pct(text: str) -> dict[int, float] | float:
     per_res = {}
     for item in text.split(","):
         res, _, value = item.partition("=")
-        if not res.strip().isdigit():
-            raise PebenchError(f"--crop-pct item '{item}' should look like 384=1.0")
-        per_res[int(res)] = fraction(value)
+        per_res[parse_res(res, what=f"--crop-pct item '{item}': resolution")] = fraction(value)
     return per_res
 
 
@@ -237,7 +246,7 @@ def _records_of(records: list[dict], out: Path | None, keys: set[str]) -> list[d
 
 
 def _print_data_problems(records: list[dict]) -> None:
-    for res in sorted({r["res"] for r in records}):
+    for res in sorted({r["res"] for r in records}, key=sort_key):
         data = next((r["data"] for r in records if r["res"] == res and (r.get("data") or {}).get("skipped")), None)
         if data:
             names = data["skipped_files"]
@@ -247,7 +256,7 @@ def _print_data_problems(records: list[dict]) -> None:
 
 def _print_passes(records: list[dict]) -> None:
     """Where the time went, per resolution pass."""
-    for res in sorted({r["res"] for r in records}):
+    for res in sorted({r["res"] for r in records}, key=sort_key):
         timing = next((r["timing"] for r in records if r["res"] == res and "pass_img_per_s" in (r.get("timing") or {})
                        and r.get("measured_as") is None), None)  # records of schema 1 did not measure passes
         if timing is None:
@@ -260,29 +269,29 @@ def _print_passes(records: list[dict]) -> None:
                       f"time: {verdict}", highlight=False)
 
 
-@app.command("eval")
-def eval_(
-    model: Annotated[list[str] | None, typer.Option("--model", "-m", help="shipped name, .safetensors path or "
-                                                     "timm:NAME; repeat for several (default: every built shipped "
-                                                     "model)")] = None,
-    res: Annotated[list[int] | None, typer.Option(help="resolution in px; repeat (default 224 384 448 512)")] = None,
-    mode: Annotated[ModeChoice, typer.Option(help="native, interp or both")] = ModeChoice.both,
-    data: Annotated[str, typer.Option(help="dataset spec: synthetic[:options] or imagefolder:PATH")] = "synthetic",
-    n: Annotated[int | None, typer.Option(help="evaluate the first N validation images (default: all)")] = None,
-    batch_size: Annotated[int, typer.Option(help="batch size (halved automatically on out-of-memory)")] = 64,
-    device: Annotated[str, typer.Option(help="cpu or cuda")] = "cpu",
-    workers: Annotated[int | None, typer.Option(help="data worker processes that decode/render batches "
-                                                     "(default min(8, CPU cores); 0 = in this process)")] = None,
-    cache: Annotated[str | None, typer.Option(help="folder for decoded splits (uint8, memory-mapped), so reruns "
-                                                   "skip decoding; 'off' = none (default: synthetic renders only)")
-                     ] = None,
-    out: Annotated[Path | None, typer.Option(help="append JSON-lines records here; rerun to resume")] = None,
-    crop_pct: Annotated[str, typer.Option(help="image folders: centre-crop fraction, one value or per "
-                                               "resolution, e.g. '224=0.875,384=1.0'")] = "0.875",
-    checkpoint: Annotated[Path | None, typer.Option(help="weights for the one --model timm:NAME "
-                                                         "(.safetensors, .pth, .bin)")] = None,
-) -> None:
-    """Top-1/top-5 accuracy of models at resolutions, natively and with interpolation."""
+ModelOption = Annotated[list[str] | None, typer.Option(
+    "--model", "-m", help="shipped name, .safetensors path or timm:NAME; repeat for several (default: every built "
+                          "shipped model)")]
+ResOption = Annotated[list[str] | None, typer.Option(
+    help="resolution in px, square (384) or height x width (384x512); repeat (default 224 384 448 512)")]
+DataOption = Annotated[str, typer.Option(help="dataset spec: synthetic[:options] or imagefolder:PATH")]
+NOption = Annotated[int | None, typer.Option(help="evaluate the first N validation images (default: all)")]
+BatchOption = Annotated[int, typer.Option(help="batch size (halved automatically on out-of-memory)")]
+DeviceOption = Annotated[str, typer.Option(help="cpu or cuda")]
+WorkersOption = Annotated[int | None, typer.Option(help="data worker processes that decode/render batches "
+                                                         "(default min(8, CPU cores); 0 = in this process)")]
+CacheOption = Annotated[str | None, typer.Option(help="folder for decoded splits (uint8, memory-mapped), so reruns "
+                                                       "skip decoding; 'off' = none (default: synthetic renders only)")]
+OutOption = Annotated[Path | None, typer.Option(help="append JSON-lines records here; rerun to resume")]
+CropOption = Annotated[str, typer.Option(help="image folders: centre-crop fraction, one value or per resolution, "
+                                              "e.g. '224=0.875,384=1.0'")]
+CheckpointOption = Annotated[Path | None, typer.Option(help="weights for the one --model timm:NAME "
+                                                            "(.safetensors, .pth, .bin)")]
+
+
+def _evaluate(model, res, modes: tuple[str, ...], data, n, batch_size, device, workers, cache, out, crop_pct,
+              checkpoint, tuning: dict | None = None) -> list[dict]:
+    """`pebench eval` and `pebench tune`: a one-row suite through the cell runner; prints the table."""
     from pebench.data import parse_data
     from pebench.report import eval_table
     from pebench.run import check_models, run_cells
@@ -295,6 +304,7 @@ def eval_(
         raise PebenchError(f"--batch-size must be positive, got {batch_size}")
     if workers is not None and workers < 0:
         raise PebenchError(f"--workers must be 0 (in-process) or more, got {workers}")
+    resolutions = _parse_resolutions(res)
     crop = _parse_crop_pct(crop_pct)
     dataset = parse_data(data, crop)
     torch_device = _parse_device(device)
@@ -304,21 +314,100 @@ def eval_(
                            "`pebench train --all`")
     if not model and len(names) < len(ZOO):
         console.print(f"[yellow]not built, skipped:[/] {', '.join(n for n in ZOO if n not in names)}")
-    suite = Suite(name="eval", models=tuple(names), resolutions=tuple(res or DEFAULT_RESOLUTIONS),
-                  modes=("native", "interp") if mode is ModeChoice.both else (mode.value,), data=data, n=n,
-                  crop_pct=crop, batch_size=batch_size, device=device, workers=workers, cache=_parse_cache(cache))
+    suite = Suite(name="eval", models=tuple(names), resolutions=resolutions, modes=modes, data=data, n=n,
+                  crop_pct=crop, batch_size=batch_size, device=device, workers=workers, cache=_parse_cache(cache),
+                  **(tuning or {}))
+    count = min(n or dataset.size("val"), dataset.size("val"))
+    if TUNED in modes and suite.tune_n >= count:
+        raise PebenchError(f"--tune-n {suite.tune_n} leaves no image to score out of {count}; lower --tune-n or "
+                           "raise --n")
     models = check_models(suite, torch_device, option="--res")
     cells = expand(suite)
     keys = {c.key for c in cells}
-    count = min(n or dataset.size("val"), dataset.size("val"))
-    with _live(f"{dataset.spec} (val, n={count:,}) on {torch_device}") as live:
+    scored = f"n={count - suite.tune_n:,} after {suite.tune_n} held out to tune S" if TUNED in modes else f"n={count:,}"
+    with _live(f"{dataset.spec} (val, {scored}) on {torch_device}") as live:
         records = run_cells(suite, cells, keys, out, torch_device, live, strict=False, models=models, data=dataset)
     records = _records_of(records, out, keys)
-    console.print(eval_table(records, f"{dataset.spec}, val split, n={count:,}"))
+    console.print(eval_table(records, f"{dataset.spec}, val split, {scored}"))
     _print_passes(records)
     _print_data_problems(records)
     if out is not None:
         console.print(f"{len(records)} records in {out}")
+    return records
+
+
+@app.command("eval")
+def eval_(
+    model: ModelOption = None,
+    res: ResOption = None,
+    mode: Annotated[list[str] | None, typer.Option(help="native, interp, both (native and interp), tuned, or "
+                                                        "scale=S (positions times S); repeat (default both)")] = None,
+    data: DataOption = "synthetic",
+    n: NOption = None,
+    batch_size: BatchOption = 64,
+    device: DeviceOption = "cpu",
+    workers: WorkersOption = None,
+    cache: CacheOption = None,
+    out: OutOption = None,
+    crop_pct: CropOption = "0.875",
+    checkpoint: CheckpointOption = None,
+) -> None:
+    """Top-1/top-5 accuracy of models at resolutions, natively, interpolated or with a position scale."""
+    _evaluate(model, res, _parse_modes(mode), data, n, batch_size, device, workers, cache, out, crop_pct, checkpoint)
+
+
+@app.command()
+def tune(
+    model: ModelOption = None,
+    res: ResOption = None,
+    data: DataOption = "synthetic",
+    n: NOption = None,
+    tune_n: Annotated[int, typer.Option(help="the first N images choose S (held out: no cell is scored on them)")
+                      ] = 200,
+    scales: Annotated[str | None, typer.Option(help="comma-separated S to try, e.g. 0.25,0.5,1 (default: --points "
+                                                    "log-spaced around interp's G0/G, plus 1 and G0/G)")] = None,
+    points: Annotated[int, typer.Option(help="how many automatic S to try")] = 9,
+    batch_size: BatchOption = 64,
+    device: DeviceOption = "cpu",
+    workers: WorkersOption = None,
+    cache: CacheOption = None,
+    out: OutOption = None,
+    crop_pct: CropOption = "0.875",
+    checkpoint: CheckpointOption = None,
+) -> None:
+    """Choose each model's position scale S per resolution on held-out images; native, interp and tuned side by
+    side, all scored on the remaining images."""
+    if tune_n <= 0 or points <= 0:
+        raise PebenchError("--tune-n and --points must be positive")
+    tuning = {"tune_n": tune_n, "tune_points": points, "tune_scales": _parse_scales(scales)}
+    records = _evaluate(model, res, (*FIXED, TUNED), data, n, batch_size, device, workers, cache, out, crop_pct,
+                        checkpoint, tuning)
+    _print_tuning(records)
+
+
+def _parse_scales(text: str | None) -> tuple[float, ...] | None:
+    if text is None:
+        return None
+    try:
+        values = [float(item) for item in text.split(",") if item.strip()]
+    except ValueError:
+        values = []
+    if not values or any(not v > 0 for v in values):
+        raise PebenchError(f"--scales '{text}' must be positive numbers separated by commas, e.g. 0.25,0.5,1")
+    return tuple(sorted(set(values)))
+
+
+def _print_tuning(records: list[dict]) -> None:
+    table = Table(title="position scale S chosen on the held-out images (top-1 % there per candidate)")
+    for column in ("model", "res", "interp G0/G", "chosen S", "candidates"):
+        table.add_column(column)
+    for r in sorted((r for r in records if r["mode"] == TUNED and r.get("tuning")),
+                    key=lambda r: (r["model"]["name"], sort_key(r["res"]))):
+        t = r["tuning"]
+        tried = "  ".join(("[bold]" if s == t["scale"] else "") + f"{s:.3g}: {100 * a:.1f}" + ("[/]" if s == t["scale"]
+                          else "") for s, a in zip(t["scales"], t["tune_top1"], strict=True))
+        table.add_row(r["model"]["name"], str(r["res"]), f"{t['interp_scale']:.3g}", f"{t['scale']:.3g}", tried)
+    console.print(table)
 
 
 class DtypeChoice(str, Enum):
@@ -335,8 +424,8 @@ def profile(
     encoding: Annotated[list[str] | None, typer.Option("--encoding", "-e", help="encoding spec built with random "
                                                         "weights at --size; repeat (default with no --model: "
                                                         "every shipped model's encoding)")] = None,
-    res: Annotated[list[int] | None, typer.Option(help="resolution in px; repeat (default 224 384 448 512)")] = None,
-    mode: Annotated[ModeChoice, typer.Option(help="native or interp")] = ModeChoice.interp,
+    res: ResOption = None,
+    mode: Annotated[str, typer.Option(help="native, interp or scale=S")] = "interp",
     batch_size: Annotated[int, typer.Option(help="batch size (halved automatically on out-of-memory)")] = 8,
     device: Annotated[str, typer.Option(help="cpu or cuda")] = "cpu",
     dtype: Annotated[DtypeChoice, typer.Option(help="fp32, or bf16/fp16 autocast")] = DtypeChoice.fp32,
@@ -354,8 +443,12 @@ def profile(
     from pebench.suite import Suite, expand
     from pebench.zoo import ZOO
 
-    if mode is ModeChoice.both:
-        raise PebenchError("profile measures one mode at a time; use --mode native or --mode interp")
+    if mode.strip().lower() == "both":
+        raise PebenchError("profile measures one mode at a time; use --mode native, interp or scale=S")
+    mode = parse_mode(mode, what="--mode")
+    if mode == TUNED:
+        raise PebenchError("profile measures a fixed mode; use --mode native, interp or scale=S (a tuned S costs "
+                           "what that scale=S costs)")
     if size not in SIZES:
         raise PebenchError(f"unknown model size '{size}'; choose one of: {', '.join(SIZES)}")
     if batch_size <= 0 or repeats <= 0:
@@ -366,8 +459,8 @@ def profile(
     names = _attach_checkpoint(model, checkpoint) or []
     specs = encoding if encoding is not None else ([] if model else list(dict.fromkeys(ZOO.values())))
     suite = Suite(name="profile", models=tuple(names), profile_encodings=tuple(specs), profile_size=size,
-                  resolutions=tuple(res or DEFAULT_RESOLUTIONS), modes=(mode.value,), device=device, profile=True,
-                  profile_mode=mode.value, profile_batch_size=batch_size, profile_dtype=dtype.value,
+                  resolutions=_parse_resolutions(res), modes=(mode,), device=device, profile=True,
+                  profile_mode=mode, profile_batch_size=batch_size, profile_dtype=dtype.value,
                   profile_repeats=repeats, profile_channels_last=channels_last, profile_compile=compile_)
     rows = _profile_rows(suite)
     cells = [c for c in expand(suite) if c.kind == "profile"]

@@ -18,6 +18,8 @@ from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from pebench.modes import mode_order
+from pebench.resolution import Label, side, sort_key
 from pebench.run import Observer
 from pebench.suite import Cell
 
@@ -51,30 +53,35 @@ class LiveRun(Observer):
         self.live.stop()
 
     # --- Observer -------------------------------------------------------------------------------------------
-    def started(self, todo: list[Cell], passes: list[tuple[int, int, int]]) -> None:
+    def started(self, todo: list[Cell], passes: list[tuple[Label, int, float]]) -> None:
         self.plan = {res: (images, cells) for res, images, cells in passes}
         evals = [c for c in todo if c.kind == "eval"]
-        self.columns = sorted({(c.res, c.mode) for c in evals}, key=lambda c: (c[0], c[1] != "native"))
+        self.columns = sorted({(c.res, c.mode) for c in evals}, key=lambda c: (sort_key(c[0]), mode_order(c[1])))
         self.rows = list(dict.fromkeys(c.model for c in evals))
 
-    def pass_started(self, res: int, images: int, tallies: dict) -> None:
-        self.tallies = dict(tallies)
-        task = self.progress.add_task(f"{res} px, {len(tallies)} cells", total=images, rate="")
+    def pass_started(self, res: Label, images: int, tallies: dict, stage: str = "eval") -> None:
+        self.tallies = dict(tallies) if stage == "eval" else {}
+        what = f"{len(tallies)} cells" if stage == "eval" else f"tuning S: {len(tallies)} candidates"
+        task = self.progress.add_task(f"{res} px, {what}", total=images, rate="")
         self.current = (res, task, time.perf_counter())
 
-    def batch_done(self, res: int, images: int) -> None:
+    def batch_done(self, res: Label, images: int) -> None:
         _, task, started = self.current
         self.progress.advance(task, images)
         done = self.progress.tasks[task].completed
         self.progress.update(task, rate=f"{done / max(time.perf_counter() - started, 1e-9):.1f} img/s")
 
-    def pass_finished(self, res: int, stats, wall: float) -> None:
+    def pass_finished(self, res: Label, stats, wall: float, stage: str = "eval") -> None:
         _, task, _ = self.current
+        self.progress.update(task, visible=False)
+        self.current = None
+        if stage != "eval":
+            self.console.print(f"{res} px: tuned the position scale on {stats.images:,} held-out images in "
+                               f"{_duration(wall)}", highlight=False)
+            return
         images, cells = self.plan.get(res, (0, 0))
         if images and cells:
             self.measured[res] = wall / (images * cells)
-        self.progress.update(task, visible=False)
-        self.current = None
         self.console.print(f"{res} px: {stats.images:,} images through {len(self.tallies)} cells in "
                            f"{_duration(wall)}", highlight=False)
 
@@ -87,7 +94,7 @@ class LiveRun(Observer):
 
     # --- rendering ------------------------------------------------------------------------------------------
     def _exponent(self) -> float:
-        points = sorted(self.measured.items())
+        points = sorted((side(res), cost) for res, cost in self.measured.items())
         if len(points) < 2 or points[0][0] == points[-1][0]:
             return 2.0
         (r0, t0), (r1, t1) = points[0], points[-1]
@@ -111,7 +118,7 @@ class LiveRun(Observer):
             if res in self.measured:
                 continue
             done = self.progress.tasks[self.current[1]].completed if self.current and self.current[0] == res else 0
-            left += (images - done) * cells * ref_cost * (res / ref_res) ** k
+            left += (images - done) * cells * ref_cost * (side(res) / side(ref_res)) ** k
         return left
 
     def _table(self) -> Table:

@@ -28,6 +28,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from pebench.encodings.base import Mode
 from pebench.errors import PebenchError
 from pebench.evaluate import is_out_of_memory
+from pebench.resolution import Label, as_hw
 from pebench.speed import (
     DRIFT_LIMIT,
     NOISY_SPREAD,
@@ -44,7 +45,7 @@ NOT_COUNTED = ["layer norms", "softmax", "GELU", "element-wise adds and multipli
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def param_counts(model: torch.nn.Module, res: int, mode: Mode) -> dict:
+def param_counts(model: torch.nn.Module, res: Label, mode: Mode) -> dict:
     """Total params, the encoding's stored params, and the position values it uses at ``res``."""
     return {
         "total": sum(p.numel() for p in model.parameters()),
@@ -53,23 +54,24 @@ def param_counts(model: torch.nn.Module, res: int, mode: Mode) -> dict:
     }
 
 
-def count_flops(model: torch.nn.Module, res: int, mode: Mode) -> int:
-    """Forward FLOPs of one ``res`` x ``res`` image."""
+def count_flops(model: torch.nn.Module, res: Label, mode: Mode) -> int:
+    """Forward FLOPs of one image at ``res`` (a label: 384 or "384x512")."""
     model.eval()
-    x = torch.zeros(1, 3, res, res, device=next(model.parameters()).device)
+    x = torch.zeros(1, 3, *as_hw(res), device=next(model.parameters()).device)
     with torch.inference_mode(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
         model(x, mode)
     return counter.get_total_flops()
 
 
-def analytic_vit_macs(dim: int, depth: int, patch: int, res: int, num_classes: int, prefix: int = 1,
+def analytic_vit_macs(dim: int, depth: int, patch: int, res, num_classes: int, prefix: int = 1,
                       mlp_ratio: float = 4.0, in_chans: int = 3) -> int:
     """Multiply-accumulates of a plain ViT forward (no encoding extras) on one image.
 
     Per block, with T tokens: qkv 3TD^2, projection TD^2, MLP 2*mlp_ratio*TD^2, and attention's
     q.k and attn.v products 2T^2D; plus the patch embedding and the classifier.
     """
-    patches = (res // patch) ** 2
+    height, width = as_hw(res)
+    patches = (height // patch) * (width // patch)
     tokens = patches + prefix
     per_block = (4 + 2 * mlp_ratio) * tokens * dim * dim + 2 * tokens * tokens * dim
     return int(depth * per_block + patches * dim * in_chans * patch * patch + dim * num_classes)
@@ -123,12 +125,12 @@ def prepare(model: torch.nn.Module, settings: SpeedSettings) -> Callable:
                            "run without --compile") from None
 
 
-def _inputs(batch: int, res: int, settings: SpeedSettings) -> torch.Tensor:
-    x = torch.randn(batch, 3, res, res, generator=torch.Generator().manual_seed(0)).to(settings.device)
+def _inputs(batch: int, res: Label, settings: SpeedSettings) -> torch.Tensor:
+    x = torch.randn(batch, 3, *as_hw(res), generator=torch.Generator().manual_seed(0)).to(settings.device)
     return x.contiguous(memory_format=torch.channels_last) if settings.channels_last else x
 
 
-def _runnable(name: str, forward: Callable, res: int, mode: Mode, settings: SpeedSettings) -> tuple[Timed, dict]:
+def _runnable(name: str, forward: Callable, res: Label, mode: Mode, settings: SpeedSettings) -> tuple[Timed, dict]:
     """A :class:`Timed` forward at the largest batch (from ``settings``, halving) that fits in memory,
     and the peak memory of that forward."""
     batch = settings.batch_size
@@ -153,7 +155,7 @@ def _runnable(name: str, forward: Callable, res: int, mode: Mode, settings: Spee
 
 
 @torch.inference_mode()
-def measure(rows: dict[str, Callable], res: int, mode: Mode, settings: SpeedSettings) -> dict[str, dict]:
+def measure(rows: dict[str, Callable], res: Label, mode: Mode, settings: SpeedSettings) -> dict[str, dict]:
     """Throughput, batch-1 latency and memory of every forward in ``rows``, timed in interleaved rounds.
 
     Returns name -> {"speed": Timed, "latency": Timed, "memory": {...}}; ratios between rows are
@@ -271,7 +273,7 @@ def profile_models(
                 "model": _model_entry(model, name, source, path, meta),
                 "res": res,
                 "mode": mode,
-                "same_as_native": bool(model.interp_is_native or res == model.img_size),
+                "same_as_native": bool(model.interp_is_native or as_hw(res) == (model.img_size, model.img_size)),
                 "resize_api": model.resize_api(res, mode),
                 "device": settings.device.type,
                 "dtype": settings.dtype_label,

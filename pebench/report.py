@@ -9,6 +9,9 @@ from rich.table import Table
 
 from pebench.atomic import atomic_path
 from pebench.errors import PebenchError
+from pebench.modes import TUNED, mode_order
+from pebench.plots import plots
+from pebench.resolution import sort_key
 from pebench.results import READABLE_VERSIONS
 
 
@@ -31,6 +34,8 @@ def _cell_text(record: dict, reference: dict | None) -> str:
     text += f"\n[dim]({100 * lo:.1f}-{100 * hi:.1f})[/]\ntop-5 {100 * m['top5']:.1f}"
     if record["mode"] == "interp" and record["same_as_native"] and record["res"] != record["model"]["train_res"]:
         text += " [dim](= native)[/]"
+    if record["mode"] == TUNED:
+        text += f"\n[cyan]S={record['position_scale'][0]:.3g}[/]"
     return text
 
 
@@ -38,7 +43,7 @@ def eval_table(records: list[dict], data: str) -> Table:
     """Rows = models, columns = resolution x mode; ``data`` names the data, split and n in the title.
     The change vs the training resolution is shown only where that resolution was measured; reasons
     for n/a cells are listed once under the table."""
-    columns = sorted({(r["res"], r["mode"]) for r in records}, key=lambda c: (c[0], c[1] != "native"))
+    columns = sorted({(r["res"], r["mode"]) for r in records}, key=lambda c: (sort_key(c[0]), mode_order(c[1])))
     models = list(dict.fromkeys(r["model"]["name"] for r in records))
     cells = {(r["model"]["name"], r["res"], r["mode"]): r for r in records}
     references = {}
@@ -145,13 +150,14 @@ def _accuracy_cell(record: dict | None, reference: dict | None) -> str:
     lo, hi = record["metrics"]["top1_ci95"]
     delta = change_vs_trained(record, reference)
     return f"{100 * record['metrics']['top1']:.1f} ({100 * lo:.1f}-{100 * hi:.1f})" + (
-        f" {delta:+.1f}" if delta is not None else "")
+        f" {delta:+.1f}" if delta is not None else "") + (
+        f" S={record['position_scale'][0]:.3g}" if record["mode"] == TUNED else "")
 
 
 def accuracy_grid(records: list[dict], mode: str) -> tuple[list[str], list[list[str]]]:
     """Header and rows: one row per model, one column per resolution, for one mode."""
     evals = [r for r in records if r["kind"] == "eval"]
-    resolutions = sorted({r["res"] for r in evals})
+    resolutions = sorted({r["res"] for r in evals}, key=sort_key)
     by_cell = {(r["model"]["name"], r["res"], r["mode"]): r for r in evals}
     rows = []
     for name in dict.fromkeys(r["model"]["name"] for r in evals):
@@ -163,10 +169,38 @@ def accuracy_grid(records: list[dict], mode: str) -> tuple[list[str], list[list[
     return ["model", "encoding", *map(str, resolutions)], rows
 
 
+_TUNED_NOTE = (" Tuned: S chosen per model and resolution on the first tune_n images (held out); every cell of "
+               "such a run is scored on the remaining images only.")
+
+
+def modes_grid(records: list[dict], modes: list[str]) -> tuple[list[str], list[list[str]]]:
+    """Header and rows: per model one row per mode, one column per resolution (top-1 and, tuned, S)."""
+    evals = [r for r in records if r["kind"] == "eval"]
+    resolutions = sorted({r["res"] for r in evals}, key=sort_key)
+    by_cell = {(r["model"]["name"], r["res"], r["mode"]): r for r in evals}
+    rows = []
+    for name in dict.fromkeys(r["model"]["name"] for r in evals):
+        for mode in modes:
+            cells = [by_cell.get((name, res, mode)) for res in resolutions]
+            if not any(cells):
+                continue
+            rows.append([name, mode] + [_short_cell(c) for c in cells])
+    return ["model", "mode", *map(str, resolutions)], rows
+
+
+def _short_cell(record: dict | None) -> str:
+    if record is None:
+        return ""
+    if record["status"] != "ok":
+        return "n/a"
+    text = f"{100 * record['metrics']['top1']:.1f}"
+    return text + (f" (S={record['position_scale'][0]:.3g})" if record["mode"] == TUNED else "")
+
+
 def cost_grid(records: list[dict]) -> tuple[list[str], list[list[str]]]:
     """Params, position params in use, GMACs, img/s and time vs `none`, per model, per resolution."""
     profiles = [r for r in records if r["kind"] == "profile"]
-    resolutions = sorted({r["res"] for r in profiles})
+    resolutions = sorted({r["res"] for r in profiles}, key=sort_key)
     by_cell = {(r["model"]["name"], r["res"]): r for r in profiles}
     header = ["model", "params M"] + [f"{what} @{res}" for what in ("PE params", "GMACs", "img/s", "x none")
                                       for res in resolutions]
@@ -191,7 +225,8 @@ def flat_rows(records: list[dict]) -> list[dict]:
         lo, hi = m.get("top1_ci95") or (None, None)
         rows.append({
             "kind": r["kind"], "suite": r.get("suite"), "key": r.get("key"), "model": r["model"]["name"],
-            "encoding": r["model"]["encoding"], "res": r["res"], "mode": r["mode"], "status": r["status"],
+            "encoding": r["model"]["encoding"], "res": r["res"], "mode": r["mode"],
+            "position_scale": (r.get("position_scale") or [None])[0], "status": r["status"],
             "reason": r["reason"], "n": m.get("n"), "correct_top1": m.get("correct_top1"), "top1": m.get("top1"),
             "top1_ci95_lo": lo, "top1_ci95_hi": hi, "top5": m.get("top5"),
             "img_per_s": t.get("model_img_per_s", t.get("img_per_s")),
@@ -224,11 +259,15 @@ def _sections(records: list[dict], published: list[str]) -> list[tuple[str, str,
     from pebench.published import PUBLISHED
 
     sections = []
-    modes = [m for m in ("native", "interp") if any(r["kind"] == "eval" and r["mode"] == m for r in records)]
+    modes = sorted({r["mode"] for r in records if r["kind"] == "eval"}, key=mode_order)
     for mode in modes:
         sections.append((f"Top-1 %, {mode} (measured)",
                          "95% Wilson interval in brackets, then the change vs the training resolution in points; "
-                         "n/a cells give the reason.", *accuracy_grid(records, mode)))
+                         "n/a cells give the reason." + (_TUNED_NOTE if mode == TUNED else ""),
+                         *accuracy_grid(records, mode)))
+    if len(modes) > 2:
+        sections.append(("Modes side by side (measured)", "Top-1 % per mode; tuned: the chosen position scale S "
+                         "after the score." + _TUNED_NOTE, *modes_grid(records, modes)))
     if any(r["kind"] == "profile" for r in records):
         sections.append(("Cost (measured)", "PE params = position values in use at that resolution; GMACs for one "
                          "image; img/s = median over interleaved rounds; x none = median per-round time ratio to a "
@@ -240,90 +279,6 @@ def _sections(records: list[dict], published: list[str]) -> list[tuple[str, str,
         sections.append((f"Published: {table.source}", f"Not measured by pebench. {table.protocol}. "
                          "'u' = unverified (secondary summary).", ["row", *map(str, resolutions)], rows))
     return sections
-
-
-def _line_styles(names: list[str]) -> dict[str, dict]:
-    """One colour and marker per model, the same in every figure; colours repeat only past 20
-    models, and then with another marker and a dashed line, so no two lines look alike."""
-    import matplotlib
-
-    colours = matplotlib.colormaps["tab20"].colors
-    colours = colours[0::2] + colours[1::2]  # the ten strong hues first, then their light partners
-    markers = "osD^vP"
-    return {name: {"color": colours[i % 20], "marker": markers[(i // 10) % len(markers)],
-                   "linestyle": "-" if i < 10 else "--"}
-            for i, name in enumerate(names)}
-
-
-def _plots(records: list[dict], plot_dir: Path) -> list[tuple[str, Path]]:
-    """Render the report's figures with matplotlib; returns (caption, png path)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    plot_dir.mkdir(parents=True, exist_ok=True)
-    figures = []
-    evals = [r for r in records if r["kind"] == "eval" and r["status"] == "ok"]
-    style = _line_styles(list(dict.fromkeys(r["model"]["name"] for r in records)))
-    modes = [m for m in ("native", "interp") if any(r["mode"] == m for r in evals)]
-    if modes:
-        fig, axes = plt.subplots(1, len(modes), figsize=(6 * len(modes), 4.2), sharey=True, squeeze=False)
-        for ax, mode in zip(axes[0], modes, strict=True):
-            for name in dict.fromkeys(r["model"]["name"] for r in evals):
-                points = sorted((r["res"], r["metrics"]) for r in evals if r["model"]["name"] == name
-                                and r["mode"] == mode)
-                if not points:
-                    continue
-                res = [p[0] for p in points]
-                ax.plot(res, [100 * p[1]["top1"] for p in points], label=name, **style[name])
-                ax.fill_between(res, [100 * p[1]["top1_ci95"][0] for p in points],
-                                [100 * p[1]["top1_ci95"][1] for p in points], color=style[name]["color"], alpha=0.12)
-            ax.set(title=f"top-1 vs resolution, {mode}", xlabel="resolution (px)", ylabel="top-1 % (95% CI band)",
-                   xticks=sorted({r["res"] for r in evals}))
-            ax.grid(alpha=0.3)
-        axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
-        fig.tight_layout()
-        figures.append(("Accuracy vs resolution (measured)", plot_dir / "accuracy.png"))
-        fig.savefig(figures[-1][1], dpi=110, bbox_inches="tight")
-        plt.close(fig)
-    profiles = [r for r in records if r["kind"] == "profile" and r["status"] == "ok"]
-    if profiles:
-        fig, (gmacs_ax, speed_ax) = plt.subplots(1, 2, figsize=(12, 4.2))
-        for name in dict.fromkeys(r["model"]["name"] for r in profiles):
-            points = sorted((r["res"], r) for r in profiles if r["model"]["name"] == name)
-            res = [p[0] for p in points]
-            gmacs_ax.plot(res, [p[1]["flops"]["gmacs"] for p in points], label=name, **style[name])
-            speed_ax.plot(res, [p[1]["timing"]["img_per_s"] for p in points], label=name, **style[name])
-        ticks = sorted({r["res"] for r in profiles})
-        gmacs_ax.set(title="GMACs per image", xlabel="resolution (px)", ylabel="GMACs", xticks=ticks)
-        speed_ax.set(title="throughput", xlabel="resolution (px)", ylabel="img/s (median)", yscale="log", xticks=ticks)
-        for ax in (gmacs_ax, speed_ax):
-            ax.grid(alpha=0.3)
-        speed_ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
-        fig.tight_layout()
-        figures.append(("GMACs and throughput vs resolution (measured)", plot_dir / "cost.png"))
-        fig.savefig(figures[-1][1], dpi=110, bbox_inches="tight")
-        plt.close(fig)
-    top = max((r["res"] for r in evals), default=None)
-    speed_at_top = {r["model"]["name"]: r["timing"]["img_per_s"] for r in profiles if r["res"] == top}
-    accuracy_at_top = {}
-    for r in evals:
-        if r["res"] == top and r["model"]["name"] in speed_at_top:
-            accuracy_at_top[r["model"]["name"]] = max(accuracy_at_top.get(r["model"]["name"], 0), r["metrics"]["top1"])
-    if accuracy_at_top:
-        fig, ax = plt.subplots(figsize=(6.5, 4.5))
-        for name, accuracy in accuracy_at_top.items():
-            ax.scatter(speed_at_top[name], 100 * accuracy, color=style[name]["color"], marker=style[name]["marker"])
-            ax.annotate(name, (speed_at_top[name], 100 * accuracy), fontsize=7, xytext=(3, 3),
-                        textcoords="offset points")
-        ax.set(title=f"top-1 at {top} px (better mode) vs throughput", xlabel="img/s (median)", ylabel="top-1 %")
-        ax.grid(alpha=0.3)
-        fig.tight_layout()
-        figures.append((f"Accuracy at {top} px vs throughput (measured)", plot_dir / "tradeoff.png"))
-        fig.savefig(figures[-1][1], dpi=110, bbox_inches="tight")
-        plt.close(fig)
-    return figures
 
 
 def _html_page(title: str, provenance: str, sections, figures: list[tuple[str, Path]]) -> str:
@@ -363,7 +318,7 @@ def write_report(records: list[dict], out_dir: Path, formats: list[str], publish
     sections = _sections(records, list(published))
     provenance = "Measured: " + _provenance(records)
     written: dict[str, Path] = {}
-    figures = _plots(records, out_dir / "plots") if {"md", "html"} & set(formats) else []
+    figures = plots(records, out_dir / "plots") if {"md", "html"} & set(formats) else []
 
     def put(fmt: str, name: str, text: str) -> None:
         with atomic_path(out_dir / name) as tmp:

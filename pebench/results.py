@@ -9,7 +9,14 @@ Schema (``schema_version`` 2; version 1 records, written before streaming evalua
     kind            "eval"
     model           {name, source ("zoo" | "file" | "timm"), path, size (timm: the timm name), encoding,
                      train_res, patch, checkpoint_sha256}
-    res, mode       evaluation resolution (px) and "native" | "interp"
+    res, mode       evaluation resolution: its label, the int 384 (square) or "384x512" (height x width);
+                    mode "native" | "interp" | "scale=S" | "tuned" (pebench.modes)
+    position_scale  [rows, cols] factor on positions the mode stands for: native [1, 1], interp
+                    [G0/Gh, G0/Gw] (for learned grids and tables interp is a resampling), scale=S and
+                    tuned [S, S]; null when not applicable (absent from records made before 2026-11-23)
+    tuning          tuned cells: {scale (the S chosen), interp_scale (G0/G; geometric mean of the axes),
+                     scales [S tried], tune_top1 [top-1 on the tune part per S], tune_n (images that
+                     chose it), tune_positions [0, tune_n], tune_wall_s}
     status          "ok" | "not_applicable"
     reason          why not applicable (null when ok)
     same_as_native  true when interp runs the native computation (nothing to interpolate)
@@ -19,7 +26,9 @@ Schema (``schema_version`` 2; version 1 records, written before streaming evalua
                     resolution and for pebench's own encodings)
     data            {spec, split, requested (items asked for), n (images evaluated), skipped (files that
                      could not be decoded; not in n), skipped_files (their names, up to 100),
-                     fingerprint (hash of spec, split, res, crop, renderer or folder listing)}
+                     fingerprint (hash of spec, split, res, crop, renderer or folder listing);
+                     in a run with a tuned mode also holdout (tune_n) and positions [holdout, requested]:
+                     every cell of such a run is scored on those positions only}
     metrics         {n, correct_top1, correct_top5, top1, top1_ci95 [lo, hi] (Wilson), top5}
     timing          one streamed pass per resolution feeds every computed cell of it:
                     {model_img_per_s (this model and mode alone: images / its forward time, after the first

@@ -25,6 +25,8 @@ import torch
 
 from pebench.atomic import atomic_path
 from pebench.errors import PebenchError
+from pebench.modes import TUNED, scale_mode, scale_of
+from pebench.resolution import Label, as_hw
 from pebench.results import SCHEMA_VERSION, append_record, read_records, repair_torn_tail
 from pebench.suite import Cell, Suite
 
@@ -34,16 +36,17 @@ RESULTS_NAME = "results.jsonl"
 class Observer:
     """What a runner tells its user interface; every method may be left as this no-op."""
 
-    def started(self, todo: list[Cell], passes: list[tuple[int, int, int]]) -> None:
-        """``passes``: (resolution, images, cells computed in the pass) of every pass still to run."""
+    def started(self, todo: list[Cell], passes: list[tuple[Label, int, float]]) -> None:
+        """``passes``: (resolution, images, cells' worth of work) of every resolution still to run."""
 
-    def pass_started(self, res: int, images: int, tallies: dict) -> None:
-        """``tallies``: Cell -> the running :class:`pebench.evaluate.Tally` of each computed cell."""
+    def pass_started(self, res: Label, images: int, tallies: dict, stage: str = "eval") -> None:
+        """``tallies``: Cell -> the running :class:`pebench.evaluate.Tally` of each computed cell; ``stage``:
+        "eval", or "tuning" for the pass over the tune part that chooses tuned cells' scales."""
 
-    def batch_done(self, res: int, images: int) -> None:
+    def batch_done(self, res: Label, images: int) -> None:
         pass
 
-    def pass_finished(self, res: int, stats, wall: float) -> None:
+    def pass_finished(self, res: Label, stats, wall: float, stage: str = "eval") -> None:
         """``stats``: the pass's :class:`pebench.data.stream.PassStats`; ``wall``: its seconds."""
 
     def cell_started(self, cell: Cell) -> None:
@@ -127,7 +130,7 @@ def _cache_folder(suite: Suite, data) -> tuple[Path | None, bool]:
     return (cache_dir(), False) if data.cached_by_default else (None, False)
 
 
-def _base_record(model, res: int, mode: str, device: torch.device, env: dict) -> dict:
+def _base_record(model, res: Label, mode: str, device: torch.device, env: dict) -> dict:
     net, meta = model.net, model.meta
     return {
         "schema_version": SCHEMA_VERSION,
@@ -137,37 +140,111 @@ def _base_record(model, res: int, mode: str, device: torch.device, env: dict) ->
                   "checkpoint_sha256": meta["checkpoint_sha256"]},
         "res": res,
         "mode": mode,
-        "same_as_native": bool(net.interp_is_native or res == meta["train_res"]),
-        "resize_api": net.resize_api(res, mode),
+        "same_as_native": bool(net.interp_is_native or as_hw(res) == (meta["train_res"], meta["train_res"])),
+        "resize_api": net.resize_api(res, mode) if mode != TUNED else None,
         "device": device.type,
         "env": env,
     }
 
 
-def _evaluate_resolution(res: int, cells: list[Cell], models: dict, data, suite: Suite, device: torch.device,
-                         env: dict, natives: dict, world_rank: tuple[int, int], observer: Observer) -> list[dict]:
-    """Records of the eval ``cells`` at ``res`` (in cell order), from at most one streamed pass."""
+def _grid(model, res: Label) -> tuple[int, int]:
+    height, width = as_hw(res)
+    return (height // model.meta["patch"], width // model.meta["patch"])
+
+
+def _position_scale(model, res: Label, mode: str) -> list[float]:
+    """The factor on (row, col) positions that a cell's mode stands for: 1 native, G0/G interp, S scale=S."""
+    scale = scale_of(mode)
+    if scale is not None:
+        return [scale, scale]
+    if mode == "native":
+        return [1.0, 1.0]
+    trained, grid = model.net.trained_grid, _grid(model, res)
+    return [trained[0] / grid[0], trained[1] / grid[1]]
+
+
+def _stream(data, res: Label, positions: range, suite: Suite, device: torch.device, score_from: int = 0,
+            fill_cache: bool = True):
     from pebench.data.stream import SplitStream, default_workers
+
+    cache, required = _cache_folder(suite, data)
+    return SplitStream(data, "val", res, list(positions), suite.batch_size,
+                       default_workers() if suite.workers is None else suite.workers, device, cache, required,
+                       score_from=score_from, fill_cache=fill_cache)
+
+
+def _tune(res: Label, cells: list[Cell], models: dict, data, suite: Suite, device: torch.device, holdout: int,
+          world_rank: tuple[int, int], observer: Observer) -> dict[Cell, dict]:
+    """Per tuned cell, the position scale chosen on the first ``holdout`` images and how (:mod:`pebench.tune`)."""
+    from pebench.evaluate import Tally, run_pass
+    from pebench.tune import candidate_scales, choose_scale, interp_scale
+
+    rank, world = world_rank
+    tallies: dict[tuple[Cell, float], Tally] = {}
+    for cell in cells:
+        model = models[cell.model]
+        for scale in candidate_scales(model.net.trained_grid, _grid(model, res), suite.tune_points,
+                                      suite.tune_scales):
+            tallies[cell, scale] = Tally(model, scale_mode(scale), suite.batch_size)
+    # reads a complete cache entry when there is one; the main pass writes it (a tune-part entry would be waste)
+    stream = _stream(data, res, range(rank, holdout, world), suite, device, fill_cache=False)
+    shown = {Cell("tune", cell.model, res, scale_mode(scale), {}, ""): t for (cell, scale), t in tallies.items()}
+    observer.pass_started(res, len(stream.positions), shown, stage="tuning")
+    wall = run_pass(list(tallies.values()), stream, device, lambda k: observer.batch_done(res, k))
+    observer.pass_finished(res, stream.stats, wall, stage="tuning")
+    chosen = {}
+    for cell in cells:
+        model = models[cell.model]
+        ratio = interp_scale(model.net.trained_grid, _grid(model, res))
+        tried = {scale: tally for (c, scale), tally in tallies.items() if c == cell}
+        n = next(iter(tried.values())).n
+        if n == 0:
+            raise PebenchError(f"no image of the first {holdout} (tune_n) could be read at {res} px to tune on; "
+                               "check the files or raise tune_n")
+        best = choose_scale({s: (t.correct1, t.correct5) for s, t in tried.items()}, ratio)
+        chosen[cell] = {"scale": best, "interp_scale": ratio, "tune_n": n, "tune_positions": [0, holdout],
+                        "scales": list(tried), "tune_top1": [t.correct1 / n for t in tried.values()],
+                        "tune_wall_s": wall}
+    return chosen
+
+
+def _evaluate_resolution(res: Label, cells: list[Cell], models: dict, data, suite: Suite, device: torch.device,
+                         env: dict, natives: dict, world_rank: tuple[int, int], observer: Observer) -> list[dict]:
+    """Records of the eval ``cells`` at ``res`` (in cell order), from at most one streamed pass (two with a
+    tuned cell: the tune part first)."""
     from pebench.evaluate import Tally, metrics_of, run_pass, timing_of
 
     rank, world = world_rank
     requested = min(suite.n or data.size("val"), data.size("val"))
+    holdout = cells[0].config.get("holdout", 0)
+    if holdout >= requested:
+        raise PebenchError(f"tune_n {holdout} leaves no image to score: the evaluation has {requested}; "
+                           "lower tune_n or raise n")
     data_base = {"spec": data.spec, "split": "val", "requested": requested, "fingerprint": data.fingerprint("val", res)}
+    if holdout:
+        data_base |= {"holdout": holdout, "positions": [holdout, requested]}
     base = {c: _base_record(models[c.model], res, c.mode, device, env) for c in cells}
     settled: dict[Cell, dict] = {}
     tallies: dict[Cell, Tally] = {}
+    to_tune: list[Cell] = []
     for cell in cells:
-        reason = models[cell.model].net.applicability(res, cell.mode)
+        # a tuned cell runs some scale=S: whether it can is whether scale=1 can
+        reason = models[cell.model].net.applicability(res, scale_mode(1.0) if cell.mode == TUNED else cell.mode)
         if reason:
             settled[cell] = {"status": "not_applicable", "reason": reason, "metrics": None, "timing": None,
-                             "dtype": None, "data": data_base | {"n": requested}}
+                             "dtype": None, "data": data_base | {"n": requested - holdout}, "position_scale": None}
+        elif cell.mode == TUNED:
+            to_tune.append(cell)
         elif not _takes_native(cell, cells, models[cell.model], natives):
             tallies[cell] = Tally(models[cell.model], cell.mode, suite.batch_size)
+    tuning = _tune(res, to_tune, models, data, suite, device, holdout, world_rank, observer) if to_tune else {}
+    for cell, chosen in tuning.items():
+        tallies[cell] = Tally(models[cell.model], scale_mode(chosen["scale"]), suite.batch_size)
     if tallies:
-        cache, required = _cache_folder(suite, data)
-        stream = SplitStream(data, "val", res, list(range(rank, requested, world)), suite.batch_size,
-                             default_workers() if suite.workers is None else suite.workers, device, cache, required)
-        observer.pass_started(res, len(stream.positions), tallies)
+        stream = _stream(data, res, range(holdout + rank, requested, world), suite, device)
+        if holdout and world == 1 and not stream.cached and stream.cache:  # read the tune part too: the cache fills
+            stream = _stream(data, res, range(requested), suite, device, score_from=holdout)
+        observer.pass_started(res, requested - holdout if stream.score_from else len(stream.positions), tallies)
         wall = run_pass(list(tallies.values()), stream, device, lambda k: observer.batch_done(res, k))
         stats = stream.stats
         observer.pass_finished(res, stats, wall)
@@ -178,7 +255,10 @@ def _evaluate_resolution(res: int, cells: list[Cell], models: dict, data, suite:
         for cell, tally in tallies.items():
             settled[cell] = {"status": "ok", "reason": None, "metrics": metrics_of(tally),
                              "timing": timing_of(tally, stats, wall, len(tallies)),
-                             "dtype": "bf16-autocast" if device.type == "cuda" else "fp32", "data": data_done}
+                             "dtype": "bf16-autocast" if device.type == "cuda" else "fp32", "data": data_done,
+                             "position_scale": _position_scale(models[cell.model], res, tally.mode)}
+            if cell in tuning:
+                settled[cell]["tuning"] = tuning[cell]
             if cell.mode == "native":
                 natives[(cell.model, res)] = base[cell] | settled[cell]
     records = []
@@ -186,7 +266,7 @@ def _evaluate_resolution(res: int, cells: list[Cell], models: dict, data, suite:
         if cell not in settled:
             native = natives[(cell.model, res)]
             settled[cell] = {k: native[k] for k in ("status", "reason", "metrics", "timing", "dtype", "data")} | {
-                "measured_as": "native"}
+                "measured_as": "native", "position_scale": _position_scale(models[cell.model], res, cell.mode)}
         records.append(base[cell] | settled[cell])
     return records
 
@@ -199,14 +279,20 @@ def _takes_native(cell: Cell, at_res: list[Cell], model, natives: dict) -> bool:
         (cell.model, cell.res) in natives or any(c.model == cell.model and c.mode == "native" for c in at_res))
 
 
-def _pass_plan(eval_cells: list[Cell], models: dict, natives: dict, images: int) -> list[tuple[int, int, int]]:
-    """(res, images, computed cells) per resolution: what the progress display estimates time from."""
+def _pass_plan(eval_cells: list[Cell], models: dict, natives: dict, images: int, holdout: int, suite: Suite
+               ) -> list[tuple[Label, int, float]]:
+    """(res, images scored, cells' worth of work) per resolution: what the progress display estimates
+    time from; a tuned cell's tune pass counts as its candidates x the tune part's share of images."""
     plan = []
     for res in dict.fromkeys(c.res for c in eval_cells):
         at_res = [c for c in eval_cells if c.res == res]
-        computed = [c for c in at_res if not models[c.model].net.applicability(res, c.mode)
-                    and not _takes_native(c, at_res, models[c.model], natives)]
-        plan.append((res, images, len(computed)))
+        work = 0.0
+        for c in at_res:
+            mode = scale_mode(1.0) if c.mode == TUNED else c.mode
+            if models[c.model].net.applicability(res, mode) or _takes_native(c, at_res, models[c.model], natives):
+                continue
+            work += 1 + (suite.tune_points + 2) * holdout / max(images - holdout, 1) if c.mode == TUNED else 1
+        plan.append((res, images - holdout, work))
     return plan
 
 
@@ -260,7 +346,8 @@ def run_cells(suite: Suite, cells: list[Cell], suite_keys: set[str], path: Path 
     if eval_cells and data is None:
         data = parse_data(suite.data, suite.crop_pct)
     images = len(range(rank, min(suite.n or data.size("val"), data.size("val")), world)) if eval_cells else 0
-    observer.started(todo, _pass_plan(eval_cells, models, natives, images))
+    holdout = eval_cells[0].config.get("holdout", 0) if eval_cells else 0
+    observer.started(todo, _pass_plan(eval_cells, models, natives, images, holdout, suite))
     if eval_cells:
         env = environment()
         for res in dict.fromkeys(c.res for c in eval_cells):
@@ -302,5 +389,5 @@ def check_models(suite: Suite, device: torch.device, option: str | None = None) 
     for name, model in models.items():
         for res in suite.resolutions:
             what = f"{option} {res}" if option else f"resolution {res} for model {name}"
-            check_resolution(res, res, model.meta["patch"], what=what)
+            check_resolution(*as_hw(res), model.meta["patch"], what=what)
     return models

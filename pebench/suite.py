@@ -24,8 +24,10 @@ import yaml
 from pebench import __version__
 from pebench.encodings.spec import did_you_mean
 from pebench.errors import PebenchError
+from pebench.modes import TUNED, parse_mode
+from pebench.resolution import Label, parse_res
 
-MODES = ("native", "interp")
+MODES = ("native", "interp")  # the default modes; any of pebench.modes is allowed
 DEVICES = ("cpu", "cuda")
 DTYPES = ("fp32", "bf16", "fp16")
 SIZES = ("micro", "tiny", "small", "base")
@@ -38,8 +40,11 @@ class Suite:
     models: tuple[str, ...] = ()
     profile_encodings: tuple[str, ...] = ()
     profile_size: str = "micro"
-    resolutions: tuple[int, ...] = (224, 384, 448, 512)
+    resolutions: tuple[Label, ...] = (224, 384, 448, 512)
     modes: tuple[str, ...] = MODES
+    tune_n: int = 200  # mode tuned: the first tune_n images choose S; every eval cell scores the rest
+    tune_scales: tuple[float, ...] | None = None  # mode tuned: the S tried; None = tune_points around interp
+    tune_points: int = 9
     data: str = "synthetic"
     n: int | None = None
     crop_pct: float | dict[int, float] = 0.875
@@ -64,7 +69,7 @@ class Suite:
 class Cell:
     kind: str  # "eval" | "profile"
     model: str  # shipped name, checkpoint path, or (profile-only rows) an encoding spec
-    res: int
+    res: Label
     mode: str
     config: dict = field(compare=False)
     key: str = field(compare=False)
@@ -79,8 +84,24 @@ def _require(condition: bool, file: Path, key: str, message: str) -> None:
         raise PebenchError(f"{file}: '{key}' {message}")
 
 
+def _checked(parse, raw: Any, file: Path, key: str):
+    """``parse(raw)`` with its one-line error naming the suite file and key."""
+    try:
+        return parse(raw)
+    except PebenchError as error:
+        raise PebenchError(f"{file}: '{key}': {error}") from None
+
+
 def _positive_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _is_res(value: Any) -> bool:
+    try:
+        parse_res(value)
+    except PebenchError:
+        return False
+    return True
 
 
 def _str_list(raw: Any, file: Path, key: str) -> tuple[str, ...]:
@@ -111,22 +132,28 @@ def _validate(raw: dict, file: Path) -> Suite:
                  f"has unknown table '{name}'{did_you_mean(name, list(PUBLISHED))}; allowed: {', '.join(PUBLISHED)}")
     if "resolutions" in raw:
         res = raw["resolutions"] if isinstance(raw["resolutions"], list) else [raw["resolutions"]]
-        _require(all(_positive_int(r) for r in res) and res, file, "resolutions",
-                 "must be a list of positive pixel sizes, e.g. [224, 384]")
-        values["resolutions"] = tuple(res)
+        _require(bool(res), file, "resolutions", "must be a list of sizes in px, e.g. [224, 384, 384x512]")
+        values["resolutions"] = tuple(dict.fromkeys(_checked(parse_res, r, file, "resolutions") for r in res))
     if "modes" in raw:
         modes = raw["modes"] if isinstance(raw["modes"], list) else [raw["modes"]]
-        for mode in modes:
-            _require(mode in MODES, file, "modes", f"has '{mode}'{did_you_mean(str(mode), list(MODES))}; "
-                     f"allowed: {', '.join(MODES)}")
-        values["modes"] = tuple(modes)
-    choices = {"profile_size": SIZES, "device": DEVICES, "profile_mode": MODES, "profile_dtype": DTYPES}
+        _require(bool(modes), file, "modes", "must list modes: native, interp, tuned, scale=S")
+        values["modes"] = tuple(dict.fromkeys(_checked(parse_mode, m, file, "modes") for m in modes))
+    if "tune_scales" in raw:
+        scales = raw["tune_scales"]
+        _require(scales is None or (isinstance(scales, list) and scales and all(
+            isinstance(x, (int, float)) and not isinstance(x, bool) and x > 0 for x in scales)), file, "tune_scales",
+            f"must be a list of positive position scales, e.g. [0.25, 0.5, 1.0], or null (automatic), not {scales!r}")
+        values["tune_scales"] = None if scales is None else tuple(sorted({float(x) for x in scales}))
+    choices = {"profile_size": SIZES, "device": DEVICES, "profile_dtype": DTYPES}
+    if "profile_mode" in raw:
+        values["profile_mode"] = _checked(parse_mode, raw["profile_mode"], file, "profile_mode")
+        _require(values["profile_mode"] != TUNED, file, "profile_mode", "must be native, interp or scale=S")
     for key, allowed in choices.items():
         if key in raw:
             _require(raw[key] in allowed, file, key, f"is '{raw[key]}'{did_you_mean(str(raw[key]), list(allowed))}; "
                      f"allowed: {', '.join(allowed)}")
             values[key] = raw[key]
-    for key in ("batch_size", "profile_batch_size", "profile_repeats"):
+    for key in ("batch_size", "profile_batch_size", "profile_repeats", "tune_n", "tune_points"):
         if key in raw:
             _require(_positive_int(raw[key]), file, key, f"must be a positive integer, not {raw[key]!r}")
             values[key] = raw[key]
@@ -155,9 +182,9 @@ def _validate(raw: dict, file: Path) -> Suite:
         crop = raw["crop_pct"]
         fractions = crop.values() if isinstance(crop, dict) else [crop]
         _require(all(isinstance(f, (int, float)) and not isinstance(f, bool) and 0 < f <= 1 for f in fractions)
-                 and (not isinstance(crop, dict) or all(_positive_int(r) for r in crop)), file, "crop_pct",
+                 and (not isinstance(crop, dict) or all(_is_res(r) for r in crop)), file, "crop_pct",
                  "must be a fraction in (0, 1] or a mapping resolution -> fraction, e.g. {224: 0.875, 384: 1.0}")
-        values["crop_pct"] = crop
+        values["crop_pct"] = {parse_res(r): f for r, f in crop.items()} if isinstance(crop, dict) else crop
     suite = Suite(**values)
     if not suite.models and not (suite.profile and suite.profile_encodings):
         raise PebenchError(f"{file}: the suite has nothing to run; list 'models', or 'profile_encodings' "
@@ -235,12 +262,16 @@ def expand(suite: Suite) -> list[Cell]:
 
     cells = []
     digests = {m: _checkpoint_digest(m) for m in suite.models}
+    # with a tuned mode, the first tune_n images choose S and every eval cell scores the same rest
+    tuning = {"holdout": suite.tune_n} if TUNED in suite.modes else {}
     for model in suite.models:
         for res in suite.resolutions:
             crop = suite.crop_pct.get(res, 0.875) if isinstance(suite.crop_pct, dict) else suite.crop_pct
             for mode in suite.modes:
                 config = {"kind": "eval", "model": model, "weights_sha256": digests[model], "res": res, "mode": mode,
-                          "data": suite.data, "n": suite.n, "crop_pct": crop, "device": suite.device}
+                          "data": suite.data, "n": suite.n, "crop_pct": crop, "device": suite.device} | tuning
+                if mode == TUNED:
+                    config |= {"tune_scales": suite.tune_scales, "tune_points": suite.tune_points}
                 cells.append(Cell("eval", model, res, mode, config, _key(config)))
     if suite.profile:
         profile_settings = {"device": suite.device, "mode": suite.profile_mode, "batch_size": suite.profile_batch_size,

@@ -133,7 +133,7 @@ def test_markdown_report_has_the_seed_table_shape(finished):
 
 
 def test_plots_give_every_model_its_own_line_style():
-    from pebench.report import _line_styles
+    from pebench.plots import _line_styles
 
     styles = _line_styles([f"model{i}" for i in range(30)])
     assert len({(s["color"], s["marker"], s["linestyle"]) for s in styles.values()}) == 30

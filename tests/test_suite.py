@@ -69,8 +69,8 @@ def test_shards_partition_the_cells(tmp_path):
 @pytest.mark.parametrize("text, message", [
     ("models: [ape\n", "malformed YAML at line"),
     ("modelz: [ape]\n", "unknown key 'modelz' (did you mean 'models'?)"),
-    ("models: [ape]\nmodes: [natve]\n", "'modes' has 'natve' (did you mean 'native'?); allowed: native, interp"),
-    ("models: [ape]\nresolutions: [224, big]\n", "'resolutions' must be a list of positive pixel sizes"),
+    ("models: [ape]\nmodes: [natve]\n", "unknown mode 'natve' (did you mean 'native'?)"),
+    ("models: [ape]\nresolutions: [224, big]\n", "'resolutions': resolution 'big' is not a size in px"),
     ("models: [ape]\nn: 0\n", "'n' must be a positive number of images or null"),
     ("models: [ape]\ndevice: gpu\n", "'device' is 'gpu'"),
     ("models: [ape]\ncrop_pct: 1.5\n", "'crop_pct' must be a fraction in (0, 1]"),

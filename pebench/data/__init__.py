@@ -21,6 +21,7 @@ import torch
 
 from pebench.data import synthetic
 from pebench.errors import PebenchError
+from pebench.resolution import as_hw
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -66,17 +67,18 @@ class SyntheticData:
     def label(self, split: str, position: int) -> int:
         return position % synthetic.NUM_CLASSES
 
-    def fingerprint(self, split: str, res: int) -> str:
+    def fingerprint(self, split: str, res) -> str:
         key = f"{self.spec}|{split}|{res}|render-v{RENDER_VERSION}"
         return hashlib.sha256(key.encode()).hexdigest()[:16]
 
-    def read(self, split: str, res: int, positions: list[int]) -> Items:
+    def read(self, split: str, res, positions: list[int]) -> Items:
         """Render exactly these items, a few at a time so that memory stays bounded at 1024 px and beyond."""
-        out = torch.empty((len(positions), 3, res, res), dtype=torch.uint8)
-        chunk = max(1, RENDER_PIXELS // (res * res))
+        height, width = as_hw(res)
+        out = torch.empty((len(positions), 3, height, width), dtype=torch.uint8)
+        chunk = max(1, RENDER_PIXELS // (height * width))
         for start in range(0, len(positions), chunk):
             part = positions[start : start + chunk]
-            images = synthetic.render(synthetic.sample_scenes(self.seed, split, part), res)
+            images = synthetic.render(synthetic.sample_scenes(self.seed, split, part), (height, width))
             out[start : start + len(part)] = images.mul_(255).add_(0.5).to(torch.uint8)
         labels = torch.tensor([self.label(split, p) for p in positions], dtype=torch.int64)
         return Items(out, labels, torch.ones(len(positions), dtype=torch.bool), [])
@@ -100,7 +102,7 @@ def parse_data(spec: str, crop_pct: dict[int, float] | float = 0.875):
     return SyntheticData(**values)
 
 
-def read_split(data, split: str, res: int, limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def read_split(data, split: str, res, limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The first ``limit`` items (all when None) as uint8 images and labels, through the disk cache.
 
     For the few callers that index a whole split at random (training): the images are a read-only

@@ -28,11 +28,12 @@ import torch
 from pebench.atomic import atomic_path
 from pebench.data import Items
 from pebench.errors import PebenchError
+from pebench.resolution import as_hw
 
 FORMAT = 1
 
 
-def entry_name(data, split: str, res: int) -> str:
+def entry_name(data, split: str, res) -> str:
     kind = data.spec.partition(":")[0]
     return f"{kind}-{split}-{res}px-{data.fingerprint(split, res)}"
 
@@ -73,7 +74,7 @@ class SplitCache:
         return Items(images, self.labels[positions], valid, [self.invalid[p] for p in positions if p in self.invalid])
 
 
-def lookup(directory: Path, data, split: str, res: int, count: int) -> SplitCache | None:
+def lookup(directory: Path, data, split: str, res, count: int) -> SplitCache | None:
     """The cache entry holding at least the first ``count`` items, or None."""
     base = directory / entry_name(data, split, res)
     header_path, rows_path = base.with_suffix(".json"), base.with_suffix(".u8")
@@ -95,13 +96,18 @@ def _gb(size: int) -> str:
     return f"{size / 1e9:.1f} GB"
 
 
-def _no_space(directory: Path, count: int, res: int, free: int) -> PebenchError:
+def _bytes(count: int, res) -> int:
+    height, width = as_hw(res)
+    return count * 3 * height * width
+
+
+def _no_space(directory: Path, count: int, res, free: int) -> PebenchError:
     return PebenchError(f"cache folder {directory} has {_gb(free)} free but {count:,} images at {res} px need "
-                        f"{_gb(count * 3 * res * res)}; free space, choose another --cache folder, or run without "
+                        f"{_gb(_bytes(count, res))}; free space, choose another --cache folder, or run without "
                         "--cache (nothing was written)")
 
 
-def check_space(directory: Path, count: int, res: int) -> None:
+def check_space(directory: Path, count: int, res) -> None:
     """A one-line error, before any work, when ``count`` images at ``res`` would not fit in ``directory``."""
     try:
         directory.mkdir(parents=True, exist_ok=True)
@@ -109,25 +115,25 @@ def check_space(directory: Path, count: int, res: int) -> None:
     except OSError as error:
         raise PebenchError(f"cache folder {directory} is not usable ({error.strerror}); choose another "
                            "--cache folder or run without --cache") from None
-    if count * 3 * res * res > free:
+    if _bytes(count, res) > free:
         raise _no_space(directory, count, res, free)
 
 
 class CacheWriter:
     """Appends the rows of one pass, in order, and publishes the entry when every row is there."""
 
-    def __init__(self, directory: Path, data, split: str, res: int, count: int):
+    def __init__(self, directory: Path, data, split: str, res, count: int):
         check_space(directory, count, res)
         self.base = directory / entry_name(data, split, res)
         self.count, self.res = count, res
         self.labels: list[int] = []
         self.invalid: dict[int, str] = {}
         self.header = {"format": FORMAT, "spec": data.spec, "split": split, "res": res,
-                       "fingerprint": data.fingerprint(split, res), "count": count, "shape": [3, res, res]}
+                       "fingerprint": data.fingerprint(split, res), "count": count, "shape": [3, *as_hw(res)]}
         self.tmp = self.base.with_name(f".{self.base.name}.u8.tmp{os.getpid()}")
         self.file = open(self.tmp, "wb")  # noqa: SIM115 - closed by commit() or abort()
         try:
-            os.posix_fallocate(self.file.fileno(), 0, count * 3 * res * res)
+            os.posix_fallocate(self.file.fileno(), 0, _bytes(count, res))
         except OSError as error:
             self.abort()
             if error.errno == errno.ENOSPC:

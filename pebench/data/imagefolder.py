@@ -1,9 +1,10 @@
 """An ImageNet-style folder (``PATH/<class>/<image>``) read with timm's evaluation transform.
 
 The shorter side is resized to ``floor(res / crop_pct)`` (bicubic, antialiased), the centre
-``res`` x ``res`` is cropped, and normalisation uses the model's mean and std (done on the batch,
-as for every dataset): timm's ``create_transform(input_size=res, crop_pct=..., interpolation='bicubic')``
-step for step. ``crop_pct`` is 0.875 by default and may differ per resolution: DeiT/timm evaluate at
+``res`` x ``res`` is cropped (a non-square H x W: see :func:`decode`), and normalisation uses the
+model's mean and std (done on the batch, as for every dataset): timm's
+``create_transform(input_size=res, crop_pct=..., interpolation='bicubic')`` step for step.
+``crop_pct`` is 0.875 by default and may differ per resolution: DeiT/timm evaluate at
 0.875 or 0.9 at 224 but 1.0 for native-384 models; RoPE-ViT uses 1.0 everywhere. A file that cannot
 be decoded (unreadable, truncated, not an image) becomes an invalid row named in ``Items.problems``:
 counted and listed, never dropped silently.
@@ -25,16 +26,24 @@ from torchvision.transforms import functional as TF
 
 from pebench.data import Items
 from pebench.errors import PebenchError
+from pebench.resolution import as_hw
 
 EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".gif", ".jpe"}
 
 
-def decode(path: Path, res: int, crop_pct: float) -> torch.Tensor:
-    """One file through timm's eval transform, as uint8 (3, res, res); raises OSError/ValueError if unreadable."""
+def decode(path: Path, res, crop_pct: float) -> torch.Tensor:
+    """One file through timm's eval transform, as uint8 (3, H, W); raises OSError/ValueError if unreadable.
+
+    Square: the shorter side to floor(res / crop_pct), then the centre crop. Non-square (H, W):
+    timm resizes the whole image to (floor(H / crop_pct), floor(W / crop_pct)), changing its aspect,
+    then crops the centre; so does this."""
+    height, width = as_hw(res)
     with Image.open(path) as img:
         img = img.convert("RGB")
-    img = TF.resize(img, math.floor(res / crop_pct), interpolation=InterpolationMode.BICUBIC, antialias=True)
-    return TF.pil_to_tensor(TF.center_crop(img, [res, res]))
+    size = math.floor(height / crop_pct) if height == width else [math.floor(height / crop_pct),
+                                                                   math.floor(width / crop_pct)]
+    img = TF.resize(img, size, interpolation=InterpolationMode.BICUBIC, antialias=True)
+    return TF.pil_to_tensor(TF.center_crop(img, [height, width]))
 
 
 @dataclass
@@ -78,7 +87,7 @@ class ImageFolderData:
     def label(self, split: str, position: int) -> int:
         return self.files[position][1]
 
-    def crop_for(self, res: int) -> float:
+    def crop_for(self, res) -> float:
         return self.crop_pct.get(res, 0.875) if isinstance(self.crop_pct, dict) else self.crop_pct
 
     @cached_property
@@ -90,13 +99,13 @@ class ImageFolderData:
             digest.update(f"{f.relative_to(self.root)}:{stat.st_size}:{stat.st_mtime_ns}|".encode())
         return digest.hexdigest()
 
-    def fingerprint(self, split: str, res: int) -> str:
+    def fingerprint(self, split: str, res) -> str:
         key = f"{self.spec}|{res}|{self.crop_for(res)}|{self._listing_digest}"
         return hashlib.sha256(key.encode()).hexdigest()[:16]
 
-    def read(self, split: str, res: int, positions: list[int]) -> Items:
+    def read(self, split: str, res, positions: list[int]) -> Items:
         """Decode exactly these files; an undecodable one leaves a zero row, marked invalid and named."""
-        images = torch.zeros((len(positions), 3, res, res), dtype=torch.uint8)
+        images = torch.zeros((len(positions), 3, *as_hw(res)), dtype=torch.uint8)
         valid = torch.ones(len(positions), dtype=torch.bool)
         problems = []
         crop = self.crop_for(res)

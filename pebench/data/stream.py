@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader, Dataset
 from pebench.data import Items
 from pebench.data.cache import CacheWriter, SplitCache, check_space, lookup
 from pebench.errors import PebenchError, RunFailed
+from pebench.resolution import Label
 
 
 def default_workers() -> int:
@@ -43,7 +44,7 @@ class Batch(NamedTuple):
 class _Batches(Dataset):
     """Maps a list of positions to a :class:`Batch`: the DataLoader's sampler yields whole batches."""
 
-    def __init__(self, source, split: str, res: int):
+    def __init__(self, source, split: str, res: Label):
         self.source, self.split, self.res = source, split, res
 
     def __getitem__(self, positions: list[int]) -> Batch:
@@ -76,16 +77,18 @@ class PassStats:
 class SplitStream:
     """Iterate ``(uint8 images, labels)`` batches of the decodable items, on ``device``; see the module doc."""
 
-    def __init__(self, data, split: str, res: int, positions: list[int], batch_size: int, workers: int,
-                 device: torch.device, cache: Path | None = None, cache_required: bool = False):
+    def __init__(self, data, split: str, res: Label, positions: list[int], batch_size: int, workers: int,
+                 device: torch.device, cache: Path | None = None, cache_required: bool = False, score_from: int = 0,
+                 fill_cache: bool = True):
         self.data, self.split, self.res, self.positions = data, split, res, positions
+        self.score_from = score_from  # positions below it are read (and cached) but neither yielded nor counted
         self.batch_size, self.device = batch_size, device
         self.cache, self.cache_required = cache, cache_required
         self.cached = lookup(cache, data, split, res, max(positions) + 1) if cache and positions else None
         # a memory-mapped read is a copy: worker processes would only add start-up and a second copy
         self.workers = 0 if self.cached else workers
         self.stats = PassStats(self.workers, "cache" if self.cached else "decoded")
-        self.writing = bool(cache and not self.cached and positions == list(range(len(positions))))
+        self.writing = bool(fill_cache and cache and not self.cached and positions == list(range(len(positions))))
         if self.writing:
             self._check_space()
 
@@ -128,10 +131,12 @@ class SplitStream:
                     self.stats.first_batch_s = now - started
                 else:
                     self.stats.wait_s += now - waited
-                self._count(batch)
                 if writer:
                     writer.write(batch.positions, batch.items)
-                yield self._on_device(batch.items)
+                batch = _scored_part(batch, self.score_from)
+                self._count(batch)
+                if batch.positions:
+                    yield self._on_device(batch.items)
             complete = True
         finally:
             if writer:
@@ -151,7 +156,26 @@ class SplitStream:
         return images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
 
 
-def open_or_fill(data, split: str, res: int, count: int, directory: Path) -> SplitCache:
+def _scored_part(batch: Batch, score_from: int) -> Batch:
+    """The rows of ``batch`` at positions >= ``score_from``."""
+    if not score_from or batch.positions[0] >= score_from:
+        return batch
+    keep = [i for i, p in enumerate(batch.positions) if p >= score_from]
+    items = batch.items
+    problems = [text for text, ok, p in zip(_problems_by_row(items), items.valid.tolist(), batch.positions,
+                                             strict=True) if not ok and p >= score_from]
+    rows = torch.tensor(keep, dtype=torch.long)
+    return Batch([batch.positions[i] for i in keep],
+                 Items(items.images[rows], items.labels[rows], items.valid[rows], problems), batch.work_s)
+
+
+def _problems_by_row(items: Items) -> list[str | None]:
+    """``items.problems`` aligned with the rows (None for a valid row)."""
+    problems = iter(items.problems)
+    return [None if ok else next(problems) for ok in items.valid.tolist()]
+
+
+def open_or_fill(data, split: str, res: Label, count: int, directory: Path) -> SplitCache:
     """The cache entry of the first ``count`` items, decoded or rendered into ``directory`` first if needed."""
     entry = lookup(directory, data, split, res, count)
     if entry is None:

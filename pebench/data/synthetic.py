@@ -154,12 +154,16 @@ def _grating(x: torch.Tensor, y: torch.Tensor, params: torch.Tensor, pixel: floa
     return wave * torch.sinc(freq * pixel)
 
 
-def render(scenes: Scenes, res: int) -> torch.Tensor:
-    """Render scenes to float images (B, 3, res, res) in [0, 1]."""
+def render(scenes: Scenes, res) -> torch.Tensor:
+    """Render scenes to float images (B, 3, H, W) in [0, 1]; ``res`` is a size (square) or (H, W).
+
+    The unit-square scene fills the whole image: a non-square one stretches it along one axis,
+    as timm's eval transform squashes a non-square size (no crop that could cut a shape away)."""
     f = {k: torch.as_tensor(v, dtype=torch.float32) for k, v in vars(scenes).items()}
-    pixel = 1.0 / res
-    axis = (torch.arange(res, dtype=torch.float32) + 0.5) * pixel
-    y, x = axis[:, None].expand(res, res), axis[None, :].expand(res, res)
+    height, width = (res, res) if isinstance(res, int) else res
+    pixel = 1.0 / math.sqrt(height * width)  # anti-aliasing width: one pixel, averaged over the two axes
+    y = ((torch.arange(height, dtype=torch.float32) + 0.5) / height)[:, None].expand(height, width)
+    x = ((torch.arange(width, dtype=torch.float32) + 0.5) / width)[None, :].expand(height, width)
 
     t = (x - 0.5) * torch.cos(f["bg_angle"])[:, None, None] + (y - 0.5) * torch.sin(f["bg_angle"])[:, None, None]
     t = (t / math.sqrt(2) + 0.5)[:, None]  # (B, 1, H, W) in [0, 1]
