@@ -21,7 +21,7 @@ from pebench.recipe import TrainConfig
 from pebench.resolution import as_hw, parse_res, sort_key
 
 app = typer.Typer(
-    help="Benchmark how ViT position encodings trained at 224 px hold up at 384, 448 and 512 px.",
+    help="Benchmark how ViT position encodings trained at 224 px hold up at 384 to 1024 px.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -50,8 +50,9 @@ def _print_encodings() -> None:
     console.print("[bold]Position encodings[/] (spec: name[:key=value,...]; combine with '+', e.g. ape+peg)\n")
     for name, cls in REGISTRY.items():
         console.print(f"[bold cyan]{name}[/]  {cls.summary}", highlight=False)
+        scale = cls.scale_means or f"not applicable: {cls.scale_unsupported or 'nothing to scale'}"
         for label, text in (("paper", cls.paper), ("options", _options_text(cls)),
-                            ("native", cls.native_means), ("interp", cls.interp_means)):
+                            ("native", cls.native_means), ("interp", cls.interp_means), ("scale=S", scale)):
             console.print(f"    {label:8}{text}", highlight=False, markup=False)
         console.print()
 

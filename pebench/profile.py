@@ -28,6 +28,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from pebench.encodings.base import Mode
 from pebench.errors import PebenchError
 from pebench.evaluate import is_out_of_memory
+from pebench.modes import FIXED
 from pebench.resolution import Label, as_hw
 from pebench.speed import (
     DRIFT_LIMIT,
@@ -273,7 +274,8 @@ def profile_models(
                 "model": _model_entry(model, name, source, path, meta),
                 "res": res,
                 "mode": mode,
-                "same_as_native": bool(model.interp_is_native or as_hw(res) == (model.img_size, model.img_size)),
+                "same_as_native": mode in FIXED and bool(model.interp_is_native
+                                                         or as_hw(res) == (model.img_size, model.img_size)),
                 "resize_api": model.resize_api(res, mode),
                 "device": settings.device.type,
                 "dtype": settings.dtype_label,

@@ -19,7 +19,8 @@ Schema (``schema_version`` 2; version 1 records, written before streaming evalua
                      chose it), tune_positions [0, tune_n], tune_wall_s}
     status          "ok" | "not_applicable"
     reason          why not applicable (null when ok)
-    same_as_native  true when interp runs the native computation (nothing to interpolate)
+    same_as_native  true when interp runs the native computation (nothing to interpolate); false for
+                    scale=S and tuned cells
     measured_as     "native" on an interp cell that is same_as_native and took the native cell's
                     results (metrics and timing) instead of running the same computation again
     resize_api      timm models: the timm API that adapted position parameters (null at the trained

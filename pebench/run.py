@@ -25,7 +25,7 @@ import torch
 
 from pebench.atomic import atomic_path
 from pebench.errors import PebenchError
-from pebench.modes import TUNED, scale_mode, scale_of
+from pebench.modes import FIXED, TUNED, scale_mode, scale_of
 from pebench.resolution import Label, as_hw
 from pebench.results import SCHEMA_VERSION, append_record, read_records, repair_torn_tail
 from pebench.suite import Cell, Suite
@@ -140,7 +140,8 @@ def _base_record(model, res: Label, mode: str, device: torch.device, env: dict) 
                   "checkpoint_sha256": meta["checkpoint_sha256"]},
         "res": res,
         "mode": mode,
-        "same_as_native": bool(net.interp_is_native or as_hw(res) == (meta["train_res"], meta["train_res"])),
+        "same_as_native": mode in FIXED and bool(net.interp_is_native
+                                                 or as_hw(res) == (meta["train_res"], meta["train_res"])),
         "resize_api": net.resize_api(res, mode) if mode != TUNED else None,
         "device": device.type,
         "env": env,

@@ -50,10 +50,13 @@ def test_option_variants_run(spec):
         assert torch.isfinite(model(_image(384), "native")).all()
 
 
-def test_fire_runs_at_1024_in_interp_mode():
-    model = _model("fire")
+@pytest.mark.parametrize("spec", ["lookhere", "fire"])
+def test_both_modes_run_at_1024_and_differ(spec):
+    model = _model(spec)
     with torch.inference_mode():
-        assert torch.isfinite(model(_image(1024), "interp")).all()
+        x = _image(1024)
+        native, interp = model(x, "native"), model(x, "interp")
+    assert torch.isfinite(native).all() and torch.isfinite(interp).all() and not torch.allclose(native, interp)
 
 
 @pytest.mark.parametrize("spec", SPECS)

@@ -15,10 +15,19 @@ def write(path: Path, text: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize("name", ["quick", "zoo", "imagenet-deit"])
+@pytest.mark.parametrize("name", ["quick", "zoo", "imagenet-deit", "frontier", "frontier-cpu"])
 def test_shipped_suites_validate(name):
     suite = load_suite(SUITES / f"{name}.yaml")
     assert suite.name == name and expand(suite)
+
+
+def test_frontier_suite_reaches_1024_in_every_mode_with_a_holdout():
+    cells = expand(load_suite(SUITES / "frontier-cpu.yaml"))
+    assert {c.res for c in cells} == {224, 384, 512, 768, 1024}
+    assert {c.mode for c in cells} == {"native", "interp", "tuned"}
+    assert {c.config["holdout"] for c in cells} == {60}  # every cell scored on the same images
+    tuned = next(c for c in cells if c.mode == "tuned")
+    assert tuned.config["tune_points"] == 5 and tuned.config["n"] == 300
 
 
 def test_quick_suite_spans_the_families_the_ci_gate_watches():
@@ -71,6 +80,10 @@ def test_shards_partition_the_cells(tmp_path):
     ("modelz: [ape]\n", "unknown key 'modelz' (did you mean 'models'?)"),
     ("models: [ape]\nmodes: [natve]\n", "unknown mode 'natve' (did you mean 'native'?)"),
     ("models: [ape]\nresolutions: [224, big]\n", "'resolutions': resolution 'big' is not a size in px"),
+    ("models: [ape]\nmodes: [scale=0]\n", "'modes': mode 'scale=0': S must be a positive number"),
+    ("models: [ape]\ntune_scales: [0.5, 0]\n", "'tune_scales' must be a list of positive position scales"),
+    ("models: [ape]\ntune_n: 0\n", "'tune_n' must be a positive integer"),
+    ("models: [ape]\nprofile_mode: tuned\n", "'profile_mode' must be native, interp or scale=S"),
     ("models: [ape]\nn: 0\n", "'n' must be a positive number of images or null"),
     ("models: [ape]\ndevice: gpu\n", "'device' is 'gpu'"),
     ("models: [ape]\ncrop_pct: 1.5\n", "'crop_pct' must be a fraction in (0, 1]"),
