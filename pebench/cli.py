@@ -15,10 +15,12 @@ from rich.table import Table
 
 from pebench import __version__
 from pebench.errors import PebenchError
+from pebench.listing import models_table, presets_table, print_encodings, sizes_table, timm_table
 from pebench.models.sizes import SIZES, check_resolution
 from pebench.modes import FIXED, TUNED, parse_mode
 from pebench.recipe import TrainConfig
-from pebench.resolution import as_hw, parse_res, sort_key
+from pebench.resolution import as_hw, parse_res
+from pebench.summaries import print_data_problems, print_passes, print_tuning
 
 app = typer.Typer(
     help="Benchmark how ViT position encodings trained at 224 px hold up at 384 to 1024 px.",
@@ -35,93 +37,19 @@ class Listing(str, Enum):
     sizes = "sizes"
 
 
-def _options_text(cls) -> str:
-    items = []
-    for key, opt in cls.options.items():
-        default = str(opt.default).lower() if isinstance(opt.default, bool) else opt.default
-        choices = f" ({'|'.join(str(c) for c in opt.choices)})" if opt.choices else ""
-        items.append(f"{key}={default}{choices}")
-    return ", ".join(items) or "none"
-
-
-def _print_encodings() -> None:
-    from pebench.encodings import REGISTRY
-
-    console.print("[bold]Position encodings[/] (spec: name[:key=value,...]; combine with '+', e.g. ape+peg)\n")
-    for name, cls in REGISTRY.items():
-        console.print(f"[bold cyan]{name}[/]  {cls.summary}", highlight=False)
-        scale = cls.scale_means or f"not applicable: {cls.scale_unsupported or 'nothing to scale'}"
-        for label, text in (("paper", cls.paper), ("options", _options_text(cls)),
-                            ("native", cls.native_means), ("interp", cls.interp_means), ("scale=S", scale)):
-            console.print(f"    {label:8}{text}", highlight=False, markup=False)
-        console.print()
-
-
-def _presets_table() -> Table:
-    from pebench.encodings import PRESETS
-
-    table = Table(title="Presets")
-    table.add_column("name")
-    table.add_column("same as")
-    for name, (family, opts) in PRESETS.items():
-        table.add_row(name, family + ":" + ",".join(f"{k}={v}" for k, v in opts.items()))
-    return table
-
-
-def _models_table() -> Table:
-    from pebench.checkpoint import read_sidecar
-    from pebench.data import parse_data
-    from pebench.zoo import ZOO, zoo_path
-
-    table = Table(title="Shipped models (micro ViT trained by pebench on synthetic at 224)")
-    for column in ("name", "encoding", "val top-1 at 224", "samples seen"):
-        table.add_column(column)
-    for name, spec in ZOO.items():
-        path = zoo_path(name)
-        if not path.exists():
-            table.add_row(name, spec, "[dim]not built: pebench train --all[/]", "")
-            continue
-        meta = read_sidecar(path)
-        curve = meta.get("learning_curve") or [{}]
-        val_size = parse_data(meta["data"]).size("val")
-        table.add_row(name, meta["encoding"], f"{100 * meta['val_top1']:.1f}% (n={val_size:,}, {meta['data']})",
-                      str(curve[-1].get("samples", "")))
-    return table
-
-
-def _timm_table() -> Table:
-    from pebench.models.timm_adapter import FAMILIES
-
-    table = Table(title="timm families (model spec timm:NAME, weights from --checkpoint or the local HF cache)")
-    for column in ("family", "timm names", "native off the trained grid", "interp"):
-        table.add_column(column)
-    for family in FAMILIES:
-        table.add_row(family.name, " ".join(family.patterns), family.native or "[dim]not applicable[/]", family.interp)
-    return table
-
-
-def _sizes_table() -> Table:
-    table = Table(title="Backbone sizes (patch 16, trained at 224 unless told otherwise)")
-    for column in ("size", "dim", "depth", "heads"):
-        table.add_column(column)
-    for name, s in SIZES.items():
-        table.add_row(name, str(s.dim), str(s.depth), str(s.num_heads))
-    return table
-
-
 @app.command("list")
 def list_(
     what: Annotated[Listing | None, typer.Argument(help="what to list; everything when omitted")] = None,
 ) -> None:
     """List position encodings (with options, modes and papers), shipped models and backbone sizes."""
     if what in (None, Listing.encodings):
-        _print_encodings()
-        console.print(_presets_table())
+        print_encodings(console)
+        console.print(presets_table())
     if what in (None, Listing.models):
-        console.print(_models_table())
-        console.print(_timm_table())
+        console.print(models_table())
+        console.print(timm_table())
     if what in (None, Listing.sizes):
-        console.print(_sizes_table())
+        console.print(sizes_table())
 
 
 @app.command()
@@ -246,30 +174,6 @@ def _records_of(records: list[dict], out: Path | None, keys: set[str]) -> list[d
     return list({r["key"]: r for r in read_records(out) if r.get("key") in keys}.values())
 
 
-def _print_data_problems(records: list[dict]) -> None:
-    for res in sorted({r["res"] for r in records}, key=sort_key):
-        data = next((r["data"] for r in records if r["res"] == res and (r.get("data") or {}).get("skipped")), None)
-        if data:
-            names = data["skipped_files"]
-            console.print(f"[yellow]{data['skipped']} unreadable file(s) skipped at {res} px[/] (not counted in n): "
-                          + "; ".join(names[:10]) + (" ..." if data["skipped"] > 10 else ""), highlight=False)
-
-
-def _print_passes(records: list[dict]) -> None:
-    """Where the time went, per resolution pass."""
-    for res in sorted({r["res"] for r in records}, key=sort_key):
-        timing = next((r["timing"] for r in records if r["res"] == res and "pass_img_per_s" in (r.get("timing") or {})
-                       and r.get("measured_as") is None), None)  # records of schema 1 did not measure passes
-        if timing is None:
-            continue
-        rate = timing["data_img_per_s"]
-        verdict = "[yellow]data-bound[/]" if timing["data_bound"] else "model-bound"
-        console.print(f"{res} px pass: {timing['pass_img_per_s']:.1f} img/s through {timing['cells_in_pass']} cells; "
-                      f"data {'-' if rate is None else f'{rate:.0f}'} img/s ({timing['data_source']}, "
-                      f"{timing['workers']} workers); models waited {100 * timing['wait_fraction']:.0f}% of the "
-                      f"time: {verdict}", highlight=False)
-
-
 ModelOption = Annotated[list[str] | None, typer.Option(
     "--model", "-m", help="shipped name, .safetensors path or timm:NAME; repeat for several (default: every built "
                           "shipped model)")]
@@ -330,8 +234,8 @@ def _evaluate(model, res, modes: tuple[str, ...], data, n, batch_size, device, w
         records = run_cells(suite, cells, keys, out, torch_device, live, strict=False, models=models, data=dataset)
     records = _records_of(records, out, keys)
     console.print(eval_table(records, f"{dataset.spec}, val split, {scored}"))
-    _print_passes(records)
-    _print_data_problems(records)
+    print_passes(console, records)
+    print_data_problems(console, records)
     if out is not None:
         console.print(f"{len(records)} records in {out}")
     return records
@@ -383,7 +287,7 @@ def tune(
     tuning = {"tune_n": tune_n, "tune_points": points, "tune_scales": _parse_scales(scales)}
     records = _evaluate(model, res, (*FIXED, TUNED), data, n, batch_size, device, workers, cache, out, crop_pct,
                         checkpoint, tuning)
-    _print_tuning(records)
+    print_tuning(console, records)
 
 
 def _parse_scales(text: str | None) -> tuple[float, ...] | None:
@@ -396,19 +300,6 @@ def _parse_scales(text: str | None) -> tuple[float, ...] | None:
     if not values or any(not v > 0 for v in values):
         raise PebenchError(f"--scales '{text}' must be positive numbers separated by commas, e.g. 0.25,0.5,1")
     return tuple(sorted(set(values)))
-
-
-def _print_tuning(records: list[dict]) -> None:
-    table = Table(title="position scale S chosen on the held-out images (top-1 % there per candidate)")
-    for column in ("model", "res", "interp G0/G", "chosen S", "candidates"):
-        table.add_column(column)
-    for r in sorted((r for r in records if r["mode"] == TUNED and r.get("tuning")),
-                    key=lambda r: (r["model"]["name"], sort_key(r["res"]))):
-        t = r["tuning"]
-        tried = "  ".join(("[bold]" if s == t["scale"] else "") + f"{s:.3g}: {100 * a:.1f}" + ("[/]" if s == t["scale"]
-                          else "") for s, a in zip(t["scales"], t["tune_top1"], strict=True))
-        table.add_row(r["model"]["name"], str(r["res"]), f"{t['interp_scale']:.3g}", f"{t['scale']:.3g}", tried)
-    console.print(table)
 
 
 class DtypeChoice(str, Enum):
@@ -549,8 +440,8 @@ def run(
         console.print(f"shard {shard} done: {path}; merge shards with `pebench report {out_dir}`")
         return
     records = load_results([path])
-    _print_passes([r for r in records if r["kind"] == "eval"])
-    _print_data_problems([r for r in records if r["kind"] == "eval"])
+    print_passes(console, [r for r in records if r["kind"] == "eval"])
+    print_data_problems(console, [r for r in records if r["kind"] == "eval"])
     written = write_report(records, out_dir, list(REPORT_FORMATS), loaded.published)
     console.print(f"results: {path}")
     console.print(f"report: {written['md']} and {written['html']} (plus .csv, .json)")
