@@ -64,7 +64,7 @@ def models_table() -> Table:
 
 
 def timm_table() -> Table:
-    from pebench.models.timm_adapter import FAMILIES
+    from pebench.models.timm_families import FAMILIES
 
     table = Table(title="timm families (model spec timm:NAME, weights from --checkpoint or the local HF cache)")
     for column in ("family", "timm names", "native off the trained grid", "interp"):

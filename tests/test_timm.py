@@ -168,7 +168,7 @@ def test_rope_families_match_timms_own_resized_model(name, tmp_path):
 def test_clamped_index_equals_timms_on_the_trained_grid_and_clamps_beyond():
     from timm.models.beit import gen_relative_position_index
 
-    from pebench.models.timm_adapter import clamped_relative_index
+    from pebench.models.timm_families import clamped_relative_index
 
     assert torch.equal(clamped_relative_index((14, 14), (14, 14)), gen_relative_position_index((14, 14)))
     index = clamped_relative_index((24, 24), (14, 14))

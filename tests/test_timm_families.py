@@ -7,7 +7,8 @@ import timm
 import torch
 from test_timm import sharpen
 
-from pebench.models.timm_adapter import TimmModel, build_timm_model, family_of
+from pebench.models.timm_adapter import TimmModel, build_timm_model
+from pebench.models.timm_families import family_of
 
 SMALL = {"depth": 2, "embed_dim": 64, "num_heads": 2, "num_classes": 7}
 TRAINED, SQUARE, WIDE = (64, 64), (96, 96), (64, 112)  # grids 4x4, 6x6, 4x7 at patch 16
