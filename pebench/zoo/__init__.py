@@ -32,6 +32,8 @@ ZOO: dict[str, str] = {
     "rope_mixed": "rope:variant=mixed",
     "alibi": "alibi",
     "ape+peg": "ape:init=sincos+peg",
+    "lookhere": "lookhere",
+    "fire": "fire",
 }
 
 
