@@ -164,6 +164,11 @@ def _position_scale(model, res: Label, mode: str) -> list[float]:
     return [trained[0] / grid[0], trained[1] / grid[1]]
 
 
+def _runs_as(mode: str) -> str:
+    """The mode whose applicability decides a cell's: a tuned cell runs some scale=S, so scale=1's."""
+    return scale_mode(1.0) if mode == TUNED else mode
+
+
 def _stream(data, res: Label, positions: range, suite: Suite, device: torch.device, score_from: int = 0,
             fill_cache: bool = True):
     from pebench.data.stream import SplitStream, default_workers
@@ -229,8 +234,7 @@ def _evaluate_resolution(res: Label, cells: list[Cell], models: dict, data, suit
     tallies: dict[Cell, Tally] = {}
     to_tune: list[Cell] = []
     for cell in cells:
-        # a tuned cell runs some scale=S: whether it can is whether scale=1 can
-        reason = models[cell.model].net.applicability(res, scale_mode(1.0) if cell.mode == TUNED else cell.mode)
+        reason = models[cell.model].net.applicability(res, _runs_as(cell.mode))
         if reason:
             settled[cell] = {"status": "not_applicable", "reason": reason, "metrics": None, "timing": None,
                              "dtype": None, "data": data_base | {"n": requested - holdout}, "position_scale": None}
@@ -284,15 +288,21 @@ def _pass_plan(eval_cells: list[Cell], models: dict, natives: dict, images: int,
                ) -> list[tuple[Label, int, float]]:
     """(res, images scored, cells' worth of work) per resolution: what the progress display estimates
     time from; a tuned cell's tune pass counts as its candidates x the tune part's share of images."""
+    from pebench.tune import candidate_scales
+
     plan = []
     for res in dict.fromkeys(c.res for c in eval_cells):
         at_res = [c for c in eval_cells if c.res == res]
         work = 0.0
         for c in at_res:
-            mode = scale_mode(1.0) if c.mode == TUNED else c.mode
-            if models[c.model].net.applicability(res, mode) or _takes_native(c, at_res, models[c.model], natives):
+            model = models[c.model]
+            if model.net.applicability(res, _runs_as(c.mode)) or _takes_native(c, at_res, model, natives):
                 continue
-            work += 1 + (suite.tune_points + 2) * holdout / max(images - holdout, 1) if c.mode == TUNED else 1
+            work += 1
+            if c.mode == TUNED:
+                candidates = candidate_scales(model.net.trained_grid, _grid(model, res), suite.tune_points,
+                                              suite.tune_scales)
+                work += len(candidates) * holdout / max(images - holdout, 1)
         plan.append((res, images - holdout, work))
     return plan
 

@@ -79,7 +79,7 @@ def test_pair_bias_in_row_chunks_equals_gathering_every_pair(monkeypatch):
     ctx = base.Context(grid=(5, 7), trained_grid=(4, 4), mode="native", num_prefix=1)
     offsets, index = base.relative_offsets(ctx.grid, torch.device("cpu"))
     per_offset = torch.randn(3, len(offsets))
-    expected = base.pad_prefix(per_offset[:, index], 1, value=2.5).unsqueeze(0)
+    expected = torch.nn.functional.pad(per_offset[:, index], (1, 0, 1, 0), value=2.5).unsqueeze(0)
     monkeypatch.setattr(base, "PAIR_ROWS", 4)  # 35 patches: 9 chunks, the last one short
     assert torch.equal(base.pair_bias(per_offset, ctx, torch.float32, fill=2.5), expected)
 

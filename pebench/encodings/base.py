@@ -340,13 +340,8 @@ def scaled_offsets(ctx: Context, device: torch.device) -> torch.Tensor:
     return grid_offsets(ctx.grid, device).float() * torch.tensor(ctx.position_scale, device=device)
 
 
-def scaled_relative_offsets(ctx: Context, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`scaled_offsets` and the (N, N) index of every patch pair's offset."""
-    return scaled_offsets(ctx, device), relative_offsets(ctx.grid, device)[1]
-
-
 def patch_coordinates(ctx: Context, device: torch.device) -> torch.Tensor:
-    """(N, 2) float (row, col) coordinates of the patches, scaled into the trained range in interp mode."""
+    """(N, 2) float (row, col) coordinates of the patches, multiplied by the mode's position scale."""
     rows, cols = torch.meshgrid(
         torch.arange(ctx.grid[0], device=device, dtype=torch.float32),
         torch.arange(ctx.grid[1], device=device, dtype=torch.float32),
@@ -355,9 +350,3 @@ def patch_coordinates(ctx: Context, device: torch.device) -> torch.Tensor:
     sr, sc = ctx.position_scale
     return torch.stack([rows.flatten() * sr, cols.flatten() * sc], dim=1)
 
-
-def pad_prefix(bias: torch.Tensor, num_prefix: int, value: float = 0.0) -> torch.Tensor:
-    """Grow a (..., N, N) patch-pair tensor to (..., T, T) with ``value`` in the prefix rows and columns."""
-    if num_prefix == 0:
-        return bias
-    return nn.functional.pad(bias, (num_prefix, 0, num_prefix, 0), value=value)

@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from pebench.encodings.base import clamped_offset_index, relative_offsets
+from pebench.encodings.base import clamped_offset_index, grid_offsets
 
 if TYPE_CHECKING:
     from pebench.models.timm_adapter import TimmModel
@@ -143,7 +143,7 @@ def _configure_relpos_mlp(model: TimmModel, grid: tuple[int, int], mode: str) ->
     if mode != "interp" or grid == model.trained_grid:
         return
     scale = torch.tensor([model.trained_grid[0] / grid[0], model.trained_grid[1] / grid[1]])
-    offsets = relative_offsets(grid, torch.device("cpu"))[0].float() * scale  # row-major, (row, col)
+    offsets = grid_offsets(grid, torch.device("cpu")).float() * scale  # row-major, (row, col)
     coords = offsets.view(2 * grid[0] - 1, 2 * grid[1] - 1, 2)
     log_coords = torch.sign(coords) * torch.log1p(coords.abs())
     for module in relpos_mlps(net):
