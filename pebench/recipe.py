@@ -17,7 +17,9 @@ class TrainConfig:
     warmup_epochs: float = 0.5
     weight_decay: float = 0.05
     label_smoothing: float = 0.1
-    translate: int = 8
+    crop_scale: tuple[float, float] = (0.08, 1.0)  # random-resized crops, as DeiT's (pebench.data.synthetic)
+    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    where_share: float | None = None  # share of each epoch's samples from the *where* classes (None: as drawn, 3/10)
     seed: int = 0
     res: int = 224
     history: list = field(default_factory=list)

@@ -16,6 +16,7 @@ from pebench.data.synthetic import (
     NUM_CLASSES,
     POSITION_CLASSES,
     RING,
+    random_crops,
     render,
     sample_scenes,
 )
@@ -52,6 +53,11 @@ def test_ten_balanced_classes():
     assert torch.bincount(labels, minlength=10).tolist() == [2] * 10
 
 
+def _ring_to_disk_degrees(centers: np.ndarray) -> np.ndarray:
+    """Direction from the ring (object 1) to the disk (object 0), clockwise from right (y points down)."""
+    return np.degrees(np.arctan2(*(centers[:, 0] - centers[:, 1])[:, ::-1].T)) % 360
+
+
 def test_position_classes_are_the_disk_sector_and_the_ring_points_at_it():
     scenes = sample_scenes(0, "train", range(300))
     where = scenes.label < POSITION_CLASSES
@@ -74,6 +80,36 @@ def test_position_classes_are_the_disk_sector_and_the_ring_points_at_it():
     gap = np.hypot(*(disk - ring).T) - radii.sum(axis=1)
     assert (gap > 16 / 224).all()  # no 224-px patch holds both shapes
     assert ((disk - radii[:, :1] > 0) & (disk + radii[:, :1] < 1)).all()
+
+
+def test_crops_keep_every_shape_and_the_label_and_follow_the_area_and_aspect_ranges():
+    scenes = sample_scenes(0, "train", range(400))
+    crops = random_crops(scenes, np.random.default_rng(0))
+    x0, y0, w, h = crops.T
+    assert (x0 >= 0).all() and (y0 >= 0).all() and (x0 + w <= 1 + 1e-9).all() and (y0 + h <= 1 + 1e-9).all()
+    aspect = w / h
+    assert (aspect > 3 / 4 - 1e-9).all() and (aspect < 4 / 3 + 1e-9).all()
+    assert (w * h).min() < 0.1 and (w * h).max() > 0.9  # DeiT's area range, as far as the shapes allow
+    present = scenes.shape >= 0
+    reach = scenes.radius[..., None] * 1.13  # the square's corner: the farthest any shape reaches
+    first, last = crops[:, None, :2], crops[:, None, :2] + crops[:, None, 2:]
+    inside = (scenes.center - reach >= first) & (scenes.center + reach <= last)
+    assert inside.all(axis=2)[present].all()
+    # in crop coordinates the ring-to-disk direction still lies in its class's sector
+    where = scenes.label < POSITION_CLASSES
+    in_crop = (scenes.center[where] - crops[where, None, :2]) / crops[where, None, 2:]
+    low = scenes.label[where] * 120
+    angle = _ring_to_disk_degrees(in_crop)
+    assert ((angle > low + 5) & (angle < low + 115)).all()
+
+
+def test_a_crop_renders_its_window_of_the_scene_at_full_detail():
+    scenes = sample_scenes(0, "val", [3])
+    whole = render(scenes, 448)
+    window = render(scenes, 224, np.array([[0.25, 0.5, 0.5, 0.5]]))
+    # the crop of (x 0.25-0.75, y 0.5-1) at 224 is the same picture as that window of the 448 render
+    assert (window - whole[..., 224:, 112:336]).abs().mean() < 0.01
+    assert not torch.equal(window, render(scenes, 224))
 
 
 def test_shape_classes_show_one_distinct_shape_anywhere():

@@ -83,6 +83,14 @@ class SyntheticData:
         labels = torch.tensor([self.label(split, p) for p in positions], dtype=torch.int64)
         return Items(out, labels, torch.ones(len(positions), dtype=torch.bool), [])
 
+    def read_crops(self, split: str, res: int, positions: list[int], rng, scale: tuple[float, float],
+                   ratio: tuple[float, float]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Random-resized crops of these items' scenes, rendered analytically (training augmentation):
+        uint8 images, quantised as evaluation's are, and labels."""
+        scenes = synthetic.sample_scenes(self.seed, split, positions)
+        images = synthetic.render(scenes, res, synthetic.random_crops(scenes, rng, scale, ratio))
+        return images.mul_(255).add_(0.5).to(torch.uint8), torch.as_tensor(scenes.label, dtype=torch.int64)
+
 
 def parse_data(spec: str, crop_pct: dict[int, float] | float = 0.875):
     """A dataset from its spec; ``crop_pct`` (one value or per resolution) applies to image folders."""

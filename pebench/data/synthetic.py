@@ -12,7 +12,9 @@ Ten classes:
   (kept 15 degrees inside it), with a small ring on the same ray nearer the centre and at least one
   224-px patch away. All three show the same two objects, so only position tells them apart:
   *where in the image* the disk is (absolute encodings) or *which way it lies from the ring*
-  (relative encodings). A model without position information is at chance among them.
+  (relative encodings). A model without position information is at chance among them. The
+  direction from the ring to the disk decides the class as well as the sector does, and it is what
+  a random crop that keeps both shapes cannot change (training's crops, :func:`random_crops`).
 - classes 3-9 (*what*): one shape anywhere in the image (square, triangle, plus, diamond,
   horizontal bar, vertical bar, diagonal cross), each with its own hue (40 to 320 degrees, +-8, no
   red). Colour alone tells them apart, inside any one patch, so every model learns them quickly
@@ -53,10 +55,13 @@ CLASS_NAMES = [
     "vertical bar",
     "diagonal cross",
 ]
+#: the two groups of classes, whose accuracies tell apart "learned position" from "learned shapes"
+CLASS_GROUPS = {"where": list(range(POSITION_CLASSES)), "what": list(range(POSITION_CLASSES, NUM_CLASSES))}
 _SECTOR_MARGIN = math.radians(15)
 _DISK_TINT = (0.3, -0.15, -0.3)
 _FIRST_HUE, _HUE_STEP = 40, 280 / 6  # degrees: seven hues, none of them the disk's red
 _MIN_GAP = 0.075  # > 16/224: no patch of the 224-px grid holds both shapes
+_EXTENT = 1.2  # every shape lies within this many radii of its centre (the square's corner: 1.13)
 
 
 @dataclass
@@ -117,6 +122,37 @@ def sample_scenes(seed: int, split: str, indices: np.ndarray | list[int]) -> Sce
     return Scenes(*(np.stack([np.asarray(r[f]) for r in rows]) for f in range(9)))
 
 
+def random_crops(scenes: Scenes, rng: np.random.Generator, scale: tuple[float, float] = (0.08, 1.0),
+                 ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> np.ndarray:
+    """Random-resized-crop windows (B, 4) = (x0, y0, width, height) in scene units, one per scene.
+
+    Area and aspect are drawn as torchvision's RandomResizedCrop draws them (area uniform in
+    ``scale``, log-aspect uniform in ``ratio``), then each window grows, keeping its aspect within
+    ``ratio`` where the unit square allows, until it holds every shape of its scene with a margin:
+    a crop never cuts away what decides the label. The position classes are defined by the
+    direction from the ring to the disk, which no crop changes; the aspect range bends that
+    direction by at most 8.2 degrees, inside the 15-degree margin kept from the sector edges.
+    """
+    n = len(scenes.label)
+    present = scenes.shape >= 0
+    reach = np.where(present, scenes.radius * _EXTENT + 0.02, 0)[..., None]
+    lo = np.where(present[..., None], scenes.center - reach, np.inf).min(1)
+    hi = np.where(present[..., None], scenes.center + reach, -np.inf).max(1)
+    lo, hi = np.clip(lo, 0, 1), np.clip(hi, 0, 1)
+    area = rng.uniform(*scale, n)
+    aspect = np.exp(rng.uniform(math.log(ratio[0]), math.log(ratio[1]), n))
+    size = np.stack([np.sqrt(area * aspect), np.sqrt(area / aspect)], axis=1)
+    size = np.maximum(size, hi - lo)
+    # growing one side may have left the aspect range: grow the other side back into it
+    size[:, 1] = np.maximum(size[:, 1], size[:, 0] / ratio[1])
+    size[:, 0] = np.maximum(size[:, 0], size[:, 1] * ratio[0])
+    size = np.minimum(size, 1.0)
+    first = np.maximum(0, hi - size)
+    room = np.maximum(np.minimum(lo, 1 - size) - first, 0)  # >= 0 up to rounding: the window holds [lo, hi]
+    origin = first + rng.random((n, 2)) * room
+    return np.concatenate([origin, size], axis=1)
+
+
 def _box(px: torch.Tensor, py: torch.Tensor, half_x: torch.Tensor, half_y: torch.Tensor) -> torch.Tensor:
     # exact along the edges, which is all anti-aliasing reads; corners come out slightly rounded
     return torch.maximum(px.abs() - half_x, py.abs() - half_y)
@@ -154,19 +190,27 @@ def _grating(x: torch.Tensor, y: torch.Tensor, params: torch.Tensor, pixel: floa
     return wave * torch.sinc(freq * pixel)
 
 
-def render(scenes: Scenes, res) -> torch.Tensor:
+def render(scenes: Scenes, res, crops: np.ndarray | None = None) -> torch.Tensor:
     """Render scenes to float images (B, 3, H, W) in [0, 1]; ``res`` is a size (square) or (H, W).
 
-    The unit-square scene fills the whole image: a non-square one stretches it along one axis,
-    as timm's eval transform squashes a non-square size (no crop that could cut a shape away)."""
+    Without ``crops`` the unit-square scene fills the whole image: a non-square one stretches it
+    along one axis, as timm's eval transform squashes a non-square size (no crop that could cut a
+    shape away). ``crops`` (B, 4) from :func:`random_crops` render a window of each scene instead,
+    analytically: a small window shows its shapes larger and sharper, not upsampled."""
     f = {k: torch.as_tensor(v, dtype=torch.float32) for k, v in vars(scenes).items()}
     height, width = (res, res) if isinstance(res, int) else res
-    pixel = 1.0 / math.sqrt(height * width)  # anti-aliasing width: one pixel, averaged over the two axes
-    y = ((torch.arange(height, dtype=torch.float32) + 0.5) / height)[:, None].expand(height, width)
-    x = ((torch.arange(width, dtype=torch.float32) + 0.5) / width)[None, :].expand(height, width)
+    n = len(scenes.label)
+    window = torch.as_tensor(np.tile([0.0, 0.0, 1.0, 1.0], (n, 1)) if crops is None else crops, dtype=torch.float32)
+    x0, y0, w, h = (window[:, i, None, None] for i in range(4))
+    # anti-aliasing width: one pixel in scene units, averaged over the two axes
+    pixel = torch.sqrt(w * h / (height * width))[:, None]  # (B, 1, 1, 1), as x and y below: (B, 1, H, W)
+    y = (y0 + h * ((torch.arange(height, dtype=torch.float32) + 0.5) / height)[None, :, None])[:, None]
+    x = (x0 + w * ((torch.arange(width, dtype=torch.float32) + 0.5) / width)[None, None, :])[:, None]
+    y, x = y.expand(n, 1, height, width), x.expand(n, 1, height, width)
 
-    t = (x - 0.5) * torch.cos(f["bg_angle"])[:, None, None] + (y - 0.5) * torch.sin(f["bg_angle"])[:, None, None]
-    t = (t / math.sqrt(2) + 0.5)[:, None]  # (B, 1, H, W) in [0, 1]
+    angle = f["bg_angle"][:, None, None, None]
+    t = (x - 0.5) * torch.cos(angle) + (y - 0.5) * torch.sin(angle)
+    t = t / math.sqrt(2) + 0.5  # in [0, 1] over the unit square
     image = f["bg"][:, 0, :, None, None] * (1 - t) + f["bg"][:, 1, :, None, None] * t
     image = image * (1 + 0.06 * _grating(x, y, f["bg_grating"][:, None, :], pixel))
 
@@ -175,10 +219,11 @@ def render(scenes: Scenes, res) -> torch.Tensor:
             rows = torch.nonzero(f["shape"][:, k] == shape_id).flatten()
             if rows.numel() == 0:
                 continue
-            cx, cy = f["center"][rows, k, 0, None, None], f["center"][rows, k, 1, None, None]
-            distance = distance_to(x - cx, y - cy, f["radius"][rows, k, None, None])
-            coverage = (0.5 - distance / pixel).clamp(0, 1)[:, None]
-            texture = 1 + 0.22 * _grating(x, y, f["grating"][rows, k : k + 1, :], pixel)
+            cx, cy = f["center"][rows, k, 0, None, None, None], f["center"][rows, k, 1, None, None, None]
+            px, py = x[rows] - cx, y[rows] - cy
+            distance = distance_to(px, py, f["radius"][rows, k, None, None, None])
+            coverage = (0.5 - distance / pixel[rows]).clamp(0, 1)
+            texture = 1 + 0.22 * _grating(x[rows], y[rows], f["grating"][rows, k : k + 1, :], pixel[rows])
             fill = f["color"][rows, k, :, None, None] * texture
             image[rows] = image[rows] * (1 - coverage) + fill * coverage
     return image.clamp(0, 1)
