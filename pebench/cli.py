@@ -442,7 +442,7 @@ def run(
     records = load_results([path])
     print_passes(console, [r for r in records if r["kind"] == "eval"])
     print_data_problems(console, [r for r in records if r["kind"] == "eval"])
-    written = write_report(records, out_dir, list(REPORT_FORMATS), loaded.published)
+    written = write_report(records, out_dir, list(REPORT_FORMATS), loaded.published, findings=loaded.findings)
     console.print(f"results: {path}")
     console.print(f"report: {written['md']} and {written['html']} (plus .csv, .json)")
 
@@ -454,6 +454,10 @@ def report(
     out: Annotated[Path | None, typer.Option(help="folder for the report (default: the first results folder)")] = None,
     published: Annotated[list[str] | None, typer.Option(help="published table to show beside the measured ones "
                                                             "(cpvt, lookhere, rope-vit); default: the suite's")] = None,
+    findings: Annotated[bool | None, typer.Option("--findings/--no-findings", help="a table of published claims "
+                                                  "(CPVT, LookHere, RoPE-ViT, ...) beside the same comparison measured "
+                                                  "on these records, with 95% intervals and verdicts; default: the "
+                                                  "suite's")] = None,
 ) -> None:
     """Write Markdown, HTML (self-contained, with plots), CSV and JSON reports from result records."""
     import json
@@ -466,13 +470,16 @@ def report(
         if fmt not in REPORT_FORMATS:
             raise PebenchError(f"unknown report format '{fmt}'; choose from {', '.join(REPORT_FORMATS)}")
     folder = out or (results[0] if results[0].is_dir() else results[0].parent)
+    suite_file = folder / "suite.json"
+    suite = json.loads(suite_file.read_text()) if suite_file.exists() else {}
     if published is None:
-        suite_file = folder / "suite.json"
-        published = json.loads(suite_file.read_text())["published"] if suite_file.exists() else []
+        published = suite.get("published", [])
+    if findings is None:
+        findings = suite.get("findings", False)
     for name in published:
         if name not in PUBLISHED:
             raise PebenchError(f"unknown published table '{name}'; choose from {', '.join(PUBLISHED)}")
-    written = write_report(load_results(results), folder, formats, published)
+    written = write_report(load_results(results), folder, formats, published, findings=findings)
     for fmt, path in written.items():
         console.print(f"{fmt}: {path}")
 

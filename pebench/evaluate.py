@@ -61,20 +61,30 @@ class LoadedModel:
 
 @dataclass
 class Tally:
-    """Running counts of one (model, mode) cell during a pass."""
+    """Running counts of one (model, mode) cell during a pass, overall and per class."""
 
     model: LoadedModel
     mode: str
     batch_size: int  # halves when a forward runs out of memory, for the rest of the pass
+    num_classes: int = 0  # length of the per-class counts (grown if a label is larger; give it under torchrun)
     correct1: int = 0
     correct5: int = 0
     n: int = 0
     timed_n: int = 0  # images after the first batch, which pays one-off start-up (CUDA kernels, caches)
     model_s: float = 0.0
+    class_n: torch.Tensor = None  # int64 (num_classes,) on the CPU: images per class
+    class_correct1: torch.Tensor = None  # int64 (num_classes,) on the CPU: top-1 hits per class
+
+    def __post_init__(self) -> None:
+        if self.class_n is None:
+            self.class_n = torch.zeros(self.num_classes, dtype=torch.int64)
+        if self.class_correct1 is None:
+            self.class_correct1 = torch.zeros(self.num_classes, dtype=torch.int64)
 
     def step(self, x: torch.Tensor, y: torch.Tensor, autocast) -> None:
         started = time.perf_counter()
         start = 0
+        hits = []
         while start < len(y):
             chunk = slice(start, start + self.batch_size)
             out_of_memory = False
@@ -91,9 +101,13 @@ class Tally:
                     torch.cuda.empty_cache()
                 continue
             top5 = logits.topk(min(5, logits.shape[1]), dim=1).indices
-            self.correct1 += int((top5[:, 0] == y[chunk]).sum())
+            hits.append(top5[:, 0] == y[chunk])
+            self.correct1 += int(hits[-1].sum())
             self.correct5 += int((top5 == y[chunk, None]).any(dim=1).sum())
             start += len(top5)
+        labels = y.cpu()
+        self.class_n = _add_counts(self.class_n, labels)
+        self.class_correct1 = _add_counts(self.class_correct1, labels[torch.cat(hits).cpu()] if hits else labels[:0])
         if self.n:
             self.model_s += time.perf_counter() - started  # the counts above synchronised the device
             self.timed_n += len(y)
@@ -104,6 +118,13 @@ class Tally:
         return self.correct1 / self.n if self.n else None
 
 
+def _add_counts(total: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """``total`` plus the count of each class in ``labels`` (longer when a label is past its end)."""
+    counts = torch.bincount(labels, minlength=len(total))
+    counts[: len(total)] += total
+    return counts
+
+
 def _distributed() -> bool:
     return torch.distributed.is_available() and torch.distributed.is_initialized()
 
@@ -112,14 +133,24 @@ def _reduce(tallies: list[Tally], stats: PassStats, wall: float, device: torch.d
     """Sum counts over torchrun processes (max of times, gathered skipped files); returns the slowest wall."""
     import torch.distributed as dist
 
-    counts = torch.tensor([[t.correct1, t.correct5, t.n, t.timed_n] for t in tallies]
-                          + [[stats.images, stats.valid, 0, 0]], dtype=torch.int64, device=device)
+    # per-class counts ride in the same rows, all of one length on every process
+    classes = torch.tensor([max(len(t.class_n) for t in tallies)], dtype=torch.int64, device=device)
+    dist.all_reduce(classes, op=dist.ReduceOp.MAX)
+    classes = int(classes.item())
+    per_class = [torch.cat([torch.nn.functional.pad(c, (0, classes - len(c))) for c in (t.class_n, t.class_correct1)])
+                 for t in tallies]
+    counts = torch.cat([torch.tensor([[t.correct1, t.correct5, t.n, t.timed_n] for t in tallies]
+                                     + [[stats.images, stats.valid, 0, 0]], dtype=torch.int64),
+                        torch.stack([*per_class, torch.zeros(2 * classes, dtype=torch.int64)])], dim=1).to(device)
     dist.all_reduce(counts)
     times = torch.tensor([t.model_s for t in tallies] + [wall, stats.wait_s, stats.work_s, stats.first_batch_s],
                          dtype=torch.float64, device=device)
     dist.all_reduce(times, op=dist.ReduceOp.MAX)
-    for tally, (c1, c5, n, timed_n), seconds in zip(tallies, counts.tolist(), times.tolist(), strict=False):
-        tally.correct1, tally.correct5, tally.n, tally.timed_n, tally.model_s = c1, c5, n, timed_n, seconds
+    counts = counts.cpu()
+    for tally, row, seconds in zip(tallies, counts, times.tolist(), strict=False):
+        tally.correct1, tally.correct5, tally.n, tally.timed_n = row[:4].tolist()
+        tally.class_n, tally.class_correct1 = row[4 : 4 + classes].clone(), row[4 + classes :].clone()
+        tally.model_s = seconds
     stats.images, stats.valid = counts[-1, 0].item(), counts[-1, 1].item()
     wall, stats.wait_s, stats.work_s, stats.first_batch_s = times[-4:].tolist()
     skipped: list = [None] * dist.get_world_size()
@@ -151,11 +182,26 @@ def run_pass(tallies: list[Tally], stream: SplitStream, device: torch.device,
     return wall
 
 
-def metrics_of(tally: Tally) -> dict:
+def _top1(correct: int, n: int) -> dict:
+    return {"n": n, "correct_top1": correct, "top1": correct / n if n else None,
+            "top1_ci95": list(wilson_interval(correct, n))}
+
+
+def metrics_of(tally: Tally, groups: dict[str, list[int]] | None = None) -> dict:
+    """A cell's metrics (:mod:`pebench.results`): overall, per class, and per group of classes of the
+    dataset (``groups``: name -> class indices, e.g. the synthetic data's "where" and "what")."""
     n = tally.n
+    per_n, per_correct = tally.class_n.tolist(), tally.class_correct1.tolist()
+
+    def total(counts: list[int], classes: list[int]) -> int:
+        return sum(counts[k] for k in classes if k < len(counts))
+
     return {"n": n, "correct_top1": tally.correct1, "correct_top5": tally.correct5,
             "top1": tally.correct1 / n if n else None, "top1_ci95": list(wilson_interval(tally.correct1, n)),
-            "top5": tally.correct5 / n if n else None}
+            "top5": tally.correct5 / n if n else None,
+            "groups": {name: _top1(total(per_correct, classes), total(per_n, classes))
+                       for name, classes in (groups or {}).items()},
+            "per_class": {"n": per_n, "correct_top1": per_correct}}
 
 
 def timing_of(tally: Tally, stats: PassStats, wall: float, cells: int) -> dict:

@@ -4,7 +4,8 @@ Bars count images from the first batch on (img/s and the pass's time left). The 
 whole run weighs every pass by images x computed cells x resolution^k: k starts at 2 (cost grows
 with pixels) and is fitted to the passes measured so far, so a run whose 512-px cells are the slow
 ones does not claim to be nearly done at 47%. Table cells show the running top-1 while their pass
-streams (dimmed, with the images counted so far) and the final figure once it is recorded. When the
+streams (dimmed, with the images counted so far) and the final figure once it is recorded, with the
+top-1 per class group under it when the data has groups (synthetic: "where" and "what"). When the
 output is not a terminal (CI logs) the live area is not drawn; one line per finished pass is printed.
 """
 
@@ -18,6 +19,7 @@ from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from pebench.class_groups import group_summary
 from pebench.modes import mode_order
 from pebench.resolution import Label, side, sort_key
 from pebench.run import Observer
@@ -133,8 +135,10 @@ class LiveRun(Observer):
                 cell = by_key.get((model, res, mode))
                 record, tally = self.records.get(cell), self.tallies.get(cell)
                 if record is not None:
-                    top1 = (record.get("metrics") or {}).get("top1")
-                    row.append("[dim]n/a[/]" if record["status"] != "ok" else f"{100 * top1:.1f}")
+                    metrics = record.get("metrics") or {}
+                    groups = group_summary(metrics)  # e.g. "where 93.1 / what 99.9"
+                    row.append("[dim]n/a[/]" if record["status"] != "ok" else f"{100 * metrics['top1']:.1f}"
+                               + (f"\n[dim]{groups}[/]" if groups else ""))
                 elif tally is not None and tally.n:
                     row.append(f"[dim]{100 * tally.running_top1:.1f} ({tally.n})[/]")
                 else:

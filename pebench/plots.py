@@ -1,10 +1,13 @@
-"""The report's figures (matplotlib, rendered off-screen): accuracy vs resolution per mode, cost vs
-resolution, and accuracy vs throughput at the highest resolution."""
+"""The report's figures (matplotlib, rendered off-screen): accuracy vs resolution per mode (overall and
+per class group), cost vs resolution, and accuracy vs throughput at the highest resolution."""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from pathlib import Path
 
+from pebench.class_groups import describe, group_metrics, group_names
 from pebench.modes import mode_order
 from pebench.resolution import side, sort_key
 
@@ -33,28 +36,14 @@ def plots(records: list[dict], plot_dir: Path) -> list[tuple[str, Path]]:
     figures = []
     evals = [r for r in records if r["kind"] == "eval" and r["status"] == "ok"]
     style = _line_styles(list(dict.fromkeys(r["model"]["name"] for r in records)))
-    modes = sorted({r["mode"] for r in evals}, key=mode_order)
-    if modes:
-        resolutions = sorted({r["res"] for r in evals}, key=sort_key)
-        fig, axes = plt.subplots(1, len(modes), figsize=(6 * len(modes), 4.2), sharey=True, squeeze=False)
-        for ax, mode in zip(axes[0], modes, strict=True):
-            for name in dict.fromkeys(r["model"]["name"] for r in evals):
-                points = sorted(((side(r["res"]), r["metrics"]) for r in evals if r["model"]["name"] == name
-                                 and r["mode"] == mode), key=lambda p: p[0])
-                if not points:
-                    continue
-                res = [p[0] for p in points]
-                ax.plot(res, [100 * p[1]["top1"] for p in points], label=name, **style[name])
-                ax.fill_between(res, [100 * p[1]["top1_ci95"][0] for p in points],
-                                [100 * p[1]["top1_ci95"][1] for p in points], color=style[name]["color"], alpha=0.12)
-            _resolution_axis(ax, resolutions)
-            ax.set(title=f"top-1 vs resolution, {mode}", ylabel="top-1 % (95% CI band)")
-            ax.grid(alpha=0.3)
-        axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
-        fig.tight_layout()
+    if evals:
         figures.append(("Accuracy vs resolution (measured)", plot_dir / "accuracy.png"))
-        fig.savefig(figures[-1][1], dpi=110, bbox_inches="tight")
-        plt.close(fig)
+        _accuracy_figure(evals, style, lambda r: r["metrics"], "top-1", figures[-1][1])
+    for group in group_names(evals):
+        figures.append((f"Accuracy by class group: {describe(group, evals)} vs resolution (measured)",
+                        plot_dir / f"accuracy-{_file_part(group)}.png"))
+        _accuracy_figure(evals, style, group_metrics(group), f"top-1 on {group} classes", figures[-1][1],
+                         f"class group {describe(group, evals)}")
     profiles = [r for r in records if r["kind"] == "profile" and r["status"] == "ok"]
     if profiles:
         fig, (gmacs_ax, speed_ax) = plt.subplots(1, 2, figsize=(12, 4.2))
@@ -92,6 +81,41 @@ def plots(records: list[dict], plot_dir: Path) -> list[tuple[str, Path]]:
         fig.savefig(figures[-1][1], dpi=110, bbox_inches="tight")
         plt.close(fig)
     return figures
+
+
+def _accuracy_figure(evals: list[dict], style: dict, metric: Callable[[dict], dict | None], what: str,
+                     path: Path, title: str | None = None) -> None:
+    """Accuracy vs resolution, one panel per mode, a line and its 95% band per model; ``metric``: record ->
+    the metrics drawn ({top1, top1_ci95}: all classes', or one class group's; None leaves the point out)."""
+    import matplotlib.pyplot as plt
+
+    modes = sorted({r["mode"] for r in evals}, key=mode_order)
+    resolutions = sorted({r["res"] for r in evals}, key=sort_key)
+    fig, axes = plt.subplots(1, len(modes), figsize=(6 * len(modes), 4.2), sharey=True, squeeze=False)
+    for ax, mode in zip(axes[0], modes, strict=True):
+        for name in dict.fromkeys(r["model"]["name"] for r in evals):
+            points = sorted(((side(r["res"]), metric(r)) for r in evals if r["model"]["name"] == name
+                             and r["mode"] == mode), key=lambda p: p[0])
+            points = [p for p in points if p[1] and p[1]["top1"] is not None]
+            if not points:
+                continue
+            res = [p[0] for p in points]
+            ax.plot(res, [100 * p[1]["top1"] for p in points], label=name, **style[name])
+            ax.fill_between(res, [100 * p[1]["top1_ci95"][0] for p in points],
+                            [100 * p[1]["top1_ci95"][1] for p in points], color=style[name]["color"], alpha=0.12)
+        _resolution_axis(ax, resolutions)
+        ax.set(title=f"{what} vs resolution, {mode}", ylabel=f"{what} % (95% CI band)")
+        ax.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
+def _file_part(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]+", "-", name) or "group"
 
 
 def _resolution_axis(ax, resolutions: list) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 from rich.table import Table
 
 from pebench.atomic import atomic_path
+from pebench.class_groups import describe, group_metrics, group_names, group_summary
 from pebench.errors import PebenchError
 from pebench.modes import TUNED, mode_order
 from pebench.plots import plots
@@ -15,11 +16,19 @@ from pebench.resolution import sort_key
 from pebench.results import READABLE_VERSIONS
 
 
-def change_vs_trained(record: dict, reference: dict | None) -> float | None:
-    """Top-1 change in points vs the same model at its training resolution; None when not comparable."""
+def _overall(record: dict) -> dict:
+    return record["metrics"]
+
+
+def change_vs_trained(record: dict, reference: dict | None, metric=_overall) -> float | None:
+    """Top-1 change in points vs the same model at its training resolution; None when not comparable.
+    ``metric``: record -> the metrics compared (default all classes; e.g. one class group's)."""
     if record["status"] != "ok" or reference is None or reference is record or reference["status"] != "ok":
         return None
-    return 100 * (record["metrics"]["top1"] - reference["metrics"]["top1"])
+    now, then = metric(record), metric(reference)
+    if not now or not then or now["top1"] is None or then["top1"] is None:
+        return None
+    return 100 * (now["top1"] - then["top1"])
 
 
 def _cell_text(record: dict, reference: dict | None) -> str:
@@ -32,6 +41,8 @@ def _cell_text(record: dict, reference: dict | None) -> str:
     if delta is not None:
         text += f" [{'green' if delta >= 0 else 'red'}]{delta:+.1f}[/]"
     text += f"\n[dim]({100 * lo:.1f}-{100 * hi:.1f})[/]\ntop-5 {100 * m['top5']:.1f}"
+    if group_summary(m):
+        text += f"\n{group_summary(m)}"
     if record["mode"] == "interp" and record["same_as_native"] and record["res"] != record["model"]["train_res"]:
         text += " [dim](= native)[/]"
     if record["mode"] == TUNED:
@@ -56,6 +67,8 @@ def eval_table(records: list[dict], data: str) -> Table:
     title = f"top-1 % (95% Wilson CI), top-5 %{f', change vs {trained[0]}' if changes and len(trained) == 1 else ''}"
     if changes and len(trained) > 1:
         title += ", change vs each model's training resolution"
+    if group_names(records):
+        title += "\nthen top-1 % per class group: " + ", ".join(describe(g, records) for g in group_names(records))
     table = Table(title=f"{data}\n{title}", show_lines=True)
     table.add_column("model")
     for res, mode in columns:
@@ -142,20 +155,24 @@ def cell_identity(record: dict) -> tuple:
     return record["kind"], record["model"]["name"], record["res"], record["mode"], data.get("spec"), data.get("n")
 
 
-def _accuracy_cell(record: dict | None, reference: dict | None) -> str:
+def _accuracy_cell(record: dict | None, reference: dict | None, metric=_overall) -> str:
     if record is None:
         return ""
     if record["status"] != "ok":
         return f"n/a: {record['reason']}"
-    lo, hi = record["metrics"]["top1_ci95"]
-    delta = change_vs_trained(record, reference)
-    return f"{100 * record['metrics']['top1']:.1f} ({100 * lo:.1f}-{100 * hi:.1f})" + (
+    m = metric(record)
+    if not m or m["top1"] is None:  # a record without this group, or none of its images in the sample
+        return "-"
+    lo, hi = m["top1_ci95"]
+    delta = change_vs_trained(record, reference, metric)
+    return f"{100 * m['top1']:.1f} ({100 * lo:.1f}-{100 * hi:.1f})" + (
         f" {delta:+.1f}" if delta is not None else "") + (
         f" S={record['position_scale'][0]:.3g}" if record["mode"] == TUNED else "")
 
 
-def accuracy_grid(records: list[dict], mode: str) -> tuple[list[str], list[list[str]]]:
-    """Header and rows: one row per model, one column per resolution, for one mode."""
+def accuracy_grid(records: list[dict], mode: str, metric=_overall) -> tuple[list[str], list[list[str]]]:
+    """Header and rows: one row per model, one column per resolution, for one mode; ``metric``: record ->
+    the metrics shown (default all classes; e.g. one class group's)."""
     evals = [r for r in records if r["kind"] == "eval"]
     resolutions = sorted({r["res"] for r in evals}, key=sort_key)
     by_cell = {(r["model"]["name"], r["res"], r["mode"]): r for r in evals}
@@ -165,7 +182,7 @@ def accuracy_grid(records: list[dict], mode: str) -> tuple[list[str], list[list[
         train_res = first["model"]["train_res"]
         reference = by_cell.get((name, train_res, mode)) or by_cell.get((name, train_res, "native"))
         rows.append([name, first["model"]["encoding"]] +
-                    [_accuracy_cell(by_cell.get((name, res, mode)), reference) for res in resolutions])
+                    [_accuracy_cell(by_cell.get((name, res, mode)), reference, metric) for res in resolutions])
     return ["model", "encoding", *map(str, resolutions)], rows
 
 
@@ -217,8 +234,9 @@ def cost_grid(records: list[dict]) -> tuple[list[str], list[list[str]]]:
 
 
 def flat_rows(records: list[dict]) -> list[dict]:
-    """One flat dict per cell, the CSV and JSON exports."""
+    """One flat dict per cell, the CSV and JSON exports (with a ``top1_<group>`` column per class group)."""
     rows = []
+    groups = group_names(records)
     for r in records:
         m, t = r.get("metrics") or {}, r.get("timing") or {}
         params, flops, over = r.get("params") or {}, r.get("flops") or {}, r.get("overhead_vs_none") or {}
@@ -229,6 +247,7 @@ def flat_rows(records: list[dict]) -> list[dict]:
             "position_scale": (r.get("position_scale") or [None])[0], "status": r["status"],
             "reason": r["reason"], "n": m.get("n"), "correct_top1": m.get("correct_top1"), "top1": m.get("top1"),
             "top1_ci95_lo": lo, "top1_ci95_hi": hi, "top5": m.get("top5"),
+            **{f"top1_{g}": (group_metrics(g)(r) or {}).get("top1") for g in groups},
             "img_per_s": t.get("model_img_per_s", t.get("img_per_s")),
             "params": params.get("total"), "encoding_params_at_res": params.get("encoding_at_res"),
             "gmacs": flops.get("gmacs"), "time_x_none": over.get("time"), "device": r["device"],
@@ -254,7 +273,8 @@ def _markdown_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def _sections(records: list[dict], published: list[str]) -> list[tuple[str, str, list[str], list[list[str]]]]:
+def _sections(records: list[dict], published: list[str],
+              findings: bool = False) -> list[tuple[str, str, list[str], list[list[str]]]]:
     """(title, note, header, rows) of every table, shared by the Markdown and HTML reports."""
     from pebench.published import PUBLISHED
 
@@ -268,6 +288,13 @@ def _sections(records: list[dict], published: list[str]) -> list[tuple[str, str,
     if len(modes) > 2:
         sections.append(("Modes side by side (measured)", "Top-1 % per mode; tuned: the chosen position scale S "
                          "after the score." + _TUNED_NOTE, *modes_grid(records, modes)))
+    for group in group_names(records):
+        for mode in modes:
+            sections.append((f"Accuracy by class group: {group}, {mode} (measured)",
+                             f"Top-1 % on the images of class group {describe(group, records)} only; 95% Wilson "
+                             "interval in brackets, then the change vs the training resolution in points."
+                             + (_TUNED_NOTE if mode == TUNED else ""),
+                             *accuracy_grid(records, mode, group_metrics(group))))
     if any(r["kind"] == "profile" for r in records):
         sections.append(("Cost (measured)", "PE params = position values in use at that resolution; GMACs for one "
                          "image; img/s = median over interleaved rounds; x none = median per-round time ratio to a "
@@ -278,6 +305,9 @@ def _sections(records: list[dict], published: list[str]) -> list[tuple[str, str,
         rows = [[label] + [values.get(res, "") for res in resolutions] for label, values in table.rows.items()]
         sections.append((f"Published: {table.source}", f"Not measured by pebench. {table.protocol}. "
                          "'u' = unverified (secondary summary).", ["row", *map(str, resolutions)], rows))
+    if findings:  # --- published claims vs this zoo (pebench.findings) ---
+        from pebench.findings import FINDINGS_NOTE, findings_table
+        sections.append(("Published findings vs this zoo", FINDINGS_NOTE, *findings_table(records)))
     return sections
 
 
@@ -306,7 +336,7 @@ def _html_page(title: str, provenance: str, sections, figures: list[tuple[str, P
 
 
 def write_report(records: list[dict], out_dir: Path, formats: list[str], published: list[str] = (),
-                 title: str | None = None) -> dict[str, Path]:
+                 title: str | None = None, findings: bool = False) -> dict[str, Path]:
     """Write the report files into ``out_dir`` (each one atomically); returns format -> path."""
     import csv
     import io
@@ -315,7 +345,7 @@ def write_report(records: list[dict], out_dir: Path, formats: list[str], publish
         raise PebenchError("no result records to report; run `pebench run SUITE` first")
     suites = sorted({r.get("suite") or "" for r in records} - {""})
     title = title or f"pebench report: {', '.join(suites) or 'results'}"
-    sections = _sections(records, list(published))
+    sections = _sections(records, list(published), findings)
     provenance = "Measured: " + _provenance(records)
     written: dict[str, Path] = {}
     figures = plots(records, out_dir / "plots") if {"md", "html"} & set(formats) else []

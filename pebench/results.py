@@ -29,8 +29,18 @@ Schema (``schema_version`` 2; version 1 records, written before streaming evalua
                      could not be decoded; not in n), skipped_files (their names, up to 100),
                      fingerprint (hash of spec, split, res, crop, renderer or folder listing);
                      in a run with a tuned mode also holdout (tune_n) and positions [holdout, requested]:
-                     every cell of such a run is scored on those positions only}
-    metrics         {n, correct_top1, correct_top5, top1, top1_ci95 [lo, hi] (Wilson), top5}
+                     every cell of such a run is scored on those positions only;
+                     class_groups {name: [class index, ...]} (the dataset's groups of classes; synthetic:
+                     "where" [0, 1, 2], told apart only by position, and "what" [3..9], by shape and colour;
+                     {} for an image folder); class_names [name per class index], only for datasets of at
+                     most 100 classes (pebench.run.MAX_NAMED_CLASSES: ImageNet's 1000 would bloat every line)}
+    metrics         {n, correct_top1, correct_top5, top1, top1_ci95 [lo, hi] (Wilson), top5,
+                     groups {name: {n, correct_top1, top1, top1_ci95}} per class group of data.class_groups
+                     ({} when the dataset has none; top1 null when none of the group's images was scored),
+                     per_class {n [images per class index], correct_top1 [top-1 hits per class index]}
+                     (lists of num_classes ints; they sum to n and correct_top1)}
+                    Records written before per-group metrics (2026-11-23) lack data.class_groups,
+                    data.class_names, metrics.groups and metrics.per_class; readers show no groups for them.
     timing          one streamed pass per resolution feeds every computed cell of it:
                     {model_img_per_s (this model and mode alone: images / its forward time, after the first
                      batch, which pays one-off start-up; null with a single batch),

@@ -31,6 +31,8 @@ from pebench.results import SCHEMA_VERSION, append_record, read_records, repair_
 from pebench.suite import Cell, Suite
 
 RESULTS_NAME = "results.jsonl"
+#: records name their dataset's classes (data.class_names) up to this many; ImageNet's 1000 would bloat every line
+MAX_NAMED_CLASSES = 100
 
 
 class Observer:
@@ -191,7 +193,7 @@ def _tune(res: Label, cells: list[Cell], models: dict, data, suite: Suite, devic
         model = models[cell.model]
         for scale in candidate_scales(model.net.trained_grid, _grid(model, res), suite.tune_points,
                                       suite.tune_scales):
-            tallies[cell, scale] = Tally(model, scale_mode(scale), suite.batch_size)
+            tallies[cell, scale] = Tally(model, scale_mode(scale), suite.batch_size, data.num_classes)
     # reads a complete cache entry when there is one; the main pass writes it (a tune-part entry would be waste)
     stream = _stream(data, res, range(rank, holdout, world), suite, device, fill_cache=False)
     shown = {Cell("tune", cell.model, res, scale_mode(scale), {}, ""): t for (cell, scale), t in tallies.items()}
@@ -226,7 +228,10 @@ def _evaluate_resolution(res: Label, cells: list[Cell], models: dict, data, suit
     if holdout >= requested:
         raise PebenchError(f"tune_n {holdout} leaves no image to score: the evaluation has {requested}; "
                            "lower tune_n or raise n")
-    data_base = {"spec": data.spec, "split": "val", "requested": requested, "fingerprint": data.fingerprint("val", res)}
+    data_base = {"spec": data.spec, "split": "val", "requested": requested, "fingerprint": data.fingerprint("val", res),
+                 "class_groups": data.class_groups}
+    if len(data.class_names) <= MAX_NAMED_CLASSES:
+        data_base["class_names"] = data.class_names
     if holdout:
         data_base |= {"holdout": holdout, "positions": [holdout, requested]}
     base = {c: _base_record(models[c.model], res, c.mode, device, env) for c in cells}
@@ -241,10 +246,10 @@ def _evaluate_resolution(res: Label, cells: list[Cell], models: dict, data, suit
         elif cell.mode == TUNED:
             to_tune.append(cell)
         elif not _takes_native(cell, cells, models[cell.model], natives):
-            tallies[cell] = Tally(models[cell.model], cell.mode, suite.batch_size)
+            tallies[cell] = Tally(models[cell.model], cell.mode, suite.batch_size, data.num_classes)
     tuning = _tune(res, to_tune, models, data, suite, device, holdout, world_rank, observer) if to_tune else {}
     for cell, chosen in tuning.items():
-        tallies[cell] = Tally(models[cell.model], scale_mode(chosen["scale"]), suite.batch_size)
+        tallies[cell] = Tally(models[cell.model], scale_mode(chosen["scale"]), suite.batch_size, data.num_classes)
     if tallies:
         stream = _stream(data, res, range(holdout + rank, requested, world), suite, device)
         if holdout and world == 1 and not stream.cached and stream.cache:  # read the tune part too: the cache fills
@@ -258,7 +263,7 @@ def _evaluate_resolution(res: Label, cells: list[Cell], models: dict, data, suit
                                f"skipped, e.g. {stats.skipped[0] if stats.skipped else '-'}); check the files")
         data_done = data_base | {"n": stats.valid, "skipped": len(stats.skipped), "skipped_files": stats.skipped[:100]}
         for cell, tally in tallies.items():
-            settled[cell] = {"status": "ok", "reason": None, "metrics": metrics_of(tally),
+            settled[cell] = {"status": "ok", "reason": None, "metrics": metrics_of(tally, data.class_groups),
                              "timing": timing_of(tally, stats, wall, len(tallies)),
                              "dtype": "bf16-autocast" if device.type == "cuda" else "fp32", "data": data_done,
                              "position_scale": _position_scale(models[cell.model], res, tally.mode)}

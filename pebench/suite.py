@@ -60,6 +60,7 @@ class Suite:
     profile_channels_last: bool = False
     profile_compile: bool = False
     published: tuple[str, ...] = ()
+    findings: bool = False  # the report's table of published claims vs these results (pebench.findings)
 
     def resolved(self) -> dict:
         return json.loads(json.dumps(asdict(self)))
@@ -161,7 +162,7 @@ def _validate(raw: dict, file: Path) -> Suite:
         _require(raw["n"] is None or _positive_int(raw["n"]), file, "n",
                  f"must be a positive number of images or null (all), not {raw['n']!r}")
         values["n"] = raw["n"]
-    for key in ("profile", "profile_channels_last", "profile_compile"):
+    for key in ("profile", "profile_channels_last", "profile_compile", "findings"):
         if key in raw:
             _require(isinstance(raw[key], bool), file, key, "must be true or false")
             values[key] = raw[key]

@@ -55,6 +55,16 @@ def test_run_writes_one_keyed_record_per_cell_and_the_report(finished):
     # interp cells that run the native computation (PEG anywhere, everything at 224) reuse the native result
     reused = {(r["model"]["name"].rsplit("/", 1)[-1], r["res"]) for r in records if r.get("measured_as") == "native"}
     assert reused == {("ape.safetensors", 224), ("peg.safetensors", 224), ("peg.safetensors", 384)}
+    for r in records:  # every cell scored 30 images, 3 of each class: 9 where, 21 what
+        if r["status"] == "ok":
+            groups = r["metrics"]["groups"]
+            assert r["metrics"]["per_class"]["n"] == [3] * 10 and (groups["where"]["n"], groups["what"]["n"]) == (9, 21)
+            assert sum(r["metrics"]["per_class"]["correct_top1"]) == r["metrics"]["correct_top1"]
+            assert groups["where"]["correct_top1"] + groups["what"]["correct_top1"] == r["metrics"]["correct_top1"]
+        assert r["data"]["class_groups"] == {"where": [0, 1, 2], "what": [3, 4, 5, 6, 7, 8, 9]}
+        assert len(r["data"]["class_names"]) == 10
+    native = {(r["model"]["name"], r["res"]): r["metrics"] for r in records if r["mode"] == "native"}
+    assert all(r["metrics"] == native[r["model"]["name"], r["res"]] for r in records if r.get("measured_as"))
     for name in ("report.md", "report.html", "report.csv", "report.json", "plots/accuracy.png"):
         assert (out / name).exists(), name
     assert "report:" in result.stdout
@@ -120,6 +130,8 @@ def test_torchrun_two_processes_give_the_single_process_accuracy(workspace, fini
     for r in records:
         if r["metrics"]:
             assert r["metrics"]["correct_top1"] == single[r["key"]]["correct_top1"]
+            assert r["metrics"]["per_class"] == single[r["key"]]["per_class"]
+            assert r["metrics"]["groups"] == single[r["key"]]["groups"]
             assert r["metrics"]["n"] == 30
 
 
@@ -130,6 +142,7 @@ def test_markdown_report_has_the_seed_table_shape(finished):
     assert "n/a: " in text  # APE native at 384
     assert "## Published: CPVT" in text and "Not measured by pebench" in text
     assert "![Accuracy vs resolution (measured)](plots/accuracy.png)" in text
+    assert "## Accuracy by class group: where, interp (measured)" in text and "(plots/accuracy-where.png)" in text
 
 
 def test_plots_give_every_model_its_own_line_style():

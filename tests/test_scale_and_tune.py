@@ -156,6 +156,11 @@ def test_tune_chooses_on_held_out_images_and_scores_every_mode_on_the_rest(check
     tuned = next(r for r in records if r["mode"] == "tuned" and r["status"] == "ok")
     tuning = tuned["tuning"]
     assert tuning["tune_n"] == 12 and tuning["tune_positions"] == [0, 12]
+    # scored on positions 12-39 only (label = position % 10): per class and per group too
+    assert tuned["metrics"]["per_class"]["n"] == [2, 2] + [3] * 8
+    groups = tuned["metrics"]["groups"]
+    assert (groups["where"]["n"], groups["what"]["n"]) == (7, 21)
+    assert groups["where"]["correct_top1"] + groups["what"]["correct_top1"] == tuned["metrics"]["correct_top1"]
     assert tuning["scale"] in tuning["scales"] and tuned["position_scale"] == [tuning["scale"]] * 2
     ratio = round(tuning["interp_scale"], 6)
     assert len(tuning["scales"]) == 4 and {1.0, ratio} <= set(tuning["scales"])  # G0/G/2 .. 1 in 3 points, G0/G

@@ -83,12 +83,19 @@ def test_eval_counts_equal_timm_validation_loop(folder, timm_checkpoint, tmp_pat
     net.load_state_dict(load_file(timm_checkpoint))
     dataset = ImageDataset(str(folder), transform=create_transform(input_size=224, crop_pct=0.875,
                                                                    interpolation="bicubic"))
-    correct = 0
+    correct, per_class = 0, [0, 0, 0]
     with torch.inference_mode():
         for x, y in torch.utils.data.DataLoader(dataset, batch_size=4, num_workers=2):
-            correct += int((net(x).argmax(1) == y).sum())
+            hits = net(x).argmax(1) == y
+            correct += int(hits.sum())
+            for label, hit in zip(y.tolist(), hits.tolist(), strict=True):
+                per_class[label] += hit
     assert record["metrics"]["n"] == len(dataset) == 12
     assert record["metrics"]["correct_top1"] == correct
+    # a folder's classes form no groups; its per-class counts are timm's too
+    assert record["metrics"]["groups"] == {} and record["data"]["class_groups"] == {}
+    assert record["metrics"]["per_class"] == {"n": [4, 4, 4], "correct_top1": per_class}
+    assert record["data"]["class_names"] == ["class0", "class1", "class2"]
     assert 0 < correct < 12  # a head that separates some classes, not a degenerate constant
 
 
@@ -128,6 +135,7 @@ def test_unreadable_and_truncated_files_are_skipped_listed_and_counted(folder, t
     (record,) = read_records(out)
     assert record["data"]["requested"] == 13 and record["data"]["n"] == 11 and record["data"]["skipped"] == 2
     assert record["metrics"]["n"] == 11
+    assert record["metrics"]["per_class"]["n"] == [3, 4, 4]  # class0's truncated file and class1's text file
     names = sorted(name.split(" ")[0] for name in record["data"]["skipped_files"])
     assert names == ["class0/img0.jpg", "class1/notes.png"]
     assert "2 unreadable file(s) skipped at 64 px" in run.stdout and "class1/notes.png" in run.stdout

@@ -10,10 +10,10 @@ import torch
 
 import pebench.train as train_module
 from pebench.checkpoint import load_checkpoint, save_checkpoint
-from pebench.data import SyntheticData
-from pebench.data.stream import SplitStream
+from pebench.data import SyntheticData, normalize, synthetic
+from pebench.data.stream import PassStats, SplitStream
 from pebench.errors import PebenchError
-from pebench.evaluate import LoadedModel, Tally, run_pass, wilson_interval
+from pebench.evaluate import LoadedModel, Tally, metrics_of, run_pass, wilson_interval
 from pebench.results import read_records
 from pebench.train import TrainConfig, train
 
@@ -26,7 +26,7 @@ def private_cache(tmp_path, monkeypatch):
 
 
 def _config(encoding="ape", epochs=2):
-    return TrainConfig(encoding=encoding, data=TINY_DATA, epochs=epochs, batch_size=32, translate=4)
+    return TrainConfig(encoding=encoding, data=TINY_DATA, epochs=epochs, batch_size=32)
 
 
 @pytest.fixture
@@ -123,6 +123,53 @@ def test_out_of_memory_halves_the_batch_and_keeps_the_counts(checkpoint):
     assert _counts(Greedy(), 12) == _counts(model, 12)
 
 
+def test_per_class_and_group_counts_add_up_and_match_the_predictions(checkpoint):
+    model, _ = load_checkpoint(checkpoint)
+    cpu, data = torch.device("cpu"), SyntheticData(train=64, val=24)
+    tally = Tally(LoadedModel("m", model, {}, "file", None), "interp", 5, data.num_classes)  # chunks of 5 of 12
+    run_pass([tally], SplitStream(data, "val", 224, list(range(24)), 12, 0, cpu), cpu)
+    metrics = metrics_of(tally, data.class_groups)
+    per_n, per_correct = [0] * 10, [0] * 10  # the same predictions, counted one image at a time
+    with torch.inference_mode():
+        for images, labels in SplitStream(data, "val", 224, list(range(24)), 24, 0, cpu):
+            hits = model(normalize(images), "interp").argmax(1) == labels
+            for label, hit in zip(labels.tolist(), hits.tolist(), strict=True):
+                per_n[label] += 1
+                per_correct[label] += hit
+    assert metrics["per_class"] == {"n": per_n, "correct_top1": per_correct}
+    assert per_n == [3, 3, 3, 3, 2, 2, 2, 2, 2, 2]  # labels are position % 10
+    assert sum(per_correct) == metrics["correct_top1"] == tally.correct1 and sum(per_n) == metrics["n"] == 24
+    where, what = metrics["groups"]["where"], metrics["groups"]["what"]
+    assert list(metrics["groups"]) == ["where", "what"] and (where["n"], what["n"]) == (9, 15)
+    assert (where["correct_top1"], what["correct_top1"]) == (sum(per_correct[:3]), sum(per_correct[3:]))
+    assert where["correct_top1"] + what["correct_top1"] == metrics["correct_top1"]
+    assert where["top1"] == where["correct_top1"] / 9
+    assert what["top1_ci95"] == list(wilson_interval(what["correct_top1"], 15))
+    assert metrics_of(tally)["groups"] == {} and metrics_of(tally)["per_class"] == metrics["per_class"]
+
+
+def test_distributed_reduce_sums_per_class_counts_of_every_length():
+    """One gloo process: the per-class counts ride in the reduced rows and come back unchanged, a
+    shorter tally's (labels seen so far) padded to the longest."""
+    import torch.distributed as dist
+
+    from pebench.evaluate import _reduce
+
+    full, short = Tally(None, "native", 4, num_classes=3), Tally(None, "interp", 4)
+    full.correct1, full.n, full.class_n, full.class_correct1 = 3, 5, torch.tensor([2, 0, 3]), torch.tensor([1, 0, 2])
+    short.correct1, short.n, short.class_n, short.class_correct1 = 1, 2, torch.tensor([1, 1]), torch.tensor([0, 1])
+    stats = PassStats(workers=0, source="decoded", images=5, valid=5)
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    try:
+        _reduce([full, short], stats, 1.0, torch.device("cpu"))
+    finally:
+        dist.destroy_process_group()
+    assert (full.correct1, full.n, short.correct1, short.n, stats.images, stats.valid) == (3, 5, 1, 2, 5, 5)
+    assert full.class_n.tolist() == [2, 0, 3] and full.class_correct1.tolist() == [1, 0, 2]
+    assert short.class_n.tolist() == [1, 1, 0] and short.class_correct1.tolist() == [0, 1, 0]
+    assert metrics_of(full, {"a": [0, 1], "b": [2]})["groups"]["b"]["correct_top1"] == 2
+
+
 def test_wilson_interval_known_values():
     lo, hi = wilson_interval(80, 100)
     assert (round(lo, 4), round(hi, 4)) == (0.7112, 0.8666)
@@ -163,6 +210,14 @@ def test_eval_cli_writes_one_record_per_cell(checkpoint, tmp_path):
     assert ok["model"]["checkpoint_sha256"] == hashlib.sha256(checkpoint.read_bytes()).hexdigest()
     assert ok["model"]["path"] == str(checkpoint)
     assert "trained 14x14 grid" in records[2]["reason"]
+    groups, per_class = ok["metrics"]["groups"], ok["metrics"]["per_class"]
+    assert ok["data"]["class_groups"] == {"where": [0, 1, 2], "what": [3, 4, 5, 6, 7, 8, 9]}
+    assert ok["data"]["class_names"] == synthetic.CLASS_NAMES and len(per_class["n"]) == 10
+    assert per_class["n"] == [2] * 6 + [1] * 4 and sum(per_class["correct_top1"]) == ok["metrics"]["correct_top1"]
+    assert {g: groups[g]["n"] for g in groups} == {"where": 6, "what": 10}
+    assert groups["where"]["correct_top1"] + groups["what"]["correct_top1"] == ok["metrics"]["correct_top1"]
+    assert records[1]["measured_as"] == "native" and records[1]["metrics"] == records[0]["metrics"]
+    assert "where" in run.stdout and "what" in run.stdout  # the table's per-group line and its title
     assert "n/a" in run.stdout and "384 interp" in run.stdout
 
 

@@ -58,6 +58,16 @@ class SyntheticData:
         return f"synthetic:seed={self.seed},train={self.train},val={self.val}"
 
     num_classes = synthetic.NUM_CLASSES
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(synthetic.CLASS_NAMES)
+
+    @property
+    def class_groups(self) -> dict[str, list[int]]:
+        """The "where" classes are told apart only by position, the "what" ones by shape and colour."""
+        return {name: list(classes) for name, classes in synthetic.CLASS_GROUPS.items()}
+
     #: rendering is deterministic and costly at high resolution: cached by default (data.cache)
     cached_by_default = True
 

@@ -81,6 +81,15 @@ class ImageFolderData:
     def num_classes(self) -> int:
         return len(self.classes)
 
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.classes)
+
+    @property
+    def class_groups(self) -> dict[str, list[int]]:
+        """A folder's classes form no groups."""
+        return {}
+
     def size(self, split: str) -> int:
         return len(self.files)
 
