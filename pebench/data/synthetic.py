@@ -220,10 +220,10 @@ def render(scenes: Scenes, res, crops: np.ndarray | None = None) -> torch.Tensor
             if rows.numel() == 0:
                 continue
             cx, cy = f["center"][rows, k, 0, None, None, None], f["center"][rows, k, 1, None, None, None]
-            px, py = x[rows] - cx, y[rows] - cy
-            distance = distance_to(px, py, f["radius"][rows, k, None, None, None])
-            coverage = (0.5 - distance / pixel[rows]).clamp(0, 1)
-            texture = 1 + 0.22 * _grating(x[rows], y[rows], f["grating"][rows, k : k + 1, :], pixel[rows])
+            xs, ys, pixels = x[rows], y[rows], pixel[rows]  # gathered once: x and y are expanded views
+            distance = distance_to(xs - cx, ys - cy, f["radius"][rows, k, None, None, None])
+            coverage = (0.5 - distance / pixels).clamp(0, 1)
+            texture = 1 + 0.22 * _grating(xs, ys, f["grating"][rows, k : k + 1, :], pixels)
             fill = f["color"][rows, k, :, None, None] * texture
             image[rows] = image[rows] * (1 - coverage) + fill * coverage
     return image.clamp(0, 1)
