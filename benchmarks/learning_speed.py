@@ -19,7 +19,7 @@ import torch
 
 from pebench.data import parse_data, read_split
 from pebench.models import build_model
-from pebench.train import TrainConfig, _param_groups, accuracy, epoch_order, lr_at, training_batch
+from pebench.train import TrainConfig, accuracy, epoch_order, lr_at, param_groups, set_lr, training_batch
 
 
 def main() -> None:
@@ -34,6 +34,7 @@ def main() -> None:
                         help="smallest crop area (1 = whole scenes, no crop)")
     parser.add_argument("--size", default="micro")
     parser.add_argument("--where-share", type=float, default=None)
+    parser.add_argument("--position-lr-scale", type=float, default=TrainConfig.position_lr_scale)
     args = parser.parse_args()
 
     torch.manual_seed(0)
@@ -44,7 +45,7 @@ def main() -> None:
         cfg.crop_ratio = (1.0, 1.0)
     val_images, val_labels = read_split(data, "val", 224, limit=300)
     model = build_model(args.size, args.encoding, num_classes=data.num_classes)
-    optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=args.lr)
+    optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay, args.position_lr_scale), lr=args.lr)
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     generator = torch.Generator().manual_seed(0)
     correct = seen = 0
@@ -54,8 +55,7 @@ def main() -> None:
     for step in range(args.steps):
         positions = order[step * args.batch_size : (step + 1) * args.batch_size].tolist()
         x, y = training_batch(data, cfg, positions, 0, step, generator)
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, args.steps, args.warmup, args.lr, cfg.min_lr)
+        set_lr(optimizer, lr_at(step, args.steps, args.warmup, args.lr, cfg.min_lr))
         model.train()
         logits = model(x)
         loss = loss_fn(logits, y)

@@ -62,27 +62,41 @@ def train(
     epochs: Annotated[int, typer.Option(min=1)] = TrainConfig.epochs,
     batch_size: Annotated[int, typer.Option(min=1)] = TrainConfig.batch_size,
     lr: Annotated[float, typer.Option(min=0)] = TrainConfig.lr,
+    position_lr_scale: Annotated[float, typer.Option(
+        min=0, help="the position encoding's parameters learn at this multiple of --lr"
+    )] = TrainConfig.position_lr_scale,
+    where_share: Annotated[float | None, typer.Option(
+        min=0, max=1, help="share of each epoch's samples from the synthetic *where* classes "
+                           "(default: as drawn, 3 in 10)")] = TrainConfig.where_share,
     seed: Annotated[int, typer.Option()] = TrainConfig.seed,
     all_: Annotated[bool, typer.Option("--all", help="(re)build every shipped model that is missing, "
                                                      "into the package's zoo folder")] = False,
 ) -> None:
-    """Train a ViT at 224 on a dataset; rerun the same command to resume an interrupted run."""
+    """Train a ViT at 224 on a dataset; rerun the same command to resume an interrupted run.
+
+    Several `pebench train --all` processes can run side by side (e.g. two with OMP_NUM_THREADS=1 on
+    two cores): each model is claimed by one of them."""
     import torch
 
+    from pebench.atomic import claimed
     from pebench.train import train as train_model
     from pebench.zoo import ZOO, zoo_path
 
     command = shlex.join(["pebench", *sys.argv[1:]])
     jobs = [(spec, zoo_path(name)) for name, spec in ZOO.items()] if all_ else [(encoding, out)]
     for spec, path in jobs:
-        if all_ and path.exists():
-            console.print(f"{path.name} exists; skipping (delete it to retrain)")
-            continue
-        cfg = TrainConfig(size=size, encoding=spec, data=data, epochs=epochs, batch_size=batch_size, lr=lr,
-                          seed=seed)
-        sidecar = train_model(cfg, path, command=command, console=console,
-                              save_dtype=torch.float16 if all_ else torch.float32)
-        console.print(f"wrote {path} (val top-1 {sidecar['val_top1']:.3f})")
+        with claimed(path) as ours:
+            if not ours:
+                console.print(f"{path.name} is being trained by another process; skipping")
+                continue
+            if all_ and path.exists():
+                console.print(f"{path.name} exists; skipping (delete it to retrain)")
+                continue
+            cfg = TrainConfig(size=size, encoding=spec, data=data, epochs=epochs, batch_size=batch_size, lr=lr,
+                              position_lr_scale=position_lr_scale, where_share=where_share, seed=seed)
+            sidecar = train_model(cfg, path, command=command, console=console,
+                                  save_dtype=torch.float16 if all_ else torch.float32)
+            console.print(f"wrote {path} (val top-1 {sidecar['val_top1']:.3f})")
 
 
 def _attach_checkpoint(models: list[str] | None, checkpoint: Path | None) -> list[str] | None:

@@ -19,6 +19,7 @@ class TrainConfig:
     label_smoothing: float = 0.1
     crop_scale: tuple[float, float] = (0.08, 1.0)  # random-resized crops, as DeiT's (pebench.data.synthetic)
     crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    position_lr_scale: float = 1.0  # the position encoding's parameters learn at this multiple of lr
     where_share: float | None = None  # share of each epoch's samples from the *where* classes (None: as drawn, 3/10)
     seed: int = 0
     res: int = 224

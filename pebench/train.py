@@ -30,12 +30,24 @@ from pebench.models import build_model
 from pebench.recipe import TrainConfig
 
 
-def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
-    decay, no_decay = [], []
+def param_groups(model: torch.nn.Module, weight_decay: float, position_lr_scale: float = 1.0) -> list[dict]:
+    """AdamW groups: weights decay; biases, norms and the class token do not; the position
+    encoding's parameters neither decay nor learn at the base rate but ``position_lr_scale`` times it
+    (the ``lr_scale`` entry, read by :func:`set_lr`)."""
+    decay, no_decay, position = [], [], []
     for name, p in model.named_parameters():
-        exempt = p.ndim <= 1 or name.startswith("pos_encoding") or name == "cls_token"
-        (no_decay if exempt else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        if name.startswith("pos_encoding"):
+            position.append(p)
+        else:
+            (no_decay if p.ndim <= 1 or name == "cls_token" else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay, "lr_scale": 1.0},
+            {"params": no_decay, "weight_decay": 0.0, "lr_scale": 1.0},
+            {"params": position, "weight_decay": 0.0, "lr_scale": position_lr_scale}]
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr * group["lr_scale"]
 
 
 def lr_at(step: int, total: int, warmup: int, lr: float, min_lr: float) -> float:
@@ -99,7 +111,7 @@ def train(cfg: TrainConfig, out: Path, command: str = "", console=None,
         raise PebenchError(f"training runs on the synthetic dataset only, not '{cfg.data}'")
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.size, cfg.encoding, num_classes=data.num_classes, img_size=cfg.res)
-    optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr)
+    optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay, cfg.position_lr_scale), lr=cfg.lr)
     state_path = out.with_name(out.name + ".state.pt")
     start_epoch = 0
     if state_path.exists():
@@ -132,8 +144,7 @@ def train(cfg: TrainConfig, out: Path, command: str = "", console=None,
             for step in range(steps_per_epoch):
                 positions = order[step * cfg.batch_size : (step + 1) * cfg.batch_size].tolist()
                 x, y = training_batch(data, cfg, positions, epoch, step, generator)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr_at(epoch * steps_per_epoch + step, total, warmup, cfg.lr, cfg.min_lr)
+                set_lr(optimizer, lr_at(epoch * steps_per_epoch + step, total, warmup, cfg.lr, cfg.min_lr))
                 logits = model(x)
                 loss = loss_fn(logits, y)
                 if not torch.isfinite(loss):

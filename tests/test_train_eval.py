@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 
@@ -275,3 +276,34 @@ def test_results_file_tolerates_only_a_torn_last_line(tmp_path):
     path.write_text('{"a": 1}\nnot json\n{"b": 2}\n')
     with pytest.raises(PebenchError, match="line 2 is not a JSON record"):
         read_records(path)
+
+
+def test_a_claim_excludes_a_live_process_and_is_taken_over_from_a_dead_one(tmp_path):
+    from pebench.atomic import claimed
+
+    target = tmp_path / "m.safetensors"
+    claim = tmp_path / "m.safetensors.claim"
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        claim.write_text(str(sleeper.pid))
+        with claimed(target) as ours:
+            assert not ours
+        assert claim.read_text() == str(sleeper.pid)  # the live holder keeps its claim
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    with claimed(target) as ours:  # its holder is dead now: taken over, then released
+        assert ours and claim.read_text() == str(os.getpid())
+    assert not claim.exists()
+
+
+def test_position_parameters_learn_at_their_own_rate():
+    model = train_module.build_model("micro", "relpos_table", num_classes=10)
+    groups = train_module.param_groups(model, 0.05, position_lr_scale=30)
+    position = {id(p) for p in model.pos_encoding.parameters()}
+    assert position and {id(p) for p in groups[2]["params"]} == position
+    assert groups[2]["weight_decay"] == 0 and groups[0]["weight_decay"] == 0.05
+    optimizer = torch.optim.AdamW(groups)
+    train_module.set_lr(optimizer, 1e-3)
+    assert [g["lr"] for g in optimizer.param_groups] == pytest.approx([1e-3, 1e-3, 3e-2])
+
