@@ -70,7 +70,8 @@ def train(
                            "(default: as drawn, 3 in 10)")] = TrainConfig.where_share,
     seed: Annotated[int, typer.Option()] = TrainConfig.seed,
     all_: Annotated[bool, typer.Option("--all", help="(re)build every shipped model that is missing, "
-                                                     "into the package's zoo folder")] = False,
+                                                     "into the package's zoo folder, with its "
+                                                     "settings from pebench.zoo.ZOO_RECIPES over these")] = False,
 ) -> None:
     """Train a ViT at 224 on a dataset; rerun the same command to resume an interrupted run.
 
@@ -80,11 +81,12 @@ def train(
 
     from pebench.atomic import claimed
     from pebench.train import train as train_model
-    from pebench.zoo import ZOO, zoo_path
+    from pebench.zoo import ZOO, ZOO_RECIPES, zoo_path
 
     command = shlex.join(["pebench", *sys.argv[1:]])
-    jobs = [(spec, zoo_path(name)) for name, spec in ZOO.items()] if all_ else [(encoding, out)]
-    for spec, path in jobs:
+    jobs = ([(spec, zoo_path(name), ZOO_RECIPES.get(name, {})) for name, spec in ZOO.items()] if all_
+            else [(encoding, out, {})])
+    for spec, path, settings in jobs:
         with claimed(path) as ours:
             if not ours:
                 console.print(f"{path.name} is being trained by another process; skipping")
@@ -92,8 +94,9 @@ def train(
             if all_ and path.exists():
                 console.print(f"{path.name} exists; skipping (delete it to retrain)")
                 continue
-            cfg = TrainConfig(size=size, encoding=spec, data=data, epochs=epochs, batch_size=batch_size, lr=lr,
-                              position_lr_scale=position_lr_scale, where_share=where_share, seed=seed)
+            cfg = TrainConfig(**{"size": size, "encoding": spec, "data": data, "epochs": epochs,
+                                 "batch_size": batch_size, "lr": lr, "position_lr_scale": position_lr_scale,
+                                 "where_share": where_share, "seed": seed} | settings)
             sidecar = train_model(cfg, path, command=command, console=console,
                                   save_dtype=torch.float16 if all_ else torch.float32)
             console.print(f"wrote {path} (val top-1 {sidecar['val_top1']:.3f})")

@@ -65,6 +65,8 @@ def epoch_order(data: SyntheticData, where_share: float | None, generator: torch
     if where_share is None:
         return order
     is_where = torch.tensor([data.label("train", int(p)) in CLASS_GROUPS["where"] for p in order])
+    if is_where.all() or not is_where.any():
+        return order
     where_count = round(where_share * count)
     parts = []
     for pool, wanted in ((order[is_where], where_count), (order[~is_where], count - where_count)):
