@@ -14,6 +14,8 @@ from collections.abc import Callable
 
 #: what the known groups measure, for titles, notes and captions
 GROUP_MEANING = {"where": "told apart only by position", "what": "told apart by shape and colour"}
+#: the group whose classes differ only in position: a position-blind model is at chance among them
+POSITION_GROUP = "where"
 
 
 def group_names(records: list[dict]) -> list[str]:
@@ -49,3 +51,19 @@ def group_summary(metrics: dict | None) -> str:
     groups = (metrics or {}).get("groups") or {}
     return " / ".join(f"{name} " + ("-" if g["top1"] is None else f"{100 * g['top1']:.1f}")
                       for name, g in groups.items())
+
+
+def position_blind_cap(record: dict, group: str | None = None) -> float | None:
+    """The best top-1 a model without position information can reach on this record's images: every
+    class right except those of :data:`POSITION_GROUP`, where it is at chance (synthetic: 70% + 30% / 3
+    = 80%). With ``group``, the cap on that group alone (the position group's chance; None for others).
+    None when the record has no position group."""
+    groups = ((record.get("metrics") or {}).get("groups") or {})
+    classes = ((record.get("data") or {}).get("class_groups") or {}).get(POSITION_GROUP)
+    if POSITION_GROUP not in groups or not classes or not record["metrics"].get("n"):
+        return None
+    chance = 1 / len(classes)
+    if group is not None:
+        return chance if group == POSITION_GROUP else None
+    share = groups[POSITION_GROUP]["n"] / record["metrics"]["n"]
+    return 1 - share * (1 - chance)

@@ -7,21 +7,22 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from pebench.class_groups import describe, group_metrics, group_names
+from pebench.class_groups import describe, group_metrics, group_names, position_blind_cap
 from pebench.modes import mode_order
 from pebench.resolution import side, sort_key
 
+#: twenty hues told apart at a glance: matplotlib's tab10, then ten darker or brighter ones
+COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+           "#17becf", "#000000", "#000075", "#800000", "#469990", "#f032e6", "#7fe000", "#e6b800", "#6a3d9a",
+           "#fa8072", "#4d4d00")
+
 
 def _line_styles(names: list[str]) -> dict[str, dict]:
-    """One colour and marker per model, the same in every figure; colours repeat only past 20
-    models, and then with another marker and a dashed line, so no two lines look alike."""
-    import matplotlib
-
-    colours = matplotlib.colormaps["tab20"].colors
-    colours = colours[0::2] + colours[1::2]  # the ten strong hues first, then their light partners
+    """One colour and marker per model, the same in every figure: twenty distinct colours, the second
+    ten with another marker and a dashed line; past twenty, colours repeat with yet another marker."""
     markers = "osD^vP"
-    return {name: {"color": colours[i % 20], "marker": markers[(i // 10) % len(markers)],
-                   "linestyle": "-" if i < 10 else "--"}
+    return {name: {"color": COLOURS[i % len(COLOURS)], "marker": markers[(i // 10) % len(markers)],
+                   "linestyle": "-" if i % 20 < 10 else "--"}
             for i, name in enumerate(names)}
 
 
@@ -34,16 +35,17 @@ def plots(records: list[dict], plot_dir: Path) -> list[tuple[str, Path]]:
 
     plot_dir.mkdir(parents=True, exist_ok=True)
     figures = []
-    evals = [r for r in records if r["kind"] == "eval" and r["status"] == "ok"]
+    evals = [r for r in records if r["kind"] == "eval"]
+    measured = [r for r in evals if r["status"] == "ok"]
     style = _line_styles(list(dict.fromkeys(r["model"]["name"] for r in records)))
-    if evals:
+    if measured:
         figures.append(("Accuracy vs resolution (measured)", plot_dir / "accuracy.png"))
-        _accuracy_figure(evals, style, lambda r: r["metrics"], "top-1", figures[-1][1])
-    for group in group_names(evals):
-        figures.append((f"Accuracy by class group: {describe(group, evals)} vs resolution (measured)",
+        _accuracy_figure(evals, style, lambda r: r["metrics"], "top-1", figures[-1][1], cap=position_blind_cap)
+    for group in group_names(measured):
+        figures.append((f"Accuracy by class group: {describe(group, measured)} vs resolution (measured)",
                         plot_dir / f"accuracy-{_file_part(group)}.png"))
         _accuracy_figure(evals, style, group_metrics(group), f"top-1 on {group} classes", figures[-1][1],
-                         f"class group {describe(group, evals)}")
+                         f"class group {describe(group, measured)}", cap=lambda r, g=group: position_blind_cap(r, g))
     profiles = [r for r in records if r["kind"] == "profile" and r["status"] == "ok"]
     if profiles:
         fig, (gmacs_ax, speed_ax) = plt.subplots(1, 2, figsize=(12, 4.2))
@@ -57,23 +59,25 @@ def plots(records: list[dict], plot_dir: Path) -> list[tuple[str, Path]]:
         for ax in (gmacs_ax, speed_ax):
             _resolution_axis(ax, sorted({r["res"] for r in profiles}, key=sort_key))
             ax.grid(alpha=0.3)
-        speed_ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
+        handles, labels = speed_ax.get_legend_handles_labels()
+        fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=min(len(labels), 8),
+                   fontsize=8, frameon=False)
         fig.tight_layout()
         figures.append(("GMACs and throughput vs resolution (measured)", plot_dir / "cost.png"))
         fig.savefig(figures[-1][1], dpi=110, bbox_inches="tight")
         plt.close(fig)
-    top = max((r["res"] for r in evals), key=sort_key, default=None)
+    top = max((r["res"] for r in measured), key=sort_key, default=None)
     speed_at_top = {r["model"]["name"]: r["timing"]["img_per_s"] for r in profiles if r["res"] == top}
     accuracy_at_top = {}
-    for r in evals:
+    for r in measured:
         if r["res"] == top and r["model"]["name"] in speed_at_top:
             accuracy_at_top[r["model"]["name"]] = max(accuracy_at_top.get(r["model"]["name"], 0), r["metrics"]["top1"])
     if accuracy_at_top:
         fig, ax = plt.subplots(figsize=(6.5, 4.5))
-        for name, accuracy in accuracy_at_top.items():
-            ax.scatter(speed_at_top[name], 100 * accuracy, color=style[name]["color"], marker=style[name]["marker"])
-            ax.annotate(name, (speed_at_top[name], 100 * accuracy), fontsize=7, xytext=(3, 3),
-                        textcoords="offset points")
+        for name, accuracy in accuracy_at_top.items():  # a legend, not labels: labels of close points overlap
+            ax.scatter(speed_at_top[name], 100 * accuracy, color=style[name]["color"], marker=style[name]["marker"],
+                       label=name, s=36)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
         ax.set(title=f"top-1 at {top} px (better mode) vs throughput", xlabel="img/s (median)", ylabel="top-1 %")
         ax.grid(alpha=0.3)
         fig.tight_layout()
@@ -84,29 +88,58 @@ def plots(records: list[dict], plot_dir: Path) -> list[tuple[str, Path]]:
 
 
 def _accuracy_figure(evals: list[dict], style: dict, metric: Callable[[dict], dict | None], what: str,
-                     path: Path, title: str | None = None) -> None:
-    """Accuracy vs resolution, one panel per mode, a line and its 95% band per model; ``metric``: record ->
-    the metrics drawn ({top1, top1_ci95}: all classes', or one class group's; None leaves the point out)."""
+                     path: Path, title: str | None = None, cap: Callable[[dict], float | None] | None = None) -> None:
+    """Accuracy vs resolution, one panel per mode: per model a line with its 95% intervals as error
+    bars (side by side, so overlapping intervals stay readable), n/a cells as crosses on the panel's
+    floor, the position-blind cap (``cap``: record -> fraction or None) as a dotted line, and one
+    legend under all panels. ``metric``: record -> the metrics drawn ({top1, top1_ci95}: all classes',
+    or one class group's; None leaves the point out)."""
     import matplotlib.pyplot as plt
 
     modes = sorted({r["mode"] for r in evals}, key=mode_order)
     resolutions = sorted({r["res"] for r in evals}, key=sort_key)
-    fig, axes = plt.subplots(1, len(modes), figsize=(6 * len(modes), 4.2), sharey=True, squeeze=False)
+    names = list(dict.fromkeys(r["model"]["name"] for r in evals))
+    sides = [side(r) for r in resolutions]
+    dodge = 0.06 * (max(sides) - min(sides) or 100) / len(names)  # all of a resolution's points within 6% of the axis
+    fig, axes = plt.subplots(1, len(modes), figsize=(6 * len(modes), 4.4), sharey=True, squeeze=False)
     for ax, mode in zip(axes[0], modes, strict=True):
-        for name in dict.fromkeys(r["model"]["name"] for r in evals):
-            points = sorted(((side(r["res"]), metric(r)) for r in evals if r["model"]["name"] == name
-                             and r["mode"] == mode), key=lambda p: p[0])
+        any_na = False
+        for i, name in enumerate(names):
+            shift = (i - (len(names) - 1) / 2) * dodge
+            cells = [r for r in evals if r["model"]["name"] == name and r["mode"] == mode]
+            points = sorted(((side(r["res"]), metric(r)) for r in cells if r["status"] == "ok"), key=lambda p: p[0])
             points = [p for p in points if p[1] and p[1]["top1"] is not None]
-            if not points:
-                continue
-            res = [p[0] for p in points]
-            ax.plot(res, [100 * p[1]["top1"] for p in points], label=name, **style[name])
-            ax.fill_between(res, [100 * p[1]["top1_ci95"][0] for p in points],
-                            [100 * p[1]["top1_ci95"][1] for p in points], color=style[name]["color"], alpha=0.12)
+            if points:
+                top1 = [100 * p[1]["top1"] for p in points]
+                ax.errorbar([p[0] + shift for p in points], top1,
+                            yerr=[[max(0, t - 100 * p[1]["top1_ci95"][0]) for t, p in zip(top1, points, strict=True)],
+                                  [max(0, 100 * p[1]["top1_ci95"][1] - t) for t, p in zip(top1, points, strict=True)]],
+                            label=name, capsize=2, elinewidth=0.9, markersize=5, **style[name])
+            missing = [side(r["res"]) + shift for r in cells if r["status"] != "ok"]
+            if missing:
+                any_na = True
+                ax.scatter(missing, [0.03] * len(missing), marker="x", color=style[name]["color"], s=22,
+                           transform=ax.get_xaxis_transform(), clip_on=False)
+        if any_na:
+            ax.text(0.01, 0.07, "x = n/a (reason in the report's table)", transform=ax.transAxes, fontsize=7,
+                    color="0.35")
+        limits = {cap(r) for r in evals if r["mode"] == mode and r["status"] == "ok"} - {None} if cap else set()
+        if len(limits) == 1:
+            level = 100 * limits.pop()
+            ax.axhline(level, color="0.35", linestyle=":", linewidth=1.2, zorder=0)
+            ax.text(0.99, level, f"position-blind cap {level:.0f}%", transform=ax.get_yaxis_transform(),
+                    ha="right", va="bottom", fontsize=7, color="0.35")
         _resolution_axis(ax, resolutions)
-        ax.set(title=f"{what} vs resolution, {mode}", ylabel=f"{what} % (95% CI band)")
+        ax.set(title=f"{what} vs resolution, {mode}", ylabel=f"{what} % (bars: 95% CI)")
         ax.grid(alpha=0.3)
-    axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    for ax in axes[0][1:]:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            if label not in labels:
+                handles.append(handle)
+                labels.append(label)
+    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=min(len(labels), 8),
+               fontsize=8, frameon=False)
     if title:
         fig.suptitle(title)
     fig.tight_layout()

@@ -159,7 +159,7 @@ def _accuracy_cell(record: dict | None, reference: dict | None, metric=_overall)
     if record is None:
         return ""
     if record["status"] != "ok":
-        return f"n/a: {record['reason']}"
+        return "n/a"  # the reason is said once, in the table's note (na_note)
     m = metric(record)
     if not m or m["top1"] is None:  # a record without this group, or none of its images in the sample
         return "-"
@@ -184,6 +184,24 @@ def accuracy_grid(records: list[dict], mode: str, metric=_overall) -> tuple[list
         rows.append([name, first["model"]["encoding"]] +
                     [_accuracy_cell(by_cell.get((name, res, mode)), reference, metric) for res in resolutions])
     return ["model", "encoding", *map(str, resolutions)], rows
+
+
+def na_note(records: list[dict], mode: str) -> str:
+    """' n/a: ape, ape+peg at 384-512 (a learned grid is only resampled).': each reason once, with the
+    models and resolutions it covers ('' when no cell of this mode is n/a)."""
+    by_reason: dict[str, dict[str, list]] = {}
+    for r in records:
+        if r["kind"] == "eval" and r["mode"] == mode and r["status"] != "ok":
+            by_reason.setdefault(r["reason"], {}).setdefault(r["model"]["name"], []).append(r["res"])
+    parts = []
+    for reason, models in by_reason.items():
+        spans = {}
+        for name, resolutions in models.items():
+            ordered = sorted(resolutions, key=sort_key)
+            spans.setdefault(str(ordered[0]) if len(ordered) == 1 else f"{ordered[0]}-{ordered[-1]}", []).append(name)
+        cells = "; ".join(f"{', '.join(names)} at {span}" for span, names in spans.items())
+        parts.append(f"{cells} ({reason})")
+    return " n/a: " + "; ".join(parts) + "." if parts else ""
 
 
 _TUNED_NOTE = (" Tuned: S chosen per model and resolution on the first tune_n images (held out); every cell of "
@@ -264,6 +282,9 @@ def _provenance(records: list[dict]) -> str:
     parts = [f"pebench {p}, torch {t}, git {(sha or 'unknown')[:10]}, {d} ({m}, {th} threads)"
              for p, t, sha, d, m, th in sorted(envs, key=str)]
     parts += [f"data {spec} (val, n={n})" for spec, n in sorted(data, key=str)]
+    days = sorted({r["env"]["time"][:10] for r in records if r["env"].get("time")})
+    if days:
+        parts.append(f"run {days[0]}" + (f" to {days[-1]}" if len(days) > 1 else ""))
     return "; ".join(parts)
 
 
@@ -282,8 +303,8 @@ def _sections(records: list[dict], published: list[str],
     modes = sorted({r["mode"] for r in records if r["kind"] == "eval"}, key=mode_order)
     for mode in modes:
         sections.append((f"Top-1 %, {mode} (measured)",
-                         "95% Wilson interval in brackets, then the change vs the training resolution in points; "
-                         "n/a cells give the reason." + (_TUNED_NOTE if mode == TUNED else ""),
+                         "95% Wilson interval in brackets, then the change vs the training resolution in points."
+                         + na_note(records, mode) + (_TUNED_NOTE if mode == TUNED else ""),
                          *accuracy_grid(records, mode)))
     if len(modes) > 2:
         sections.append(("Modes side by side (measured)", "Top-1 % per mode; tuned: the chosen position scale S "
@@ -293,7 +314,7 @@ def _sections(records: list[dict], published: list[str],
             sections.append((f"Accuracy by class group: {group}, {mode} (measured)",
                              f"Top-1 % on the images of class group {describe(group, records)} only; 95% Wilson "
                              "interval in brackets, then the change vs the training resolution in points."
-                             + (_TUNED_NOTE if mode == TUNED else ""),
+                             + na_note(records, mode) + (_TUNED_NOTE if mode == TUNED else ""),
                              *accuracy_grid(records, mode, group_metrics(group))))
     if any(r["kind"] == "profile" for r in records):
         sections.append(("Cost (measured)", "PE params = position values in use at that resolution; GMACs for one "
@@ -319,7 +340,7 @@ def _html_page(title: str, provenance: str, sections, figures: list[tuple[str, P
              "body{font-family:system-ui,sans-serif;margin:2em;max-width:1300px;color:#222}"
              "table{border-collapse:collapse;margin:0.5em 0 1.5em;font-size:13px}"
              "th,td{border:1px solid #ccc;padding:3px 7px;text-align:right}td:first-child,th:first-child"
-             "{text-align:left}th{background:#f3f3f3}.published{background:#fff8e6}.note{color:#555;"
+             "{text-align:left}td{white-space:nowrap}th{background:#f3f3f3}.published{background:#fff8e6}.note{color:#555;"
              "font-size:13px}img{max-width:100%;border:1px solid #eee}</style></head><body>",
              f"<h1>{escape(title)}</h1><p class='note'>{escape(provenance)}</p>"]
     for heading, note, header, rows in sections:

@@ -3,6 +3,7 @@
 import csv
 import io
 
+import pytest
 import torch
 from rich.console import Console
 
@@ -109,3 +110,28 @@ def test_terminal_tables_show_where_and_what_beside_top1():
         live.record(cell, record)
     shown = _rendered(live._table())
     assert "80.0" in shown and "where 33.3 / what 100.0" in shown
+
+
+def test_na_reason_is_said_once_per_table_and_the_page_is_dated(tmp_path):
+    records = _records()
+    for res in (384, 448):
+        na = _record(res, "native", [0] * 10)
+        na.update(status="n/a", reason="only resampled", metrics=None)
+        na["env"]["time"] = "2026-11-20T10:00:00+00:00"
+        records.append(na)
+    text = write_report(records, tmp_path, ["md"])["md"].read_text()
+    native = text.split("## Top-1 %, native (measured)")[1].split("##")[0]
+    assert native.count("only resampled") == 1 and "n/a: ape at 384-448 (only resampled)." in native
+    assert f"| ape | ape | 100.0 {_interval(20, 20)} | n/a | n/a |" in native
+    assert "only resampled" not in text.split("## Top-1 %, interp (measured)")[1].split("##")[0]
+    assert "run 2026-11-20 to now" in text.splitlines()[2]
+
+
+def test_position_blind_cap_follows_the_share_of_position_classes():
+    from pebench.class_groups import position_blind_cap
+
+    record = _records()[0]  # 6 of 20 images in the 3 where classes
+    assert position_blind_cap(record) == pytest.approx(1 - 0.3 * 2 / 3)
+    assert position_blind_cap(record, "where") == pytest.approx(1 / 3)
+    assert position_blind_cap(record, "what") is None
+    assert position_blind_cap(_records(groups=False)[0]) is None

@@ -170,6 +170,17 @@ def test_html_report_renders_in_a_real_browser(finished, tmp_path):
     title = result.stdout.split("<title>")[1].split("</title>")[0]
     tables, images, decoded = (int(part.split("=")[1]) for part in title.split())
     assert tables >= 3 and images >= 1 and decoded == images
+    shot = tmp_path / "report.png"  # what a reader sees: a page of tables and figures, not a blank one
+    result = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                             "--window-size=1300,3200", f"--screenshot={shot}", html.as_uri()],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-1000:]
+    import matplotlib.image
+
+    pixels = matplotlib.image.imread(shot)[..., :3]
+    assert pixels.shape[:2] == (3200, 1300)
+    assert 0.03 < (pixels.min(axis=2) < 0.9).mean() < 0.6  # ink: text, table rules and plot lines
+    assert ((pixels.max(axis=2) - pixels.min(axis=2)) > 0.3).mean() > 0.001  # the plots' colours
 
 
 def test_check_passes_on_the_same_results_and_fails_on_a_real_drop(finished, tmp_path):
