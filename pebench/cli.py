@@ -212,8 +212,9 @@ CheckpointOption = Annotated[Path | None, typer.Option(help="weights for the one
 
 
 def _evaluate(model, res, modes: tuple[str, ...], data, n, batch_size, device, workers, cache, out, crop_pct,
-              checkpoint, tuning: dict | None = None) -> list[dict]:
-    """`pebench eval` and `pebench tune`: a one-row suite through the cell runner; prints the table."""
+              checkpoint, tuning: dict | None = None, diagnostics: dict | None = None) -> list[dict]:
+    """`pebench eval`, `tune` and (with ``diagnostics``, its suite settings) `inspect`: a one-row suite
+    through the cell runner; prints the table."""
     from pebench.data import parse_data
     from pebench.report import eval_table
     from pebench.run import check_models, run_cells
@@ -238,18 +239,27 @@ def _evaluate(model, res, modes: tuple[str, ...], data, n, batch_size, device, w
         console.print(f"[yellow]not built, skipped:[/] {', '.join(n for n in ZOO if n not in names)}")
     suite = Suite(name="eval", models=tuple(names), resolutions=resolutions, modes=modes, data=data, n=n,
                   crop_pct=crop, batch_size=batch_size, device=device, workers=workers, cache=_parse_cache(cache),
-                  **(tuning or {}))
+                  **(tuning or {}), **(diagnostics or {}))
     count = min(n or dataset.size("val"), dataset.size("val"))
     if TUNED in modes and suite.tune_n >= count:
         raise PebenchError(f"--tune-n {suite.tune_n} leaves no image to score out of {count}; lower --tune-n or "
                            "raise --n")
     models = check_models(suite, torch_device, option="--res")
-    cells = expand(suite)
+    cells = [c for c in expand(suite) if (c.kind == "diagnostics") == bool(diagnostics)]
     keys = {c.key for c in cells}
+    if diagnostics:
+        count = min(suite.diagnostics_n, dataset.size("val"))
     scored = f"n={count - suite.tune_n:,} after {suite.tune_n} held out to tune S" if TUNED in modes else f"n={count:,}"
     with _live(f"{dataset.spec} (val, {scored}) on {torch_device}") as live:
         records = run_cells(suite, cells, keys, out, torch_device, live, strict=False, models=models, data=dataset)
     records = _records_of(records, out, keys)
+    if diagnostics:
+        from pebench.diagnostics_report import diagnostics_table
+
+        console.print(diagnostics_table(records, f"{dataset.spec}, val split, {scored}"))
+        if out is not None:
+            console.print(f"{len(records)} records in {out}; `pebench report {out}` draws the maps")
+        return records
     console.print(eval_table(records, f"{dataset.spec}, val split, {scored}"))
     print_passes(console, records)
     print_data_problems(console, records)
@@ -305,6 +315,33 @@ def tune(
     records = _evaluate(model, res, (*FIXED, TUNED), data, n, batch_size, device, workers, cache, out, crop_pct,
                         checkpoint, tuning)
     print_tuning(console, records)
+
+
+@app.command()
+def inspect(
+    model: ModelOption = None,
+    res: ResOption = None,
+    mode: Annotated[list[str] | None, typer.Option(help="native, interp, both, or scale=S; repeat (default both)")
+                    ] = None,
+    data: DataOption = "synthetic",
+    n: Annotated[int, typer.Option(help="images the statistics are computed on (the first of the val split)")] = 64,
+    maps: Annotated[int, typer.Option(help="images whose class-token attention map is kept")] = 4,
+    batch_size: BatchOption = 16,
+    device: DeviceOption = "cpu",
+    workers: WorkersOption = None,
+    cache: CacheOption = None,
+    out: OutOption = None,
+    crop_pct: CropOption = "0.875",
+) -> None:
+    """Why accuracy moves: per block attention distance, entropy and class-token share; position-embedding
+    similarity and attention-bias maps; class-token attention maps (records of kind diagnostics)."""
+    if n <= 0 or maps < 0:
+        raise PebenchError("--n must be a positive number of images and --maps 0 or more")
+    modes = _parse_modes(mode)
+    if TUNED in modes:
+        raise PebenchError("inspect runs fixed modes; use native, interp or scale=S (tune first to find S)")
+    _evaluate(model, res, modes, data, None, batch_size, device, workers, cache, out, crop_pct, None,
+              diagnostics={"diagnostics": True, "diagnostics_n": n, "diagnostics_maps": maps})
 
 
 def _parse_scales(text: str | None) -> tuple[float, ...] | None:

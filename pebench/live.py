@@ -63,7 +63,8 @@ class LiveRun(Observer):
 
     def pass_started(self, res: Label, images: int, tallies: dict, stage: str = "eval") -> None:
         self.tallies = dict(tallies) if stage == "eval" else {}
-        what = f"{len(tallies)} cells" if stage == "eval" else f"tuning S: {len(tallies)} candidates"
+        what = {"eval": f"{len(tallies)} cells", "tuning": f"tuning S: {len(tallies)} candidates",
+                "diagnostics": f"attention diagnostics: {len(tallies)} cells"}[stage]
         task = self.progress.add_task(f"{res} px, {what}", total=images, rate="")
         self.current = (res, task, time.perf_counter())
 
@@ -77,9 +78,13 @@ class LiveRun(Observer):
         _, task, _ = self.current
         self.progress.update(task, visible=False)
         self.current = None
-        if stage != "eval":
+        if stage == "tuning":
             self.console.print(f"{res} px: tuned the position scale on {stats.images:,} held-out images in "
                                f"{_duration(wall)}", highlight=False)
+            return
+        if stage == "diagnostics":
+            self.console.print(f"{res} px: attention diagnostics on {stats.images:,} images in {_duration(wall)}",
+                               highlight=False)
             return
         images, cells = self.plan.get(res, (0, 0))
         if images and cells:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pebench.class_groups import describe, group_metrics, group_names, position_blind_cap
+from pebench.diagnostics_report import diagnostics_figures
 from pebench.modes import mode_order
 from pebench.resolution import side, sort_key
 
@@ -43,9 +44,10 @@ def plots(records: list[dict], plot_dir: Path) -> list[tuple[str, Path]]:
         _accuracy_figure(evals, style, lambda r: r["metrics"], "top-1", figures[-1][1], cap=position_blind_cap)
     for group in group_names(measured):
         figures.append((f"Accuracy by class group: {describe(group, measured)} vs resolution (measured)",
-                        plot_dir / f"accuracy-{_file_part(group)}.png"))
+                        plot_dir / f"accuracy-{file_part(group)}.png"))
         _accuracy_figure(evals, style, group_metrics(group), f"top-1 on {group} classes", figures[-1][1],
                          f"class group {describe(group, measured)}", cap=lambda r, g=group: position_blind_cap(r, g))
+    figures += diagnostics_figures(records, plot_dir, style)
     profiles = [r for r in records if r["kind"] == "profile" and r["status"] == "ok"]
     if profiles:
         fig, (gmacs_ax, speed_ax) = plt.subplots(1, 2, figsize=(12, 4.2))
@@ -147,7 +149,7 @@ def _accuracy_figure(evals: list[dict], style: dict, metric: Callable[[dict], di
     plt.close(fig)
 
 
-def _file_part(name: str) -> str:
+def file_part(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]+", "-", name) or "group"
 
 

@@ -142,7 +142,8 @@ def load_results(paths: list[Path]) -> list[dict]:
     cells: dict = {}
     for file in files:
         for record in read_records(file):
-            if record.get("schema_version") not in READABLE_VERSIONS or record.get("kind") not in ("eval", "profile"):
+            if (record.get("schema_version") not in READABLE_VERSIONS
+                    or record.get("kind") not in ("eval", "diagnostics", "profile")):
                 raise PebenchError(f"{file}: not a pebench result record (schema_version "
                                    f"{' or '.join(map(str, READABLE_VERSIONS))} expected)")
             cells[cell_identity(record)] = record
@@ -316,6 +317,9 @@ def _sections(records: list[dict], published: list[str],
                              "interval in brackets, then the change vs the training resolution in points."
                              + na_note(records, mode) + (_TUNED_NOTE if mode == TUNED else ""),
                              *accuracy_grid(records, mode, group_metrics(group))))
+    if any(r["kind"] == "diagnostics" for r in records):
+        from pebench.diagnostics_report import DIAGNOSTICS_NOTE, diagnostics_rows
+        sections.append(("Attention diagnostics (measured)", DIAGNOSTICS_NOTE, *diagnostics_rows(records)))
     if any(r["kind"] == "profile" for r in records):
         sections.append(("Cost (measured)", "PE params = position values in use at that resolution; GMACs for one "
                          "image; img/s = median over interleaved rounds; x none = median per-round time ratio to a "

@@ -77,6 +77,26 @@ Profile records (``kind`` "profile") share ``schema_version``, ``key``, ``suite`
                        memory (peak ratio, null when none's is 0)}
     channels_last, compiled
 
+Diagnostics records (``kind`` "diagnostics", :mod:`pebench.diagnostics`) share ``schema_version``,
+``key``, ``suite``, ``model``, ``res``, ``mode``, ``status``, ``reason``, ``same_as_native``,
+``resize_api``, ``device``, ``env`` and add::
+
+    data            {spec, split, requested, n, fingerprint}: the first n images of the split
+    diagnostics     {grid [rows, cols],
+                     layers [{block, attention_distance {mean, per_head} (patches, attention-weighted over
+                              the patch keys, for patch queries), attention_distance_fraction (the same /
+                              the grid's longer side), entropy {mean, per_head} (nats, over all keys),
+                              max_entropy (log of the key count), class_token_attention {mean, per_head}
+                              (absent without a class token)}, ...],
+                     class_token_maps [{label, map [[...]]}] (last block, mean over heads, first images),
+                     embedding_similarity {grid, references [[r, c], ...], maps [[[...]]]} | null
+                       (cosine similarity of each reference patch's added position embedding to every
+                       patch's, at this grid and mode), embedding_similarity_trained (the same at the
+                       trained grid),
+                     bias_by_offset {grid, centre [r, c], blocks [...], maps [per block: null | per head
+                       [[...]]]} | {reason} | null (the additive bias from the centre patch; null
+                       entries in a map are masked offsets)}
+
 Records are appended with a flush and fsync per line, so an interrupted run keeps every finished
 line and never leaves a partial one behind a complete one.
 """

@@ -43,7 +43,8 @@ class Observer:
 
     def pass_started(self, res: Label, images: int, tallies: dict, stage: str = "eval") -> None:
         """``tallies``: Cell -> the running :class:`pebench.evaluate.Tally` of each computed cell; ``stage``:
-        "eval", or "tuning" for the pass over the tune part that chooses tuned cells' scales."""
+        "eval", "tuning" for the pass over the tune part that chooses tuned cells' scales, or
+        "diagnostics" (tallies of :class:`pebench.diagnostics.AttentionTally`)."""
 
     def batch_done(self, res: Label, images: int) -> None:
         pass
@@ -132,11 +133,11 @@ def _cache_folder(suite: Suite, data) -> tuple[Path | None, bool]:
     return (cache_dir(), False) if data.cached_by_default else (None, False)
 
 
-def _base_record(model, res: Label, mode: str, device: torch.device, env: dict) -> dict:
+def base_record(model, res: Label, mode: str, device: torch.device, env: dict, kind: str = "eval") -> dict:
     net, meta = model.net, model.meta
     return {
         "schema_version": SCHEMA_VERSION,
-        "kind": "eval",
+        "kind": kind,
         "model": {"name": model.name, "source": model.source, "path": str(model.path), "size": meta["size"],
                   "encoding": meta["encoding"], "train_res": meta["train_res"], "patch": meta["patch"],
                   "checkpoint_sha256": meta["checkpoint_sha256"]},
@@ -171,8 +172,8 @@ def _runs_as(mode: str) -> str:
     return scale_mode(1.0) if mode == TUNED else mode
 
 
-def _stream(data, res: Label, positions: range, suite: Suite, device: torch.device, score_from: int = 0,
-            fill_cache: bool = True):
+def split_stream(data, res: Label, positions: range, suite: Suite, device: torch.device, score_from: int = 0,
+                 fill_cache: bool = True):
     from pebench.data.stream import SplitStream, default_workers
 
     cache, required = _cache_folder(suite, data)
@@ -195,7 +196,7 @@ def _tune(res: Label, cells: list[Cell], models: dict, data, suite: Suite, devic
                                       suite.tune_scales):
             tallies[cell, scale] = Tally(model, scale_mode(scale), suite.batch_size, data.num_classes)
     # reads a complete cache entry when there is one; the main pass writes it (a tune-part entry would be waste)
-    stream = _stream(data, res, range(rank, holdout, world), suite, device, fill_cache=False)
+    stream = split_stream(data, res, range(rank, holdout, world), suite, device, fill_cache=False)
     shown = {Cell("tune", cell.model, res, scale_mode(scale), {}, ""): t for (cell, scale), t in tallies.items()}
     observer.pass_started(res, len(stream.positions), shown, stage="tuning")
     wall = run_pass(list(tallies.values()), stream, device, lambda k: observer.batch_done(res, k))
@@ -234,7 +235,7 @@ def _evaluate_resolution(res: Label, cells: list[Cell], models: dict, data, suit
         data_base["class_names"] = data.class_names
     if holdout:
         data_base |= {"holdout": holdout, "positions": [holdout, requested]}
-    base = {c: _base_record(models[c.model], res, c.mode, device, env) for c in cells}
+    base = {c: base_record(models[c.model], res, c.mode, device, env) for c in cells}
     settled: dict[Cell, dict] = {}
     tallies: dict[Cell, Tally] = {}
     to_tune: list[Cell] = []
@@ -251,9 +252,9 @@ def _evaluate_resolution(res: Label, cells: list[Cell], models: dict, data, suit
     for cell, chosen in tuning.items():
         tallies[cell] = Tally(models[cell.model], scale_mode(chosen["scale"]), suite.batch_size, data.num_classes)
     if tallies:
-        stream = _stream(data, res, range(holdout + rank, requested, world), suite, device)
+        stream = split_stream(data, res, range(holdout + rank, requested, world), suite, device)
         if holdout and world == 1 and not stream.cached and stream.cache:  # read the tune part too: the cache fills
-            stream = _stream(data, res, range(requested), suite, device, score_from=holdout)
+            stream = split_stream(data, res, range(requested), suite, device, score_from=holdout)
         observer.pass_started(res, requested - holdout if stream.score_from else len(stream.positions), tallies)
         wall = run_pass(list(tallies.values()), stream, device, lambda k: observer.batch_done(res, k))
         stats = stream.stats
@@ -370,6 +371,19 @@ def run_cells(suite: Suite, cells: list[Cell], suite_keys: set[str], path: Path 
             at_res = [c for c in eval_cells if c.res == res]
             for cell, record in zip(at_res, _evaluate_resolution(res, at_res, models, data, suite, device, env,
                                                                  natives, (rank, world), observer), strict=True):
+                finish(cell, record)
+
+    diagnostics_cells = [c for c in todo if c.kind == "diagnostics"]
+    if diagnostics_cells and rank == 0:
+        from pebench.diagnostics import diagnose_resolution
+
+        models |= load_models([c.model for c in diagnostics_cells if c.model not in models], device)
+        data = data or parse_data(suite.data, suite.crop_pct)
+        env = environment()
+        for res in dict.fromkeys(c.res for c in diagnostics_cells):
+            at_res = [c for c in diagnostics_cells if c.res == res]
+            for cell, record in zip(at_res, diagnose_resolution(res, at_res, models, data, suite, device, env,
+                                                                observer), strict=True):
                 finish(cell, record)
 
     profile_cells = [c for c in todo if c.kind == "profile"]

@@ -5,10 +5,10 @@ to run; ``include: other.yaml`` inherits another suite (paths relative to the in
 overrides its keys. Every key is checked before anything runs, with errors that name the file,
 the key and the allowed values.
 
-A *cell* is one unit of work and one result record: (eval, model, resolution, mode) or
-(profile, model or encoding spec, resolution, mode). Its ``key`` hashes the cell's fully resolved
-configuration with pebench's version, so results of a changed suite or another pebench are never
-taken for this one's.
+A *cell* is one unit of work and one result record: (eval, model, resolution, mode),
+(diagnostics, model, resolution, mode) or (profile, model or encoding spec, resolution, mode). Its
+``key`` hashes the cell's fully resolved configuration with pebench's version, so results of a
+changed suite or another pebench are never taken for this one's.
 """
 
 from __future__ import annotations
@@ -61,6 +61,9 @@ class Suite:
     profile_compile: bool = False
     published: tuple[str, ...] = ()
     findings: bool = False  # the report's table of published claims vs these results (pebench.findings)
+    diagnostics: bool = False  # attention statistics and position pictures per cell (pebench.diagnostics)
+    diagnostics_n: int = 64  # images they are computed on (the first of the val split)
+    diagnostics_maps: int = 4  # images whose class-token attention map is kept
 
     def resolved(self) -> dict:
         return json.loads(json.dumps(asdict(self)))
@@ -68,7 +71,7 @@ class Suite:
 
 @dataclass(frozen=True)
 class Cell:
-    kind: str  # "eval" | "profile"
+    kind: str  # "eval" | "diagnostics" | "profile"
     model: str  # shipped name, checkpoint path, or (profile-only rows) an encoding spec
     res: Label
     mode: str
@@ -154,7 +157,7 @@ def _validate(raw: dict, file: Path) -> Suite:
             _require(raw[key] in allowed, file, key, f"is '{raw[key]}'{did_you_mean(str(raw[key]), list(allowed))}; "
                      f"allowed: {', '.join(allowed)}")
             values[key] = raw[key]
-    for key in ("batch_size", "profile_batch_size", "profile_repeats", "tune_n", "tune_points"):
+    for key in ("batch_size", "profile_batch_size", "profile_repeats", "tune_n", "tune_points", "diagnostics_n"):
         if key in raw:
             _require(_positive_int(raw[key]), file, key, f"must be a positive integer, not {raw[key]!r}")
             values[key] = raw[key]
@@ -162,7 +165,12 @@ def _validate(raw: dict, file: Path) -> Suite:
         _require(raw["n"] is None or _positive_int(raw["n"]), file, "n",
                  f"must be a positive number of images or null (all), not {raw['n']!r}")
         values["n"] = raw["n"]
-    for key in ("profile", "profile_channels_last", "profile_compile", "findings"):
+    if "diagnostics_maps" in raw:
+        maps = raw["diagnostics_maps"]
+        _require(isinstance(maps, int) and not isinstance(maps, bool) and maps >= 0, file, "diagnostics_maps",
+                 f"must be a number of images (0 = none), not {maps!r}")
+        values["diagnostics_maps"] = maps
+    for key in ("profile", "profile_channels_last", "profile_compile", "findings", "diagnostics"):
         if key in raw:
             _require(isinstance(raw[key], bool), file, key, "must be true or false")
             values[key] = raw[key]
@@ -258,7 +266,7 @@ def _key(config: dict) -> str:
 
 
 def expand(suite: Suite) -> list[Cell]:
-    """Every cell of the suite, in run order: evaluation first, then profiling."""
+    """Every cell of the suite, in run order: evaluation, then diagnostics, then profiling."""
     from pebench.zoo import ZOO
 
     cells = []
@@ -274,6 +282,17 @@ def expand(suite: Suite) -> list[Cell]:
                 if mode == TUNED:
                     config |= {"tune_scales": suite.tune_scales, "tune_points": suite.tune_points}
                 cells.append(Cell("eval", model, res, mode, config, _key(config)))
+    if suite.diagnostics:
+        for model in suite.models:
+            for res in suite.resolutions:
+                crop = suite.crop_pct.get(res, 0.875) if isinstance(suite.crop_pct, dict) else suite.crop_pct
+                for mode in suite.modes:
+                    if mode == TUNED:
+                        continue  # a tuned S is chosen by an eval pass; inspect scale=S to see one
+                    config = {"kind": "diagnostics", "model": model, "weights_sha256": digests[model], "res": res,
+                              "mode": mode, "data": suite.data, "n": suite.diagnostics_n, "crop_pct": crop,
+                              "maps": suite.diagnostics_maps, "device": suite.device}
+                    cells.append(Cell("diagnostics", model, res, mode, config, _key(config)))
     if suite.profile:
         profile_settings = {"device": suite.device, "mode": suite.profile_mode, "batch_size": suite.profile_batch_size,
                             "dtype": suite.profile_dtype, "repeats": suite.profile_repeats}

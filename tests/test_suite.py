@@ -59,6 +59,16 @@ def test_cells_and_keys(tmp_path):
     assert not {c.key for c in expand(changed)} & {c.key for c in cells if c.kind == "eval"}
 
 
+def test_diagnostics_cells_follow_models_resolutions_and_fixed_modes(tmp_path):
+    suite = load_suite(write(tmp_path / "s.yaml", "models: [ape, peg]\nresolutions: [224, 384]\n"
+                                                  "modes: [native, tuned]\ndiagnostics: true\ndiagnostics_n: 8\n"))
+    cells = [c for c in expand(suite) if c.kind == "diagnostics"]
+    assert [(c.model, c.res, c.mode) for c in cells] == [(m, r, "native") for m in ("ape", "peg") for r in (224, 384)]
+    assert {c.config["n"] for c in cells} == {8}
+    with pytest.raises(PebenchError, match="'diagnostics_maps' must be a number of images"):
+        load_suite(write(tmp_path / "bad.yaml", "models: [ape]\ndiagnostics_maps: -1\n"))
+
+
 def test_retrained_weights_change_the_key(tmp_path):
     weights = write(tmp_path / "m.safetensors", "one")
     suite = load_suite(write(tmp_path / "s.yaml", f"models: ['{weights}']\nresolutions: [224]\nmodes: [native]\n"))

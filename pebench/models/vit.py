@@ -14,6 +14,8 @@ trained one (see :mod:`pebench.encodings.base`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -60,14 +62,17 @@ class Attention(nn.Module):
         self.index = index
         self.qkv = nn.Linear(dim, dim * 3)
         self.proj = nn.Linear(dim, dim)
+        #: called with (block, attention probabilities (B, heads, rows, T), rows, ctx) while set
+        #: (pebench.diagnostics.probing); attention then runs explicitly so that the weights exist
+        self.probe: Callable | None = None
 
     def forward(self, x: torch.Tensor, ctx: Context, pos: PositionEncoding) -> torch.Tensor:
         b, t, c = x.shape
         q, k, v = self.qkv(x).reshape(b, t, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
         q, k = pos.rotate(self.index, q, k, ctx)
         bias = pos.attention_bias(self.index, q, k, ctx)
-        if pos.explicit_attention(self.index):
-            out = explicit_attention(q, k, v, self.scale, bias, pos, self.index, ctx)
+        if pos.explicit_attention(self.index) or self.probe is not None:
+            out = explicit_attention(q, k, v, self.scale, bias, pos, self.index, ctx, self.probe)
         else:
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
         return self.proj(out.transpose(1, 2).reshape(b, t, c))
@@ -77,7 +82,8 @@ class Attention(nn.Module):
 SCORE_CHUNK_BYTES = 64 << 20
 
 
-def explicit_attention(q, k, v, scale, bias, pos: PositionEncoding, block: int, ctx: Context) -> torch.Tensor:
+def explicit_attention(q, k, v, scale, bias, pos: PositionEncoding, block: int, ctx: Context,
+                       probe: Callable | None = None) -> torch.Tensor:
     """Attention with the scores materialised, for encodings SDPA cannot express.
 
     softmax(scale * q.k^T * multiplier + bias) @ v + value_term; with no multiplier and no value term
@@ -97,6 +103,8 @@ def explicit_attention(q, k, v, scale, bias, pos: PositionEncoding, block: int, 
         if bias is not None:
             scores = scores + bias[..., rows, :]
         attn = scores.softmax(dim=-1)
+        if probe is not None:
+            probe(block, attn, rows, ctx)
         out = attn @ v
         value = pos.value_term(block, attn, ctx, rows)
         outputs.append(out if value is None else out + value)

@@ -1,0 +1,122 @@
+"""`pebench inspect`: attention statistics, position pictures, records and their report."""
+
+import math
+
+import pytest
+import torch
+from conftest import cli, perturbed_model
+
+from pebench.checkpoint import save_checkpoint
+from pebench.diagnostics import AttentionTally, bias_by_offset, embedding_similarity, probing
+from pebench.encodings.base import Context
+from pebench.evaluate import LoadedModel
+from pebench.results import read_records
+
+DATA = "synthetic:train=8,val=6"
+
+
+def _tally(spec="none") -> AttentionTally:
+    net = perturbed_model(spec)
+    return AttentionTally(LoadedModel("m", net, {}, "test", "m"), "native", maps=1)
+
+
+def test_statistics_of_known_attention():
+    """A 2x2 grid with a class token: patch queries that attend to themselves, to the class token,
+    or uniformly to all five keys."""
+    tally = _tally()
+    ctx = Context(grid=(2, 2), trained_grid=(2, 2), mode="native", num_prefix=1)
+    tally._labels = torch.tensor([7])
+    uniform = torch.full((1, 3, 5, 5), 0.2)
+    tally._observe(0, uniform, slice(0, 5), ctx)
+    on_self = torch.zeros(1, 3, 5, 5)
+    on_self[0, :, range(5), range(5)] = 1
+    tally._observe(1, on_self, slice(0, 5), ctx)
+    on_class_token = torch.zeros(1, 3, 4, 5)
+    on_class_token[..., 0] = 1
+    tally._observe(2, on_class_token, slice(1, 5), ctx)  # a chunk of the patch rows only
+    layers = tally.layers()
+    assert layers[0]["attention_distance"]["mean"] == pytest.approx((2 + math.sqrt(2)) / 4, abs=1e-4)
+    assert layers[0]["attention_distance_fraction"]["mean"] == pytest.approx((2 + math.sqrt(2)) / 8, abs=1e-4)
+    assert layers[0]["entropy"]["mean"] == pytest.approx(math.log(5), abs=1e-4)
+    assert layers[0]["class_token_attention"]["per_head"] == pytest.approx([0.2] * 3)
+    assert layers[1]["attention_distance"]["mean"] == 0 and layers[1]["entropy"]["mean"] == pytest.approx(0)
+    assert layers[2]["class_token_attention"]["mean"] == pytest.approx(1)
+    assert tally.maps == []  # class-token maps come from the last block only
+
+
+def test_probing_sees_the_attention_without_changing_the_output(images):
+    net = perturbed_model("relpos_table")
+    x = images(224, batch=2)
+    seen = []
+    with torch.inference_mode():
+        plain = net(x, "native")
+        with probing(net, lambda block, attn, rows, ctx: seen.append((block, attn.sum(-1)))):
+            probed = net(x, "native")
+    assert torch.allclose(plain, probed, atol=1e-5)
+    assert sorted({block for block, _ in seen}) == list(range(len(net.blocks)))
+    assert all(torch.allclose(rows_sum, torch.ones_like(rows_sum)) for _, rows_sum in seen)
+    assert all(block.attn.probe is None for block in net.blocks)
+
+
+def test_position_pictures_per_family():
+    alibi = bias_by_offset(perturbed_model("alibi"), (5, 5), "native", [0])
+    centre_row = alibi["maps"][0][0][2]
+    assert alibi["centre"] == [2, 2] and centre_row[2] == 0 and centre_row[0] < centre_row[1] < 0  # decays
+    assert "contextual" in bias_by_offset(perturbed_model("rpe"), (5, 5), "native", [0])["reason"]
+    assert bias_by_offset(perturbed_model("none"), (5, 5), "native", [0]) is None
+    similarity = embedding_similarity(perturbed_model("sincos"), (6, 6), "interp")
+    centre = similarity["references"][0]
+    assert similarity["maps"][0][centre[0]][centre[1]] == pytest.approx(1, abs=1e-3)
+    assert embedding_similarity(perturbed_model("rope"), (6, 6), "interp") is None
+
+
+@pytest.fixture(scope="module")
+def inspected(tmp_path_factory):
+    root = tmp_path_factory.mktemp("inspect")
+    for name, spec in (("ape", "ape"), ("alibi", "alibi")):
+        model = perturbed_model(spec)
+        save_checkpoint(model, root / f"{name}.safetensors",
+                        {"encoding": str(model.spec), "size": "micro", "patch": 16, "train_res": 224,
+                         "num_classes": 10, "data": DATA})
+    out = root / "diag.jsonl"
+    result = cli("inspect", "-m", root / "ape.safetensors", "-m", root / "alibi.safetensors", "--res", "224",
+                 "--res", "288", "--data", DATA, "--n", "3", "--maps", "2", "--batch-size", "2", "--workers", "0",
+                 "--out", out, "--cache", "off")
+    return root, out, result
+
+
+def test_inspect_writes_diagnostics_records_and_the_report_draws_them(inspected):
+    root, out, result = inspected
+    assert result.returncode == 0, result.stderr
+    records = read_records(out)
+    assert len(records) == 2 * 2 * 2 and {r["kind"] for r in records} == {"diagnostics"}
+    ape_native_288 = next(r for r in records if r["model"]["encoding"] == "ape" and r["res"] == 288
+                          and r["mode"] == "native")
+    assert ape_native_288["status"] == "not_applicable"
+    ok = [r for r in records if r["status"] == "ok"]
+    assert all(r["data"]["n"] == 3 and len(r["diagnostics"]["class_token_maps"]) == 2 for r in ok)
+    assert all(len(r["diagnostics"]["layers"]) == 6 for r in ok)
+    alibi = next(r for r in ok if r["model"]["encoding"].startswith("alibi") and r["res"] == 288)
+    assert alibi["diagnostics"]["grid"] == [18, 18] and len(alibi["diagnostics"]["bias_by_offset"]["maps"][0]) == 3
+    again = cli("inspect", "-m", root / "ape.safetensors", "-m", root / "alibi.safetensors", "--res", "224",
+                "--res", "288", "--data", DATA, "--n", "3", "--maps", "2", "--batch-size", "2", "--workers", "0",
+                "--out", out, "--cache", "off")
+    assert again.returncode == 0 and len(read_records(out)) == 8  # finished cells are not redone
+    report = cli("report", out, "--out", root / "report", "--format", "md")
+    assert report.returncode == 0, report.stderr
+    text = (root / "report" / "report.md").read_text()
+    assert "## Attention diagnostics (measured)" in text and "(plots/diagnostics.png)" in text
+    maps = sorted(p.name for p in (root / "report" / "plots").glob("maps-*.png"))
+    assert [name.endswith(("ape-safetensors.png", "alibi-safetensors.png")) for name in maps] == [True, True]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--n", "0"], "--n must be a positive number of images"),
+    (["--mode", "tuned"], "inspect runs fixed modes"),
+    (["--res", "300"], "not a multiple"),
+])
+def test_inspect_bad_input_exits_2_with_one_line(inspected, args, message):
+    root, _, _ = inspected
+    result = cli("inspect", "-m", root / "ape.safetensors", "--data", DATA, *args)
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
