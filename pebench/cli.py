@@ -102,6 +102,38 @@ def train(
             console.print(f"wrote {path} (val top-1 {sidecar['val_top1']:.3f})")
 
 
+@app.command()
+def finetune(
+    model: Annotated[str, typer.Option("--model", "-m", help="shipped name or .safetensors checkpoint to start from")],
+    res: Annotated[int, typer.Option(help="resolution to fine-tune at (square, a multiple of the patch)")] = 384,
+    mode: Annotated[str, typer.Option(help="the start: native (positions as trained, extended), interp "
+                                           "(interpolated) or scale=S; the fine-tuned model runs in it")] = "interp",
+    epochs: Annotated[int, typer.Option(min=1)] = 1,
+    lr: Annotated[float, typer.Option(min=0)] = 1e-4,
+    batch_size: Annotated[int, typer.Option(min=1)] = TrainConfig.batch_size,
+    data: Annotated[str, typer.Option(help="dataset spec (the model's own; synthetic:train=N for fewer images)")
+                    ] = "synthetic",
+    val_n: Annotated[int, typer.Option(min=1, help="validate on the first N val images after each epoch")] = 500,
+    seed: Annotated[int, typer.Option()] = TrainConfig.seed,
+    out: Annotated[Path | None, typer.Option(help="checkpoint to write (default: MODEL-ftRES-MODE.safetensors)")
+                   ] = None,
+) -> None:
+    """A short fine-tune of a trained model at a new resolution, from its native or interp start (the way
+    DeiT-B/384 is made); resumable, writing a checkpoint whose sidecar records the cost (images, wall time)."""
+    from pebench.train import train as train_model
+
+    mode = parse_mode(mode, what="--mode")
+    if mode == TUNED:
+        raise PebenchError("fine-tune from a fixed start: --mode native, interp or scale=S")
+    out = out or Path(f"{Path(model).stem}-ft{res}-{mode.replace('=', '')}.safetensors")
+    cfg = TrainConfig(init=model, res=res, mode=mode, epochs=epochs, lr=lr, min_lr=lr / 100, warmup_epochs=0.1,
+                      batch_size=batch_size, data=data, seed=seed, val_limit=val_n)
+    sidecar = train_model(cfg, out, command=shlex.join(["pebench", *sys.argv[1:]]), console=console)
+    cost = sidecar["finetune"]
+    console.print(f"wrote {out}: val top-1 {sidecar['val_top1']:.3f} at {res} px {mode} after {cost['samples']:,} "
+                  f"images in {cost['wall_s']:.0f} s")
+
+
 def _attach_checkpoint(models: list[str] | None, checkpoint: Path | None) -> list[str] | None:
     """``--checkpoint FILE`` belongs to the one timm model: ``timm:NAME`` becomes ``timm:NAME@FILE``."""
     if checkpoint is None:

@@ -26,4 +26,7 @@ class TrainConfig:
     where_share: float | None = 0.5  # share of each epoch's samples from the *where* classes (None: as drawn, 3/10)
     seed: int = 0
     res: int = 224
+    init: str | None = None  # fine-tuning: the trained model (shipped name or checkpoint) to start from
+    mode: str = "native"  # the resolution mode the forward runs in (fine-tuning off the trained grid)
+    val_limit: int | None = None  # validate on the first N val images (None: all)
     history: list = field(default_factory=list)

@@ -317,6 +317,9 @@ def _sections(records: list[dict], published: list[str],
                              "interval in brackets, then the change vs the training resolution in points."
                              + na_note(records, mode) + (_TUNED_NOTE if mode == TUNED else ""),
                              *accuracy_grid(records, mode, group_metrics(group))))
+    if any(r["kind"] == "eval" and r["model"].get("finetune") for r in records):
+        from pebench.finetune_report import FINETUNE_NOTE, finetune_rows
+        sections.append(("Fine-tuned vs zero-shot (measured)", FINETUNE_NOTE, *finetune_rows(records)))
     if any(r["kind"] == "diagnostics" for r in records):
         from pebench.diagnostics_report import DIAGNOSTICS_NOTE, diagnostics_rows
         sections.append(("Attention diagnostics (measured)", DIAGNOSTICS_NOTE, *diagnostics_rows(records)))

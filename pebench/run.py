@@ -140,7 +140,8 @@ def base_record(model, res: Label, mode: str, device: torch.device, env: dict, k
         "kind": kind,
         "model": {"name": model.name, "source": model.source, "path": str(model.path), "size": meta["size"],
                   "encoding": meta["encoding"], "train_res": meta["train_res"], "patch": meta["patch"],
-                  "checkpoint_sha256": meta["checkpoint_sha256"]},
+                  "checkpoint_sha256": meta["checkpoint_sha256"]} | (
+                      {"finetune": meta["finetune"]} if meta.get("finetune") else {}),
         "res": res,
         "mode": mode,
         "same_as_native": mode in FIXED and bool(net.interp_is_native

@@ -61,6 +61,7 @@ class Suite:
     profile_compile: bool = False
     published: tuple[str, ...] = ()
     findings: bool = False  # the report's table of published claims vs these results (pebench.findings)
+    finetuned: tuple[str, ...] = ()  # `pebench finetune` checkpoints, each evaluated at its own resolution and mode
     diagnostics: bool = False  # attention statistics and position pictures per cell (pebench.diagnostics)
     diagnostics_n: int = 64  # images they are computed on (the first of the val split)
     diagnostics_maps: int = 4  # images whose class-token attention map is kept
@@ -128,7 +129,7 @@ def _validate(raw: dict, file: Path) -> Suite:
     if "description" in raw:
         _require(isinstance(raw["description"], str), file, "description", "must be a string")
         values["description"] = raw["description"]
-    for key in ("models", "profile_encodings", "published"):
+    for key in ("models", "profile_encodings", "published", "finetuned"):
         if key in raw:
             values[key] = _str_list(raw[key], file, key)
     for name in values.get("published", ()):
@@ -195,7 +196,7 @@ def _validate(raw: dict, file: Path) -> Suite:
                  "must be a fraction in (0, 1] or a mapping resolution -> fraction, e.g. {224: 0.875, 384: 1.0}")
         values["crop_pct"] = {parse_res(r): f for r, f in crop.items()} if isinstance(crop, dict) else crop
     suite = Suite(**values)
-    if not suite.models and not (suite.profile and suite.profile_encodings):
+    if not suite.models and not suite.finetuned and not (suite.profile and suite.profile_encodings):
         raise PebenchError(f"{file}: the suite has nothing to run; list 'models', or 'profile_encodings' "
                            "with 'profile: true'")
     return suite
@@ -260,6 +261,17 @@ def _checkpoint_digest(model: str) -> str | None:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def _finetune_cell(path: str) -> tuple[Label, str]:
+    """(resolution, mode) a `pebench finetune` checkpoint was fine-tuned at, from its sidecar."""
+    from pebench.checkpoint import read_sidecar
+
+    finetune = read_sidecar(Path(path)).get("finetune")
+    if not finetune:
+        raise PebenchError(f"'finetuned' lists {path}, whose sidecar has no fine-tune record; list it under "
+                           "'models', or make it with `pebench finetune`")
+    return finetune["res"], finetune["mode"]
+
+
 def _key(config: dict) -> str:
     text = json.dumps(config | {"pebench": __version__}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -282,6 +294,11 @@ def expand(suite: Suite) -> list[Cell]:
                 if mode == TUNED:
                     config |= {"tune_scales": suite.tune_scales, "tune_points": suite.tune_points}
                 cells.append(Cell("eval", model, res, mode, config, _key(config)))
+    for path in suite.finetuned:
+        res, mode = _finetune_cell(path)
+        config = {"kind": "eval", "model": path, "weights_sha256": _checkpoint_digest(path), "res": res, "mode": mode,
+                  "data": suite.data, "n": suite.n, "device": suite.device} | tuning
+        cells.append(Cell("eval", path, res, mode, config, _key(config)))
     if suite.diagnostics:
         for model in suite.models:
             for res in suite.resolutions:

@@ -1,4 +1,5 @@
-"""`pebench train`: train one ViT (size x encoding) at 224 on a dataset, resumably.
+"""`pebench train` and `pebench finetune`: train one ViT (size x encoding) at 224 on a dataset, or
+continue training a trained one at another resolution in a chosen mode, resumably.
 
 Recipe: AdamW (no weight decay on biases, norms, tokens and position parameters), linear warm-up
 then cosine decay per step, label smoothing, and the augmentation ImageNet models are trained with:
@@ -93,16 +94,39 @@ def training_batch(data: SyntheticData, cfg: TrainConfig, positions: list[int], 
 
 
 @torch.inference_mode()
-def accuracy(model, images_u8: torch.Tensor, labels: torch.Tensor, batch_size: int = 128) -> dict[str, float]:
+def accuracy(model, images_u8: torch.Tensor, labels: torch.Tensor, batch_size: int = 128,
+             mode: str = "native") -> dict[str, float]:
     """Top-1 overall and per class group (synthetic: *where* and *what*)."""
     model.eval()
-    hits = torch.cat([model(normalize(images_u8[start : start + batch_size]), "native").argmax(1)
+    hits = torch.cat([model(normalize(images_u8[start : start + batch_size]), mode).argmax(1)
                       for start in range(0, len(labels), batch_size)]) == labels
     scores = {"top1": hits.float().mean().item()}
     for group, classes in CLASS_GROUPS.items():
         members = torch.isin(labels, torch.tensor(classes))
         scores[group] = hits[members].float().mean().item() if members.any() else None
     return scores
+
+
+def _starting_point(cfg: TrainConfig, data) -> tuple | None:
+    """(model, sidecar) of the trained model a fine-tune starts from (``cfg.init``), checked against
+    the run; None for training from scratch."""
+    if cfg.init is None:
+        return None
+    from pebench.models.sizes import check_resolution
+    from pebench.models.vit import VisionTransformer
+    from pebench.zoo import resolve_model
+
+    model, meta, _, _ = resolve_model(cfg.init)
+    if not isinstance(model, VisionTransformer):
+        raise PebenchError(f"fine-tuning runs on pebench's own models, not '{cfg.init}'")
+    if meta["num_classes"] != data.num_classes:
+        raise PebenchError(f"'{cfg.init}' has {meta['num_classes']} classes and {data.spec} {data.num_classes}; "
+                           "fine-tune on the data it was trained on")
+    check_resolution(cfg.res, cfg.res, model.patch, what=f"--res {cfg.res}")
+    if reason := model.applicability(cfg.res, cfg.mode):
+        raise PebenchError(f"cannot fine-tune '{cfg.init}' at {cfg.res} px in {cfg.mode} mode: {reason}")
+    cfg.size, cfg.encoding = meta["size"], meta["encoding"]
+    return model.train(), meta
 
 
 def train(cfg: TrainConfig, out: Path, command: str = "", console=None,
@@ -112,7 +136,8 @@ def train(cfg: TrainConfig, out: Path, command: str = "", console=None,
     if not isinstance(data, SyntheticData):
         raise PebenchError(f"training runs on the synthetic dataset only, not '{cfg.data}'")
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg.size, cfg.encoding, num_classes=data.num_classes, img_size=cfg.res)
+    start = _starting_point(cfg, data)
+    model = start[0] if start else build_model(cfg.size, cfg.encoding, num_classes=data.num_classes, img_size=cfg.res)
     optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay, cfg.position_lr_scale), lr=cfg.lr)
     state_path = out.with_name(out.name + ".state.pt")
     start_epoch = 0
@@ -126,7 +151,7 @@ def train(cfg: TrainConfig, out: Path, command: str = "", console=None,
         start_epoch = state["epoch"]
         torch.set_rng_state(state["rng"])
 
-    val_u8, val_labels = read_split(data, "val", cfg.res)
+    val_u8, val_labels = read_split(data, "val", cfg.res, limit=cfg.val_limit)
     steps_per_epoch = data.train // cfg.batch_size
     total = steps_per_epoch * cfg.epochs
     warmup = int(cfg.warmup_epochs * steps_per_epoch)
@@ -147,7 +172,7 @@ def train(cfg: TrainConfig, out: Path, command: str = "", console=None,
                 positions = order[step * cfg.batch_size : (step + 1) * cfg.batch_size].tolist()
                 x, y = training_batch(data, cfg, positions, epoch, step, generator)
                 set_lr(optimizer, lr_at(epoch * steps_per_epoch + step, total, warmup, cfg.lr, cfg.min_lr))
-                logits = model(x)
+                logits = model(x, cfg.mode)
                 loss = loss_fn(logits, y)
                 if not torch.isfinite(loss):
                     raise PebenchError(
@@ -163,8 +188,10 @@ def train(cfg: TrainConfig, out: Path, command: str = "", console=None,
                 rate = seen / (time.perf_counter() - started)
                 progress.update(task, advance=1, stats=f"epoch {epoch + 1} loss {loss_sum / seen:.3f} "
                                 f"acc {correct / seen:.3f} {rate:.0f} img/s")
-            val = accuracy(model, val_u8, val_labels)
+            wall = time.perf_counter() - started
+            val = accuracy(model, val_u8, val_labels, mode=cfg.mode)
             cfg.history.append({"epoch": epoch + 1, "samples": (epoch + 1) * steps_per_epoch * cfg.batch_size,
+                                "wall_s": round(wall, 1),
                                 "train_loss": round(loss_sum / seen, 4), "train_acc": round(correct / seen, 4),
                                 "val_top1": round(val["top1"], 4),
                                 **{f"val_{group}": round(val[group], 4) for group in CLASS_GROUPS},
@@ -181,7 +208,7 @@ def train(cfg: TrainConfig, out: Path, command: str = "", console=None,
         "encoding": str(model.spec),
         "size": cfg.size,
         "patch": model.patch,
-        "train_res": cfg.res,
+        "train_res": start[1]["train_res"] if start else cfg.res,
         "num_classes": data.num_classes,
         "data": data.spec,
         "seed": cfg.seed,
@@ -197,6 +224,10 @@ def train(cfg: TrainConfig, out: Path, command: str = "", console=None,
         "learning_curve": cfg.history,
         "command": command,
     }
+    if start:
+        sidecar["finetune"] = {"from": cfg.init, "from_sha256": start[1]["checkpoint_sha256"], "res": cfg.res,
+                               "mode": cfg.mode, "epochs": cfg.epochs, "samples": cfg.history[-1]["samples"],
+                               "wall_s": round(sum(h["wall_s"] for h in cfg.history), 1)}
     save_checkpoint(model, out, sidecar, dtype=save_dtype)
     state_path.unlink(missing_ok=True)
     return sidecar

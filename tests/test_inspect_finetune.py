@@ -1,5 +1,6 @@
-"""`pebench inspect`: attention statistics, position pictures, records and their report."""
+"""`pebench inspect` (attention statistics, position pictures, records, report) and `pebench finetune`."""
 
+import json
 import math
 
 import pytest
@@ -120,3 +121,34 @@ def test_inspect_bad_input_exits_2_with_one_line(inspected, args, message):
     result = cli("inspect", "-m", root / "ape.safetensors", "--data", DATA, *args)
     assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_finetune_writes_a_checkpoint_a_suite_compares_with_zero_shot(inspected, tmp_path):
+    root, _, _ = inspected
+    data = "synthetic:train=32,val=8"
+    tuned = tmp_path / "alibi-ft.safetensors"
+    result = cli("finetune", "-m", root / "alibi.safetensors", "--res", "288", "--mode", "interp", "--data", data,
+                 "--val-n", "8", "--batch-size", "16", "--out", tuned)
+    assert result.returncode == 0, result.stderr
+    sidecar = json.loads(tuned.with_suffix(".json").read_text())
+    assert sidecar["train_res"] == 224 and sidecar["encoding"].startswith("alibi")
+    finetune = sidecar["finetune"]
+    assert (finetune["res"], finetune["mode"], finetune["samples"]) == (288, "interp", 32) and finetune["wall_s"] > 0
+    assert not tuned.with_name(tuned.name + ".state.pt").exists()
+    suite = tmp_path / "s.yaml"
+    suite.write_text(f"models: ['{root / 'alibi.safetensors'}']\nresolutions: [288]\nmodes: [native, interp]\n"
+                     f"finetuned: ['{tuned}']\ndata: '{data}'\nbatch_size: 8\nworkers: 0\n")
+    run = cli("run", suite, "--out", tmp_path / "run")
+    assert run.returncode == 0, run.stderr
+    records = read_records(tmp_path / "run" / "results.jsonl")
+    assert [(r["res"], r["mode"]) for r in records if r["model"].get("finetune")] == [(288, "interp")]
+    section = (tmp_path / "run" / "report.md").read_text().split("## Fine-tuned vs zero-shot (measured)")[1]
+    assert f"| {tuned} | {root / 'alibi.safetensors'} | 288 | interp |" in section.split("##")[0]
+
+
+def test_finetune_bad_start_exits_2_with_one_line(inspected, tmp_path):
+    root, _, _ = inspected
+    result = cli("finetune", "-m", root / "ape.safetensors", "--res", "288", "--mode", "native", "--data", DATA,
+                 "--out", tmp_path / "x.safetensors")
+    assert result.returncode == 2 and "cannot fine-tune" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "x.safetensors").exists()
