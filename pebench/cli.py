@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import platform
-import shlex
 import sys
 from enum import Enum
 from pathlib import Path
@@ -14,11 +13,11 @@ from rich.console import Console
 from rich.table import Table
 
 from pebench import __version__
+from pebench.cli_training import finetune, train
 from pebench.errors import PebenchError
 from pebench.listing import models_table, presets_table, print_encodings, sizes_table, timm_table
 from pebench.models.sizes import SIZES, check_resolution
 from pebench.modes import FIXED, TUNED, parse_mode
-from pebench.recipe import TrainConfig
 from pebench.resolution import as_hw, parse_res
 from pebench.summaries import print_data_problems, print_passes, print_tuning
 
@@ -52,86 +51,8 @@ def list_(
         console.print(sizes_table())
 
 
-@app.command()
-def train(
-    encoding: Annotated[str, typer.Option("--encoding", "-e", help="encoding spec, e.g. 'peg:blocks=0-4'")] = "ape",
-    out: Annotated[Path, typer.Option(help="safetensors checkpoint to write (sidecar: same name, .json)")] = Path(
-        "model.safetensors"),
-    size: Annotated[str, typer.Option(help="backbone size: micro, tiny, small, base")] = "micro",
-    data: Annotated[str, typer.Option(help="dataset spec")] = "synthetic",
-    epochs: Annotated[int, typer.Option(min=1)] = TrainConfig.epochs,
-    batch_size: Annotated[int, typer.Option(min=1)] = TrainConfig.batch_size,
-    lr: Annotated[float, typer.Option(min=0)] = TrainConfig.lr,
-    position_lr_scale: Annotated[float, typer.Option(
-        min=0, help="the position encoding's parameters learn at this multiple of --lr"
-    )] = TrainConfig.position_lr_scale,
-    where_share: Annotated[float | None, typer.Option(
-        min=0, max=1, help="share of each epoch's samples from the synthetic *where* classes "
-                           "(default: as drawn, 3 in 10)")] = TrainConfig.where_share,
-    seed: Annotated[int, typer.Option()] = TrainConfig.seed,
-    all_: Annotated[bool, typer.Option("--all", help="(re)build every shipped model that is missing, "
-                                                     "into the package's zoo folder, with its "
-                                                     "settings from pebench.zoo.ZOO_RECIPES over these")] = False,
-) -> None:
-    """Train a ViT at 224 on a dataset; rerun the same command to resume an interrupted run.
-
-    Several `pebench train --all` processes can run side by side (e.g. two with OMP_NUM_THREADS=1 on
-    two cores): each model is claimed by one of them."""
-    import torch
-
-    from pebench.atomic import claimed
-    from pebench.train import train as train_model
-    from pebench.zoo import ZOO, ZOO_RECIPES, zoo_path
-
-    command = shlex.join(["pebench", *sys.argv[1:]])
-    jobs = ([(spec, zoo_path(name), ZOO_RECIPES.get(name, {})) for name, spec in ZOO.items()] if all_
-            else [(encoding, out, {})])
-    for spec, path, settings in jobs:
-        with claimed(path) as ours:
-            if not ours:
-                console.print(f"{path.name} is being trained by another process; skipping")
-                continue
-            if all_ and path.exists():
-                console.print(f"{path.name} exists; skipping (delete it to retrain)")
-                continue
-            cfg = TrainConfig(**{"size": size, "encoding": spec, "data": data, "epochs": epochs,
-                                 "batch_size": batch_size, "lr": lr, "position_lr_scale": position_lr_scale,
-                                 "where_share": where_share, "seed": seed} | settings)
-            sidecar = train_model(cfg, path, command=command, console=console,
-                                  save_dtype=torch.float16 if all_ else torch.float32)
-            console.print(f"wrote {path} (val top-1 {sidecar['val_top1']:.3f})")
-
-
-@app.command()
-def finetune(
-    model: Annotated[str, typer.Option("--model", "-m", help="shipped name or .safetensors checkpoint to start from")],
-    res: Annotated[int, typer.Option(help="resolution to fine-tune at (square, a multiple of the patch)")] = 384,
-    mode: Annotated[str, typer.Option(help="the start: native (positions as trained, extended), interp "
-                                           "(interpolated) or scale=S; the fine-tuned model runs in it")] = "interp",
-    epochs: Annotated[int, typer.Option(min=1)] = 1,
-    lr: Annotated[float, typer.Option(min=0)] = 1e-4,
-    batch_size: Annotated[int, typer.Option(min=1)] = TrainConfig.batch_size,
-    data: Annotated[str, typer.Option(help="dataset spec (the model's own; synthetic:train=N for fewer images)")
-                    ] = "synthetic",
-    val_n: Annotated[int, typer.Option(min=1, help="validate on the first N val images after each epoch")] = 500,
-    seed: Annotated[int, typer.Option()] = TrainConfig.seed,
-    out: Annotated[Path | None, typer.Option(help="checkpoint to write (default: MODEL-ftRES-MODE.safetensors)")
-                   ] = None,
-) -> None:
-    """A short fine-tune of a trained model at a new resolution, from its native or interp start (the way
-    DeiT-B/384 is made); resumable, writing a checkpoint whose sidecar records the cost (images, wall time)."""
-    from pebench.train import train as train_model
-
-    mode = parse_mode(mode, what="--mode")
-    if mode == TUNED:
-        raise PebenchError("fine-tune from a fixed start: --mode native, interp or scale=S")
-    out = out or Path(f"{Path(model).stem}-ft{res}-{mode.replace('=', '')}.safetensors")
-    cfg = TrainConfig(init=model, res=res, mode=mode, epochs=epochs, lr=lr, min_lr=lr / 100, warmup_epochs=0.1,
-                      batch_size=batch_size, data=data, seed=seed, val_limit=val_n)
-    sidecar = train_model(cfg, out, command=shlex.join(["pebench", *sys.argv[1:]]), console=console)
-    cost = sidecar["finetune"]
-    console.print(f"wrote {out}: val top-1 {sidecar['val_top1']:.3f} at {res} px {mode} after {cost['samples']:,} "
-                  f"images in {cost['wall_s']:.0f} s")
+app.command()(train)
+app.command()(finetune)
 
 
 def _attach_checkpoint(models: list[str] | None, checkpoint: Path | None) -> list[str] | None:
