@@ -74,12 +74,17 @@ class Tally:
     model_s: float = 0.0
     class_n: torch.Tensor = None  # int64 (num_classes,) on the CPU: images per class
     class_correct1: torch.Tensor = None  # int64 (num_classes,) on the CPU: top-1 hits per class
+    #: per image, in stream order, whether top-1 was right (bool, CPU; one byte an image, so that
+    #: comparisons of cells on the same images can be paired: pebench.findings)
+    image_hits: list = None
 
     def __post_init__(self) -> None:
         if self.class_n is None:
             self.class_n = torch.zeros(self.num_classes, dtype=torch.int64)
         if self.class_correct1 is None:
             self.class_correct1 = torch.zeros(self.num_classes, dtype=torch.int64)
+        if self.image_hits is None:
+            self.image_hits = []
 
     def step(self, x: torch.Tensor, y: torch.Tensor, autocast) -> None:
         started = time.perf_counter()
@@ -106,8 +111,10 @@ class Tally:
             self.correct5 += int((top5 == y[chunk, None]).any(dim=1).sum())
             start += len(top5)
         labels = y.cpu()
+        batch_hits = torch.cat(hits).cpu() if hits else torch.zeros(0, dtype=torch.bool)
+        self.image_hits.append(batch_hits)
         self.class_n = _add_counts(self.class_n, labels)
-        self.class_correct1 = _add_counts(self.class_correct1, labels[torch.cat(hits).cpu()] if hits else labels[:0])
+        self.class_correct1 = _add_counts(self.class_correct1, labels[batch_hits])
         if self.n:
             self.model_s += time.perf_counter() - started  # the counts above synchronised the device
             self.timed_n += len(y)
@@ -156,6 +163,16 @@ def _reduce(tallies: list[Tally], stats: PassStats, wall: float, device: torch.d
     skipped: list = [None] * dist.get_world_size()
     dist.all_gather_object(skipped, stats.skipped)
     stats.skipped = sorted(name for part in skipped for name in part)
+    # rank r streamed positions r, r + w, ...: its j-th image is the (j * w + r)-th of the whole pass
+    shares: list = [None] * dist.get_world_size()
+    dist.all_gather_object(shares, [torch.cat(t.image_hits) if t.image_hits else torch.zeros(0, dtype=torch.bool)
+                                    for t in tallies])
+    for i, tally in enumerate(tallies):
+        parts = [share[i] for share in shares]
+        merged = torch.zeros(sum(len(p) for p in parts), dtype=torch.bool)
+        for rank, part in enumerate(parts):
+            merged[rank :: len(parts)][: len(part)] = part
+        tally.image_hits = [merged]
     return wall
 
 
@@ -196,12 +213,26 @@ def metrics_of(tally: Tally, groups: dict[str, list[int]] | None = None) -> dict
     def total(counts: list[int], classes: list[int]) -> int:
         return sum(counts[k] for k in classes if k < len(counts))
 
-    return {"n": n, "correct_top1": tally.correct1, "correct_top5": tally.correct5,
-            "top1": tally.correct1 / n if n else None, "top1_ci95": list(wilson_interval(tally.correct1, n)),
-            "top5": tally.correct5 / n if n else None,
-            "groups": {name: _top1(total(per_correct, classes), total(per_n, classes))
-                       for name, classes in (groups or {}).items()},
-            "per_class": {"n": per_n, "correct_top1": per_correct}}
+    metrics = {"n": n, "correct_top1": tally.correct1, "correct_top5": tally.correct5,
+               "top1": tally.correct1 / n if n else None, "top1_ci95": list(wilson_interval(tally.correct1, n)),
+               "top5": tally.correct5 / n if n else None,
+               "groups": {name: _top1(total(per_correct, classes), total(per_n, classes))
+                          for name, classes in (groups or {}).items()},
+               "per_class": {"n": per_n, "correct_top1": per_correct}}
+    hits = torch.cat(tally.image_hits) if tally.image_hits else torch.zeros(0, dtype=torch.bool)
+    if len(hits) == n and n:
+        metrics["image_hits"] = pack_hits(hits.tolist())
+    return metrics
+
+
+def pack_hits(hits: list[bool]) -> str:
+    """Per-image top-1 hits as hex, 4 images a digit, first image in the highest bit (see unpack_hits)."""
+    padded = hits + [False] * (-len(hits) % 4)
+    return "".join(f"{8 * a + 4 * b + 2 * c + d:x}" for a, b, c, d in zip(*[iter(padded)] * 4, strict=True))
+
+
+def unpack_hits(text: str, n: int) -> list[bool]:
+    return [bool(int(digit, 16) >> shift & 1) for digit in text for shift in (3, 2, 1, 0)][:n]
 
 
 def timing_of(tally: Tally, stats: PassStats, wall: float, cells: int) -> dict:

@@ -6,7 +6,12 @@ always labelled "published"), and a measured quantity: a linear combination ``su
 cells' top-1 proportions ``p_i = correct_top1_i / n_i`` (cell = model, res, mode), e.g.
 ``ape interp 384 - ape interp 224 < 0`` for "learned APE, interpolated, loses accuracy at 384".
 
-Statistics. The estimate is the plain ``sum c_i p_i``. Its 95% interval is Agresti-Caffo's adjusted
+Statistics. The estimate is the plain ``sum c_i p_i``. When every cell of a comparison scored the same
+images and recorded each image's hit (``metrics.image_hits``), the comparison is paired: per image
+``d = sum c_i hit_i``, and the interval is the adjusted Wald interval of the mean of ``d``
+(:func:`paired_interval`), much narrower than the independent one because the cells' errors on the
+same images are correlated. Otherwise (records written before image hits existed, cells from
+different runs or data) its 95% interval is Agresti-Caffo's adjusted
 Wald interval: each cell gets one extra hit and one extra miss, ``p~_i = (x_i + 1) / (n_i + 2)``; the
 interval is ``sum c_i p~_i +- 1.96 sqrt(sum c_i^2 p~_i (1 - p~_i) / (n_i + 2))`` (a cell used twice has
 its coefficients added first). This treats the cells as independent. The cells of one run score the
@@ -154,6 +159,34 @@ def interval(terms: list[tuple[float, int, int]]) -> tuple[float, float, float]:
     return estimate, centre - half, centre + half
 
 
+def paired_interval(terms: list[tuple[float, list[bool]]]) -> tuple[float, float, float]:
+    """(estimate, lo, hi) of ``sum c * p`` from the cells' hits on the same images, in proportion units:
+    per image d = sum c * hit; the interval is the adjusted Wald interval of the mean of d with two
+    pseudo-images at d = +s and d = -s (s = the largest |d| any image can have) added, which for one
+    difference of two cells is Bonett and Price's adjusted interval for paired proportions (one extra
+    discordant pair each way)."""
+    n = len(terms[0][1])
+    values = [sum(c * hits[i] for c, hits in terms) for i in range(n)]
+    spread = max(sum(c for c, _ in terms if c > 0), -sum(c for c, _ in terms if c < 0))  # the largest |d|
+    estimate = sum(values) / n
+    adjusted = values + [spread, -spread]
+    centre = sum(adjusted) / (n + 2)
+    variance = sum((v - centre) ** 2 for v in adjusted) / (n + 2)
+    half = Z95 * math.sqrt(variance / (n + 2))
+    return estimate, centre - half, centre + half
+
+
+def _shared_images(used: list[tuple[Cell, dict]]) -> bool:
+    """Whether every cell scored the same images of the same data, each image's hit recorded."""
+    def images(record: dict) -> tuple:
+        data = record.get("data") or {}
+        return (data.get("spec"), data.get("split"), data.get("holdout", 0), data.get("requested"),
+                record["metrics"]["n"])
+
+    return (all("image_hits" in r["metrics"] for _, r in used)
+            and len({images(r) for _, r in used}) == 1)
+
+
 def verdict(sign: str, lo: float, hi: float) -> str:
     """The verdict of one comparison from its 95% interval in points (see the module docstring)."""
     if sign == "<0":
@@ -191,10 +224,19 @@ def compare(terms: Terms, sign: str, index: dict[Cell, dict]) -> dict:
         missing.append("cells from different data")
     if missing:
         return {"verdict": "not measured", "missing": missing, "cells": "", "ns": []}
-    estimate, lo, hi = interval([(coefficients[cell], r["metrics"]["correct_top1"], r["metrics"]["n"])
-                                 for cell, r in used if coefficients[cell]])
+    weighted = [(cell, r) for cell, r in used if coefficients[cell]]
+    paired = _shared_images(weighted)
+    if paired:
+        from pebench.evaluate import unpack_hits
+        estimate, lo, hi = paired_interval([(coefficients[cell], unpack_hits(r["metrics"]["image_hits"],
+                                                                             r["metrics"]["n"]))
+                                            for cell, r in weighted])
+    else:
+        estimate, lo, hi = interval([(coefficients[cell], r["metrics"]["correct_top1"], r["metrics"]["n"])
+                                     for cell, r in weighted])
     return {"verdict": verdict(sign, 100 * lo, 100 * hi), "estimate": 100 * estimate, "lo": 100 * lo,
-            "hi": 100 * hi, "cells": _cells_text(used), "ns": [r["metrics"]["n"] for _, r in used], "missing": []}
+            "hi": 100 * hi, "cells": _cells_text(used), "ns": [r["metrics"]["n"] for _, r in used], "missing": [],
+            "paired": paired}
 
 
 def _cells_text(used: list[tuple[Cell, dict]]) -> str:
@@ -233,7 +275,7 @@ def evaluate(finding: Finding, index: dict[Cell, dict]) -> tuple[str, list[tuple
 
 def _measured_text(finding: Finding, parts: list[tuple[Cell | None, dict]], index: dict[Cell, dict]) -> str:
     def ci(p: dict) -> str:
-        return f"{p['estimate']:+.1f} ({p['lo']:+.1f} to {p['hi']:+.1f})"
+        return f"{p['estimate']:+.1f} ({p['lo']:+.1f} to {p['hi']:+.1f}{', paired' if p['paired'] else ''})"
 
     texts = []
     if finding.versus_all and (leader := index.get(finding.terms[0][1])) and leader["status"] == "ok":
@@ -267,9 +309,10 @@ FINDINGS_NOTE = (
     "Each claim from the papers beside the same comparison on this zoo. Published numbers are ImageNet figures of "
     "much larger models (DeiT-tiny to ViT-B, 150-300 epochs); measured ones are this zoo of micro models on the "
     "synthetic task, so agreement or disagreement says how the encodings behave here, not whether a paper is right. "
-    "Measured: a change or difference in top-1 points, then its 95% Agresti-Caffo interval (cells treated as "
-    "independent although they share val images, so the interval is conservative). Verdicts: reproduced = the "
-    "interval lies entirely on the claimed side of 0 (for 'holds or gains', >= 0: its lower end is at least "
-    f"-{HOLD_MARGIN:g} point); not reproduced = it lies entirely on the other side (for >= 0: its upper end is below "
-    "0 and the loss may exceed the margin); inconclusive = otherwise; not measured = a needed cell is missing "
-    "(named). Where one cell was measured in several results files, the one with more images is used.")
+    "Measured: a change or difference in top-1 points, then its 95% interval: 'paired' when every cell scored the "
+    "same images and kept each image's hit (the adjusted Wald interval of the per-image difference), otherwise "
+    "Agresti-Caffo's (cells treated as independent although they may share val images: conservative). Verdicts: "
+    "reproduced = the interval lies entirely on the claimed side of 0 (for 'holds or gains', >= 0: its lower end "
+    f"is at least -{HOLD_MARGIN:g} point); not reproduced = it lies entirely on the other side (for >= 0: its upper "
+    "end is below 0 and the loss may exceed the margin); inconclusive = otherwise; not measured = a needed cell is "
+    "missing (named). Where one cell was measured in several results files, the one with more images is used.")

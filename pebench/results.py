@@ -38,7 +38,10 @@ Schema (``schema_version`` 2; version 1 records, written before streaming evalua
                      groups {name: {n, correct_top1, top1, top1_ci95}} per class group of data.class_groups
                      ({} when the dataset has none; top1 null when none of the group's images was scored),
                      per_class {n [images per class index], correct_top1 [top-1 hits per class index]}
-                     (lists of num_classes ints; they sum to n and correct_top1)}
+                     (lists of num_classes ints; they sum to n and correct_top1),
+                     image_hits (top-1 right or wrong per scored image, in position order, as hex: 4
+                     images a digit, the first in the highest bit; absent when an image was skipped;
+                     pebench.evaluate.unpack_hits)}
                     Records written before per-group metrics (2026-11-23) lack data.class_groups,
                     data.class_names, metrics.groups and metrics.per_class; readers show no groups for them.
     timing          one streamed pass per resolution feeds every computed cell of it:

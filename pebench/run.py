@@ -265,7 +265,10 @@ def _evaluate_resolution(res: Label, cells: list[Cell], models: dict, data, suit
                                f"skipped, e.g. {stats.skipped[0] if stats.skipped else '-'}); check the files")
         data_done = data_base | {"n": stats.valid, "skipped": len(stats.skipped), "skipped_files": stats.skipped[:100]}
         for cell, tally in tallies.items():
-            settled[cell] = {"status": "ok", "reason": None, "metrics": metrics_of(tally, data.class_groups),
+            metrics = metrics_of(tally, data.class_groups)
+            if stats.skipped:  # the hits no longer line up with the positions
+                metrics.pop("image_hits", None)
+            settled[cell] = {"status": "ok", "reason": None, "metrics": metrics,
                              "timing": timing_of(tally, stats, wall, len(tallies)),
                              "dtype": "bf16-autocast" if device.type == "cuda" else "fp32", "data": data_done,
                              "position_scale": _position_scale(models[cell.model], res, tally.mode)}

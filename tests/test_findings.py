@@ -142,3 +142,34 @@ def test_the_report_section_appears_only_when_asked(tmp_path):
     text = (tmp_path / "report.md").read_text()
     assert "## Published findings vs this zoo" in text and "Agresti-Caffo" in text
     assert "| ape-interp-384 |" in text and "reproduced" in text
+
+
+def _with_hits(record: dict, hits: list[bool]) -> dict:
+    from pebench.evaluate import pack_hits
+
+    record["metrics"]["image_hits"] = pack_hits(hits)
+    record["data"]["requested"] = len(hits)
+    return record
+
+
+def test_cells_on_the_same_images_are_compared_paired():
+    from pebench.evaluate import pack_hits, unpack_hits
+
+    hits = [True, False, True, True, False, False, True]
+    assert unpack_hits(pack_hits(hits), len(hits)) == hits
+    # 100 images: 8 right only at 224, 1 right only at 384, 60 right at both: Bonett-Price by hand
+    at_224 = [True] * 8 + [False] * 1 + [True] * 60 + [False] * 31
+    at_384 = [False] * 8 + [True] * 1 + [True] * 60 + [False] * 31
+    records = {("ape", 384, "interp"): _with_hits(_record("ape", 384, "interp", 61, 100), at_384),
+               ("ape", 224, "interp"): _with_hits(_record("ape", 224, "interp", 68, 100), at_224)}
+    part = compare(LOSES.terms, "<0", records)
+    p12, p21 = 2 / 102, 9 / 102  # (1 + 1) / (n + 2) gained, (8 + 1) / (n + 2) lost
+    centre = p12 - p21
+    half = 1.959963984540054 * math.sqrt((p12 + p21 - centre**2) / 102)
+    assert part["paired"] and math.isclose(part["estimate"], -7.0)
+    assert math.isclose(part["lo"], 100 * (centre - half)) and math.isclose(part["hi"], 100 * (centre + half))
+    unpaired = compare(LOSES.terms, "<0", {cell: dict(r, metrics={k: v for k, v in r["metrics"].items()
+                                                                  if k != "image_hits"})
+                                           for cell, r in records.items()})
+    assert not unpaired["paired"] and unpaired["hi"] - unpaired["lo"] > 2 * (part["hi"] - part["lo"])
+    assert part["verdict"] == "reproduced" and unpaired["verdict"] == "inconclusive"

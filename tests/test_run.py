@@ -46,8 +46,12 @@ def finished(workspace):
 
 
 def test_run_writes_one_keyed_record_per_cell_and_the_report(finished):
+    from pebench.evaluate import unpack_hits
+
     out, result = finished
     records = read_records(out / "results.jsonl")
+    for m in (r["metrics"] for r in records if r["status"] == "ok"):
+        assert sum(unpack_hits(m["image_hits"], m["n"])) == m["correct_top1"]
     assert len(records) == 2 * 2 * 2 and len({r["key"] for r in records}) == 8
     assert {r["suite"] for r in records} == {"small"}
     ape_native = [r for r in records if r["model"]["name"].endswith("ape.safetensors") and r["mode"] == "native"]
@@ -132,6 +136,7 @@ def test_torchrun_two_processes_give_the_single_process_accuracy(workspace, fini
             assert r["metrics"]["correct_top1"] == single[r["key"]]["correct_top1"]
             assert r["metrics"]["per_class"] == single[r["key"]]["per_class"]
             assert r["metrics"]["groups"] == single[r["key"]]["groups"]
+            assert r["metrics"]["image_hits"] == single[r["key"]]["image_hits"]  # interleaved back in order
             assert r["metrics"]["n"] == 30
 
 
