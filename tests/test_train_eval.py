@@ -307,3 +307,23 @@ def test_position_parameters_learn_at_their_own_rate():
     train_module.set_lr(optimizer, 1e-3)
     assert [g["lr"] for g in optimizer.param_groups] == pytest.approx([1e-3, 1e-3, 3e-2])
 
+
+
+def test_train_all_builds_each_missing_model_with_its_zoo_settings(tmp_path, monkeypatch):
+    import pebench.zoo as zoo
+    from conftest import cli
+
+    built = {}
+
+    def fake_train(cfg, out, command="", console=None, save_dtype=None):
+        built[out.stem] = cfg
+        return {"val_top1": 0.5}
+
+    monkeypatch.setattr(train_module, "train", fake_train)
+    monkeypatch.setattr(zoo, "zoo_path", lambda name: tmp_path / f"{name.replace('+', '_')}.safetensors")
+    (tmp_path / "ape.safetensors").write_bytes(b"built before")
+    result = cli("train", "--all")
+    assert result.returncode == 0, result.stderr
+    assert set(built) == {name.replace("+", "_") for name in zoo.ZOO} - {"ape"}
+    assert built["lookhere"].epochs == 8 and built["alibi"].epochs == 8 and built["sincos"].epochs == 5
+    assert {(cfg.batch_size, cfg.where_share, cfg.position_lr_scale) for cfg in built.values()} == {(32, 0.5, 30.0)}
