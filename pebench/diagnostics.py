@@ -27,7 +27,6 @@ from contextlib import contextmanager
 
 import torch
 
-from pebench.data import normalize
 from pebench.encodings.base import Context
 
 #: reference patches of the similarity maps, as fractions of the grid (row, column)
@@ -194,27 +193,11 @@ def position_pictures(net, grid: tuple[int, int], mode: str) -> dict:
             "bias_by_offset": bias_by_offset(net, grid, mode, blocks)}
 
 
-def run_diagnostics_pass(tallies: list[AttentionTally], stream, device: torch.device, on_batch=None) -> None:
-    """Feed every batch of ``stream`` to every tally (one process: diagnostics are not sharded)."""
-    from contextlib import nullcontext
-
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
-    norms = {t.model.norm: tuple(torch.tensor(v).view(1, 3, 1, 1).to(device) for v in t.model.norm) for t in tallies}
-    with torch.inference_mode():
-        for images, labels in stream:
-            inputs = {key: normalize(images, mean, std) for key, (mean, std) in norms.items()}
-            for tally in tallies:
-                tally.step(inputs[tally.model.norm], labels, autocast)
-            if on_batch:
-                on_batch(len(labels))
-
-
 def diagnose_resolution(res, cells: list, models: dict, data, suite, device: torch.device, env: dict,
                         observer) -> list[dict]:
     """Records of the diagnostics ``cells`` at ``res`` (in cell order), from one streamed pass over the
     first ``suite.diagnostics_n`` images."""
-    import time
-
+    from pebench.evaluate import run_pass
     from pebench.models.vit import VisionTransformer
     from pebench.run import base_record, split_stream
 
@@ -235,9 +218,8 @@ def diagnose_resolution(res, cells: list, models: dict, data, suite, device: tor
     if tallies:
         stream = split_stream(data, res, range(requested), suite, device)
         observer.pass_started(res, requested, tallies, stage="diagnostics")
-        started = time.perf_counter()
-        run_diagnostics_pass(list(tallies.values()), stream, device, lambda k: observer.batch_done(res, k))
-        observer.pass_finished(res, stream.stats, time.perf_counter() - started, stage="diagnostics")
+        wall = run_pass(list(tallies.values()), stream, device, lambda k: observer.batch_done(res, k), sharded=False)
+        observer.pass_finished(res, stream.stats, wall, stage="diagnostics")
         for cell, tally in tallies.items():
             net = tally.model.net
             grid = net.grid_at(res)

@@ -177,12 +177,14 @@ def _reduce(tallies: list[Tally], stats: PassStats, wall: float, device: torch.d
 
 
 @torch.inference_mode()
-def run_pass(tallies: list[Tally], stream: SplitStream, device: torch.device,
-             on_batch: Callable[[int], None] | None = None) -> float:
-    """Feed every batch of ``stream`` to every tally; returns the pass's wall time (seconds).
+def run_pass(tallies: list, stream: SplitStream, device: torch.device,
+             on_batch: Callable[[int], None] | None = None, sharded: bool = True) -> float:
+    """Feed every batch of ``stream`` to every tally (anything with ``model`` and ``step(x, y,
+    autocast)``); returns the pass's wall time (seconds).
 
     On CUDA the models run under bf16 autocast. Under torch.distributed each process streams its
-    own shard and the counts are summed at the end, so the result equals one process's.
+    own shard and the counts are summed at the end, so the result equals one process's (``sharded``
+    False: one process streams everything, nothing is summed).
     """
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
     norms = {t.model.norm: tuple(torch.tensor(v).view(1, 3, 1, 1).to(device) for v in t.model.norm) for t in tallies}
@@ -194,7 +196,7 @@ def run_pass(tallies: list[Tally], stream: SplitStream, device: torch.device,
         if on_batch:
             on_batch(len(labels))
     wall = time.perf_counter() - started
-    if _distributed():
+    if sharded and _distributed():
         wall = _reduce(tallies, stream.stats, wall, device)
     return wall
 

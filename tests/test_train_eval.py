@@ -310,8 +310,9 @@ def test_position_parameters_learn_at_their_own_rate():
 
 
 def test_train_all_builds_each_missing_model_with_its_zoo_settings(tmp_path, monkeypatch):
-    import pebench.zoo as zoo
     from conftest import cli
+
+    import pebench.zoo as zoo
 
     built = {}
 
