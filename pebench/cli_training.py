@@ -31,7 +31,7 @@ def train(
     )] = TrainConfig.position_lr_scale,
     where_share: Annotated[float | None, typer.Option(
         min=0, max=1, help="share of each epoch's samples from the synthetic *where* classes "
-                           "(default: as drawn, 3 in 10)")] = TrainConfig.where_share,
+                           "(the val split's natural share is 0.3)")] = TrainConfig.where_share,
     seed: Annotated[int, typer.Option()] = TrainConfig.seed,
     all_: Annotated[bool, typer.Option("--all", help="(re)build every shipped model that is missing, "
                                                      "into the package's zoo folder, with its "

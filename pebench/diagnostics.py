@@ -3,7 +3,7 @@
 Per model, resolution and mode, on the first ``n`` images of the same streamed data as evaluation:
 
 - per block and head, over the patch queries: the *mean attention distance* (the attention-weighted
-  distance to the patch keys, in patches and as a fraction of the image side; ViT, Dosovitskiy et
+  distance to the patch keys, in patches and as a fraction of the grid's longer side; ViT, Dosovitskiy et
   al. 2021, Fig. 7), the *attention entropy* in nats over all keys (LookHere, Fuller et al. 2024,
   follow both as the resolution grows), and the share of attention on the class token;
 - the class token's attention over the patches in the last block, for the first few images;
@@ -28,6 +28,7 @@ from contextlib import contextmanager
 import torch
 
 from pebench.encodings.base import Context
+from pebench.errors import PebenchError
 
 #: reference patches of the similarity maps, as fractions of the grid (row, column)
 REFERENCE_POINTS = ((0.5, 0.5), (0.0, 0.0), (0.0, 1.0), (1.0, 0.0), (1.0, 1.0))
@@ -220,6 +221,8 @@ def diagnose_resolution(res, cells: list, models: dict, data, suite, device: tor
         observer.pass_started(res, requested, tallies, stage="diagnostics")
         wall = run_pass(list(tallies.values()), stream, device, lambda k: observer.batch_done(res, k), sharded=False)
         observer.pass_finished(res, stream.stats, wall, stage="diagnostics")
+        if stream.stats.valid == 0:
+            raise PebenchError(f"no image of {data.spec} could be decoded at {res} px; check the files")
         for cell, tally in tallies.items():
             net = tally.model.net
             grid = net.grid_at(res)

@@ -27,7 +27,7 @@ def _mean_over_blocks(record: dict, statistic: str) -> float | None:
 
 def diagnostics_rows(records: list[dict]) -> tuple[list[str], list[list[str]]]:
     """Header and rows: per model, resolution and mode, each statistic per block (first to last)."""
-    header = ["model", "res", "mode", "n", "distance, patches", "distance / side", "entropy, nats (max)",
+    header = ["model", "res", "mode", "n", "distance, patches", "distance / longer side", "entropy, nats (max)",
               "class-token share"]
     rows = []
     ordered = [r for r in records if r["kind"] == "diagnostics"]
@@ -44,9 +44,9 @@ def diagnostics_rows(records: list[dict]) -> tuple[list[str], list[list[str]]]:
 
 
 DIAGNOSTICS_NOTE = ("Per block, first to last, averaged over heads and over the patch queries of the first n "
-                    "images: mean attention distance to the patch keys (in patches, and as a share of the image "
-                    "side), attention entropy over all keys (the maximum, log of the key count, in brackets), and "
-                    "the share of attention on the class token.")
+                    "images: mean attention distance to the patch keys (in patches, and as a share of the grid's "
+                    "longer side), attention entropy over all keys (the maximum, log of the key count, in "
+                    "brackets), and the share of attention on the class token.")
 
 
 def diagnostics_table(records: list[dict], title: str) -> Table:
@@ -70,7 +70,7 @@ def diagnostics_figures(records: list[dict], plot_dir: Path, style: dict) -> lis
         return []
     figures = []
     modes = sorted({r["mode"] for r in diagnosed}, key=mode_order)
-    statistics = [("attention_distance_fraction", "attention distance / image side"),
+    statistics = [("attention_distance_fraction", "attention distance / longer side"),
                   ("entropy", "attention entropy (nats)"), ("class_token_attention", "share on the class token")]
     fig, axes = plt.subplots(len(modes), 3, figsize=(16, 3.8 * len(modes)), squeeze=False)
     for row, mode in enumerate(modes):
@@ -87,7 +87,7 @@ def diagnostics_figures(records: list[dict], plot_dir: Path, style: dict) -> lis
             ax.set(title=f"{label}, {mode} (mean over blocks)", xlabel="resolution (px)")
             ax.grid(alpha=0.3)
     handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=min(len(labels), 8),
+    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=max(1, min(len(labels), 8)),
                fontsize=8, frameon=False)
     fig.tight_layout()
     figures.append(("Attention diagnostics vs resolution (measured)", plot_dir / "diagnostics.png"))

@@ -20,7 +20,8 @@ def _top1(record: dict | None) -> str:
 
 def finetune_rows(records: list[dict]) -> tuple[list[str], list[list[str]]]:
     evals = [r for r in records if r["kind"] == "eval"]
-    by_cell = {(r["model"]["name"], r["res"], r["mode"]): r for r in evals}
+    # the start is found by its weights, however its path was written
+    by_cell = {(r["model"].get("checkpoint_sha256"), r["res"], r["mode"]): r for r in evals}
     header = ["fine-tuned model", "from", "res", "start mode", "fine-tuned", "zero-shot native", "zero-shot interp",
               "images seen", "wall s"]
     rows = []
@@ -28,8 +29,8 @@ def finetune_rows(records: list[dict]) -> tuple[list[str], list[list[str]]]:
         finetune = r["model"].get("finetune")
         if not finetune or (r["res"], r["mode"]) != (finetune["res"], finetune["mode"]):
             continue
-        base = finetune["from"]
-        rows.append([r["model"]["name"], base, str(r["res"]), r["mode"], _top1(r),
+        base = finetune["from_sha256"]
+        rows.append([r["model"]["name"], finetune["from"], str(r["res"]), r["mode"], _top1(r),
                      _top1(by_cell.get((base, r["res"], "native"))), _top1(by_cell.get((base, r["res"], "interp"))),
                      f"{finetune['samples']:,}", f"{finetune['wall_s']:.0f}"])
     return header, rows

@@ -62,7 +62,7 @@ class LiveRun(Observer):
         self.rows = list(dict.fromkeys(c.model for c in evals))
 
     def pass_started(self, res: Label, images: int, tallies: dict, stage: str = "eval") -> None:
-        self.tallies = dict(tallies) if stage == "eval" else {}
+        self.tallies = dict(tallies) if stage == "eval" else {}  # tuning and diagnostics tallies have no cell
         what = {"eval": f"{len(tallies)} cells", "tuning": f"tuning S: {len(tallies)} candidates",
                 "diagnostics": f"attention diagnostics: {len(tallies)} cells"}[stage]
         task = self.progress.add_task(f"{res} px, {what}", total=images, rate="")
@@ -96,7 +96,8 @@ class LiveRun(Observer):
         self.status = f"profiling at {cell.res} px"
 
     def record(self, cell: Cell, record: dict) -> None:
-        self.records[cell] = record
+        if cell.kind == "eval":  # the table shows accuracies; diagnostics and profile cells have none
+            self.records[cell] = record
         self.tallies.pop(cell, None)
 
     # --- rendering ------------------------------------------------------------------------------------------

@@ -62,7 +62,7 @@ def plots(records: list[dict], plot_dir: Path) -> list[tuple[str, Path]]:
             _resolution_axis(ax, sorted({r["res"] for r in profiles}, key=sort_key))
             ax.grid(alpha=0.3)
         handles, labels = speed_ax.get_legend_handles_labels()
-        fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=min(len(labels), 8),
+        fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=max(1, min(len(labels), 8)),
                    fontsize=8, frameon=False)
         fig.tight_layout()
         figures.append(("GMACs and throughput vs resolution (measured)", plot_dir / "cost.png"))
@@ -140,7 +140,7 @@ def _accuracy_figure(evals: list[dict], style: dict, metric: Callable[[dict], di
             if label not in labels:
                 handles.append(handle)
                 labels.append(label)
-    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=min(len(labels), 8),
+    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=max(1, min(len(labels), 8)),
                fontsize=8, frameon=False)
     if title:
         fig.suptitle(title)

@@ -296,8 +296,9 @@ def expand(suite: Suite) -> list[Cell]:
                 cells.append(Cell("eval", model, res, mode, config, _key(config)))
     for path in suite.finetuned:
         res, mode = _finetune_cell(path)
+        crop = suite.crop_pct.get(res, 0.875) if isinstance(suite.crop_pct, dict) else suite.crop_pct
         config = {"kind": "eval", "model": path, "weights_sha256": _checkpoint_digest(path), "res": res, "mode": mode,
-                  "data": suite.data, "n": suite.n, "device": suite.device} | tuning
+                  "data": suite.data, "n": suite.n, "crop_pct": crop, "device": suite.device} | tuning
         cells.append(Cell("eval", path, res, mode, config, _key(config)))
     if suite.diagnostics:
         for model in suite.models:

@@ -143,7 +143,9 @@ def train(cfg: TrainConfig, out: Path, command: str = "", console=None,
     start_epoch = 0
     if state_path.exists():
         state = torch.load(state_path, weights_only=False)
-        if state["config"]["encoding"] != str(model.spec) or state["config"]["size"] != cfg.size:
+        saved = state["config"]
+        if (saved["encoding"], saved["size"], saved.get("init"), saved["res"], saved.get("mode", "native")) != (
+                str(model.spec), cfg.size, cfg.init, cfg.res, cfg.mode):
             raise PebenchError(f"{state_path} belongs to another run; delete it or choose another --out")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])

@@ -143,7 +143,10 @@ def test_finetune_writes_a_checkpoint_a_suite_compares_with_zero_shot(inspected,
     records = read_records(tmp_path / "run" / "results.jsonl")
     assert [(r["res"], r["mode"]) for r in records if r["model"].get("finetune")] == [(288, "interp")]
     section = (tmp_path / "run" / "report.md").read_text().split("## Fine-tuned vs zero-shot (measured)")[1]
-    assert f"| {tuned} | {root / 'alibi.safetensors'} | 288 | interp |" in section.split("##")[0]
+    row = next(line for line in section.split("##")[0].splitlines() if line.startswith(f"| {tuned} |"))
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert cells[1:4] == [str(root / "alibi.safetensors"), "288", "interp"]
+    assert all(cells[4:7]) and cells[7] == "32"  # fine-tuned, zero-shot native and interp; images seen
 
 
 def test_finetune_bad_start_exits_2_with_one_line(inspected, tmp_path):
@@ -152,3 +155,25 @@ def test_finetune_bad_start_exits_2_with_one_line(inspected, tmp_path):
                  "--out", tmp_path / "x.safetensors")
     assert result.returncode == 2 and "cannot fine-tune" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_live_table_and_plots_take_diagnostics_and_empty_groups(tmp_path):
+    import io
+
+    from rich.console import Console
+
+    from pebench.live import LiveRun
+    from pebench.plots import plots
+    from pebench.suite import Suite, expand
+
+    cells = expand(Suite(name="t", models=("m",), resolutions=(224,), modes=("native",), diagnostics=True))
+    live = LiveRun(Console(file=io.StringIO()), "t")
+    live.started(cells, [])
+    for cell in cells:  # an eval record, then a diagnostics record of the same model, resolution and mode
+        live.record(cell, {"status": "ok", "metrics": {"top1": 0.5} if cell.kind == "eval" else None})
+    Console(file=io.StringIO()).print(live._table())
+    record = {"kind": "eval", "status": "ok", "model": {"name": "m"}, "res": 224, "mode": "native",
+              "metrics": {"top1": 0.5, "top1_ci95": [0.4, 0.6], "n": 4, "groups": {"where": {"top1": None}}}}
+    assert [caption for caption, _ in plots([record], tmp_path)][:2] == [
+        "Accuracy vs resolution (measured)", "Accuracy by class group: where (told apart only by position) vs "
+        "resolution (measured)"]

@@ -28,6 +28,8 @@ def test_shipped_model_is_what_its_sidecar_says_and_reproduces_its_accuracy(name
     assert accuracy(model, *val_224)["top1"] == pytest.approx(meta["val_top1"], abs=0.005)
     if name != "none":
         assert meta["val_top1"] >= 0.70
+    if name != "none" and meta.get("val_where") is not None:  # zoo v2 (its sidecars record where accuracy)
+        assert meta["val_where"] >= 0.90 and meta["val_top1"] >= 0.90  # it learned position (chance: 1/3)
 
 
 def test_position_blind_model_is_clearly_below_learned_ape():
