@@ -63,7 +63,7 @@ def diagnostics_figures(records: list[dict], plot_dir: Path, style: dict) -> lis
     """Statistics vs resolution per mode, and per model the position pictures and class-token maps."""
     import matplotlib.pyplot as plt
 
-    from pebench.plots import file_part
+    from pebench.plots import file_part, legend_below, resolution_axis
 
     diagnosed = _diagnosed(records)
     if not diagnosed:
@@ -72,6 +72,7 @@ def diagnostics_figures(records: list[dict], plot_dir: Path, style: dict) -> lis
     modes = sorted({r["mode"] for r in diagnosed}, key=mode_order)
     statistics = [("attention_distance_fraction", "attention distance / longer side"),
                   ("entropy", "attention entropy (nats)"), ("class_token_attention", "share on the class token")]
+    resolutions = sorted({r["res"] for r in diagnosed}, key=sort_key)
     fig, axes = plt.subplots(len(modes), 3, figsize=(16, 3.8 * len(modes)), squeeze=False)
     for row, mode in enumerate(modes):
         for col, (statistic, label) in enumerate(statistics):
@@ -82,13 +83,11 @@ def diagnostics_figures(records: list[dict], plot_dir: Path, style: dict) -> lis
                 points = [p for p in points if p[1] is not None]
                 if points:
                     ax.plot(*zip(*points, strict=True), label=name, **style[name])
-            resolutions = sorted({r["res"] for r in diagnosed}, key=sort_key)
-            ax.set_xticks([side(r) for r in resolutions], [str(r) for r in resolutions])
-            ax.set(title=f"{label}, {mode} (mean over blocks)", xlabel="resolution (px)")
+            resolution_axis(ax, resolutions)
+            ax.set(title=f"{label}, {mode} (mean over blocks)")
             ax.grid(alpha=0.3)
     handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=max(1, min(len(labels), 8)),
-               fontsize=8, frameon=False)
+    legend_below(fig, handles, labels)
     fig.tight_layout()
     figures.append(("Attention diagnostics vs resolution (measured)", plot_dir / "diagnostics.png"))
     fig.savefig(figures[-1][1], dpi=100, bbox_inches="tight")

@@ -59,11 +59,10 @@ def plots(records: list[dict], plot_dir: Path) -> list[tuple[str, Path]]:
         gmacs_ax.set(title="GMACs per image", ylabel="GMACs")
         speed_ax.set(title="throughput", ylabel="img/s (median)", yscale="log")
         for ax in (gmacs_ax, speed_ax):
-            _resolution_axis(ax, sorted({r["res"] for r in profiles}, key=sort_key))
+            resolution_axis(ax, sorted({r["res"] for r in profiles}, key=sort_key))
             ax.grid(alpha=0.3)
         handles, labels = speed_ax.get_legend_handles_labels()
-        fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=max(1, min(len(labels), 8)),
-                   fontsize=8, frameon=False)
+        legend_below(fig, handles, labels)
         fig.tight_layout()
         figures.append(("GMACs and throughput vs resolution (measured)", plot_dir / "cost.png"))
         fig.savefig(figures[-1][1], dpi=110, bbox_inches="tight")
@@ -131,7 +130,7 @@ def _accuracy_figure(evals: list[dict], style: dict, metric: Callable[[dict], di
             ax.axhline(level, color="0.35", linestyle=":", linewidth=1.2, zorder=0)
             ax.text(0.99, level, f"position-blind cap {level:.0f}%", transform=ax.get_yaxis_transform(),
                     ha="right", va="bottom", fontsize=7, color="0.35")
-        _resolution_axis(ax, resolutions)
+        resolution_axis(ax, resolutions)
         ax.set(title=f"{what} vs resolution, {mode}", ylabel=f"{what} % (bars: 95% CI)")
         ax.grid(alpha=0.3)
     handles, labels = axes[0][0].get_legend_handles_labels()
@@ -140,8 +139,7 @@ def _accuracy_figure(evals: list[dict], style: dict, metric: Callable[[dict], di
             if label not in labels:
                 handles.append(handle)
                 labels.append(label)
-    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=max(1, min(len(labels), 8)),
-               fontsize=8, frameon=False)
+    legend_below(fig, handles, labels)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
@@ -153,7 +151,13 @@ def file_part(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]+", "-", name) or "group"
 
 
-def _resolution_axis(ax, resolutions: list) -> None:
+def resolution_axis(ax, resolutions: list) -> None:
     """Resolutions on the x axis at the side of their pixel count, labelled as given (384, 384x512)."""
     ax.set_xticks([side(r) for r in resolutions], [str(r) for r in resolutions])
     ax.set_xlabel("resolution (px; non-square at the side of the same pixel count)")
+
+
+def legend_below(fig, handles: list, labels: list) -> None:
+    """One legend for all of a figure's panels, under them."""
+    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=max(1, min(len(labels), 8)),
+               fontsize=8, frameon=False)

@@ -156,7 +156,7 @@ def cell_identity(record: dict) -> tuple:
     return record["kind"], record["model"]["name"], record["res"], record["mode"], data.get("spec"), data.get("n")
 
 
-def _accuracy_cell(record: dict | None, reference: dict | None, metric=_overall) -> str:
+def accuracy_cell(record: dict | None, reference: dict | None, metric=_overall) -> str:
     if record is None:
         return ""
     if record["status"] != "ok":
@@ -183,7 +183,7 @@ def accuracy_grid(records: list[dict], mode: str, metric=_overall) -> tuple[list
         train_res = first["model"]["train_res"]
         reference = by_cell.get((name, train_res, mode)) or by_cell.get((name, train_res, "native"))
         rows.append([name, first["model"]["encoding"]] +
-                    [_accuracy_cell(by_cell.get((name, res, mode)), reference, metric) for res in resolutions])
+                    [accuracy_cell(by_cell.get((name, res, mode)), reference, metric) for res in resolutions])
     return ["model", "encoding", *map(str, resolutions)], rows
 
 
