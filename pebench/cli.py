@@ -10,15 +10,35 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from pebench import __version__
+from pebench.cli_options import (
+    BatchOption,
+    CacheOption,
+    CheckpointOption,
+    CropOption,
+    DataOption,
+    DeviceOption,
+    ModelOption,
+    NOption,
+    OutOption,
+    ResOption,
+    WorkersOption,
+    attach_checkpoint,
+    check_resolutions,
+    parse_cache,
+    parse_crop_pct,
+    parse_device,
+    parse_modes,
+    parse_resolutions,
+    parse_scales,
+)
+from pebench.cli_results import check, report
 from pebench.cli_training import finetune, train
 from pebench.errors import PebenchError
 from pebench.listing import models_table, presets_table, print_encodings, sizes_table, timm_table
-from pebench.models.sizes import SIZES, check_resolution
+from pebench.models.sizes import SIZES
 from pebench.modes import FIXED, TUNED, parse_mode
-from pebench.resolution import as_hw, parse_res
 from pebench.summaries import print_data_problems, print_passes, print_tuning
 
 app = typer.Typer(
@@ -55,72 +75,6 @@ app.command()(train)
 app.command()(finetune)
 
 
-def _attach_checkpoint(models: list[str] | None, checkpoint: Path | None) -> list[str] | None:
-    """``--checkpoint FILE`` belongs to the one timm model: ``timm:NAME`` becomes ``timm:NAME@FILE``."""
-    if checkpoint is None:
-        return models
-    timm_models = [m for m in models or [] if m.startswith("timm:")]
-    if len(timm_models) != 1:
-        raise PebenchError("--checkpoint needs exactly one --model timm:NAME (for several, use timm:NAME@FILE each)")
-    return [f"{m}@{checkpoint}" if m in timm_models else m for m in models]
-
-
-def _check_resolutions(resolutions: list, patch: int) -> None:
-    for r in resolutions:
-        check_resolution(*as_hw(r), patch, what=f"--res {r}")
-
-
-def _parse_resolutions(raw: list[str] | None) -> tuple:
-    """--res values (384, 384x512), deduplicated in order; the defaults when none is given."""
-    if not raw:
-        return DEFAULT_RESOLUTIONS
-    return tuple(dict.fromkeys(parse_res(r, what="--res") for r in raw))
-
-
-def _parse_modes(raw: list[str] | None, default: tuple[str, ...] = FIXED) -> tuple[str, ...]:
-    """--mode values: native, interp, both (= native and interp), tuned or scale=S; repeatable."""
-    modes: list[str] = []
-    for text in raw or []:
-        modes += list(FIXED) if text.strip().lower() == "both" else [parse_mode(text, what="--mode")]
-    return tuple(dict.fromkeys(modes)) or default
-
-
-def _parse_device(device: str):
-    import torch
-
-    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
-        raise PebenchError(f"unknown device '{device}'; use cpu or cuda")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise PebenchError(f"device '{device}' asked for but no CUDA GPU is visible; use --device cpu")
-    return torch.device(device)
-
-
-def _parse_crop_pct(text: str) -> dict[int, float] | float:
-    def fraction(value: str) -> float:
-        try:
-            number = float(value)
-        except ValueError:
-            number = -1.0
-        if not 0 < number <= 1:
-            raise PebenchError(f"--crop-pct value '{value}' must be a fraction in (0, 1], e.g. 0.875")
-        return number
-
-    if "=" not in text:
-        return fraction(text)
-    per_res = {}
-    for item in text.split(","):
-        res, _, value = item.partition("=")
-        per_res[parse_res(res, what=f"--crop-pct item '{item}': resolution")] = fraction(value)
-    return per_res
-
-
-DEFAULT_RESOLUTIONS = (224, 384, 448, 512)
-
-
-def _parse_cache(text: str | None) -> str | bool | None:
-    return False if text == "off" else text
-
-
 def _live(header: str):
     """The live terminal on rank 0; other torchrun ranks stay quiet."""
     import os
@@ -144,26 +98,6 @@ def _records_of(records: list[dict], out: Path | None, keys: set[str]) -> list[d
     return list({r["key"]: r for r in read_records(out) if r.get("key") in keys}.values())
 
 
-ModelOption = Annotated[list[str] | None, typer.Option(
-    "--model", "-m", help="shipped name, .safetensors path or timm:NAME; repeat for several (default: every built "
-                          "shipped model)")]
-ResOption = Annotated[list[str] | None, typer.Option(
-    help="resolution in px, square (384) or height x width (384x512); repeat (default 224 384 448 512)")]
-DataOption = Annotated[str, typer.Option(help="dataset spec: synthetic[:options] or imagefolder:PATH")]
-NOption = Annotated[int | None, typer.Option(help="evaluate the first N validation images (default: all)")]
-BatchOption = Annotated[int, typer.Option(help="batch size (halved automatically on out-of-memory)")]
-DeviceOption = Annotated[str, typer.Option(help="cpu or cuda")]
-WorkersOption = Annotated[int | None, typer.Option(help="data worker processes that decode/render batches "
-                                                         "(default min(8, CPU cores); 0 = in this process)")]
-CacheOption = Annotated[str | None, typer.Option(help="folder for decoded splits (uint8, memory-mapped), so reruns "
-                                                       "skip decoding; 'off' = none (default: synthetic renders only)")]
-OutOption = Annotated[Path | None, typer.Option(help="append JSON-lines records here; rerun to resume")]
-CropOption = Annotated[str, typer.Option(help="image folders: centre-crop fraction, one value or per resolution, "
-                                              "e.g. '224=0.875,384=1.0'")]
-CheckpointOption = Annotated[Path | None, typer.Option(help="weights for the one --model timm:NAME "
-                                                            "(.safetensors, .pth, .bin)")]
-
-
 def _evaluate(model, res, modes: tuple[str, ...], data, n, batch_size, device, workers, cache, out, crop_pct,
               checkpoint, tuning: dict | None = None, diagnostics: dict | None = None) -> list[dict]:
     """`pebench eval`, `tune` and (with ``diagnostics``, its suite settings) `inspect`: a one-row suite
@@ -180,18 +114,18 @@ def _evaluate(model, res, modes: tuple[str, ...], data, n, batch_size, device, w
         raise PebenchError(f"--batch-size must be positive, got {batch_size}")
     if workers is not None and workers < 0:
         raise PebenchError(f"--workers must be 0 (in-process) or more, got {workers}")
-    resolutions = _parse_resolutions(res)
-    crop = _parse_crop_pct(crop_pct)
+    resolutions = parse_resolutions(res)
+    crop = parse_crop_pct(crop_pct)
     dataset = parse_data(data, crop)
-    torch_device = _parse_device(device)
-    names = _attach_checkpoint(model, checkpoint) or [name for name in ZOO if zoo_path(name).exists()]
+    torch_device = parse_device(device)
+    names = attach_checkpoint(model, checkpoint) or [name for name in ZOO if zoo_path(name).exists()]
     if not names:
         raise PebenchError("no shipped model is built in this install; pass --model PATH or build the zoo with "
                            "`pebench train --all`")
     if not model and len(names) < len(ZOO):
         console.print(f"[yellow]not built, skipped:[/] {', '.join(n for n in ZOO if n not in names)}")
     suite = Suite(name="eval", models=tuple(names), resolutions=resolutions, modes=modes, data=data, n=n,
-                  crop_pct=crop, batch_size=batch_size, device=device, workers=workers, cache=_parse_cache(cache),
+                  crop_pct=crop, batch_size=batch_size, device=device, workers=workers, cache=parse_cache(cache),
                   **(tuning or {}), **(diagnostics or {}))
     count = min(n or dataset.size("val"), dataset.size("val"))
     if TUNED in modes and suite.tune_n >= count:
@@ -238,7 +172,7 @@ def eval_(
     checkpoint: CheckpointOption = None,
 ) -> None:
     """Top-1/top-5 accuracy of models at resolutions, natively, interpolated or with a position scale."""
-    _evaluate(model, res, _parse_modes(mode), data, n, batch_size, device, workers, cache, out, crop_pct, checkpoint)
+    _evaluate(model, res, parse_modes(mode), data, n, batch_size, device, workers, cache, out, crop_pct, checkpoint)
 
 
 @app.command()
@@ -264,7 +198,7 @@ def tune(
     side, all scored on the remaining images."""
     if tune_n <= 0 or points <= 0:
         raise PebenchError("--tune-n and --points must be positive")
-    tuning = {"tune_n": tune_n, "tune_points": points, "tune_scales": _parse_scales(scales)}
+    tuning = {"tune_n": tune_n, "tune_points": points, "tune_scales": parse_scales(scales)}
     records = _evaluate(model, res, (*FIXED, TUNED), data, n, batch_size, device, workers, cache, out, crop_pct,
                         checkpoint, tuning)
     print_tuning(console, records)
@@ -290,23 +224,11 @@ def inspect(
     similarity and attention-bias maps; class-token attention maps (records of kind diagnostics)."""
     if n <= 0 or maps < 0:
         raise PebenchError("--n must be a positive number of images and --maps 0 or more")
-    modes = _parse_modes(mode)
+    modes = parse_modes(mode)
     if TUNED in modes:
         raise PebenchError("inspect runs fixed modes; use native, interp or scale=S (tune first to find S)")
     _evaluate(model, res, modes, data, None, batch_size, device, workers, cache, out, crop_pct, None,
               diagnostics={"diagnostics": True, "diagnostics_n": n, "diagnostics_maps": maps})
-
-
-def _parse_scales(text: str | None) -> tuple[float, ...] | None:
-    if text is None:
-        return None
-    try:
-        values = [float(item) for item in text.split(",") if item.strip()]
-    except ValueError:
-        values = []
-    if not values or any(not v > 0 for v in values):
-        raise PebenchError(f"--scales '{text}' must be positive numbers separated by commas, e.g. 0.25,0.5,1")
-    return tuple(sorted(set(values)))
 
 
 class DtypeChoice(str, Enum):
@@ -352,13 +274,13 @@ def profile(
         raise PebenchError(f"unknown model size '{size}'; choose one of: {', '.join(SIZES)}")
     if batch_size <= 0 or repeats <= 0:
         raise PebenchError("--batch-size and --repeats must be positive")
-    torch_device = _parse_device(device)
+    torch_device = parse_device(device)
     if torch_device.type == "cpu" and dtype is DtypeChoice.fp16:
         raise PebenchError("fp16 autocast is for CUDA; on CPU use --dtype bf16 or fp32")
-    names = _attach_checkpoint(model, checkpoint) or []
+    names = attach_checkpoint(model, checkpoint) or []
     specs = encoding if encoding is not None else ([] if model else list(dict.fromkeys(ZOO.values())))
     suite = Suite(name="profile", models=tuple(names), profile_encodings=tuple(specs), profile_size=size,
-                  resolutions=_parse_resolutions(res), modes=(mode,), device=device, profile=True,
+                  resolutions=parse_resolutions(res), modes=(mode,), device=device, profile=True,
                   profile_mode=mode, profile_batch_size=batch_size, profile_dtype=dtype.value,
                   profile_repeats=repeats, profile_channels_last=channels_last, profile_compile=compile_)
     rows = _profile_rows(suite)
@@ -390,7 +312,7 @@ def _profile_rows(suite) -> dict:
     rows = {}
     for row in [(m, None) for m in suite.models] + [(e, suite.profile_size) for e in suite.profile_encodings]:
         rows[row] = load_profile_entry(*row)
-        _check_resolutions(suite.resolutions, rows[row][1].patch)
+        check_resolutions(suite.resolutions, rows[row][1].patch)
     return rows
 
 
@@ -401,9 +323,10 @@ def validate(suite: Annotated[Path, typer.Argument(help="suite YAML file")]) -> 
 
     loaded = load_suite(suite)
     cells = expand(loaded)
-    kinds = {kind: sum(c.kind == kind for c in cells) for kind in ("eval", "profile")}
-    console.print(f"{suite}: suite '{loaded.name}' is valid: {len(cells)} cells ({kinds['eval']} eval, "
-                  f"{kinds['profile']} profile)", soft_wrap=True)
+    kinds = {kind: sum(c.kind == kind for c in cells) for kind in dict.fromkeys(("eval", "profile",
+                                                                             *(c.kind for c in cells)))}
+    console.print(f"{suite}: suite '{loaded.name}' is valid: {len(cells)} cells "
+                  f"({', '.join(f'{count} {kind}' for kind, count in kinds.items())})", soft_wrap=True)
 
 
 @app.command()
@@ -428,10 +351,10 @@ def run(
         raise PebenchError(f"--workers must be 0 (in-process) or more, got {workers}")
     overrides = {"workers": workers} if workers is not None else {}
     if cache is not None:
-        overrides["cache"] = _parse_cache(cache)
+        overrides["cache"] = parse_cache(cache)
     loaded = dataclasses.replace(loaded, **overrides)
     shard_spec = parse_shard(shard) if shard else None
-    torch_device = _parse_device(loaded.device)
+    torch_device = parse_device(loaded.device)
     models = check_models(loaded, torch_device)
     all_cells = expand(loaded)
     cells = shard_cells(all_cells, *shard_spec) if shard_spec else all_cells
@@ -454,87 +377,8 @@ def run(
     console.print(f"report: {written['md']} and {written['html']} (plus .csv, .json)")
 
 
-@app.command()
-def report(
-    results: Annotated[list[Path], typer.Argument(help="results .jsonl files or run folders (shards are merged)")],
-    format_: Annotated[str, typer.Option("--format", help="comma-separated: md, html, csv, json")] = "md,html,csv,json",
-    out: Annotated[Path | None, typer.Option(help="folder for the report (default: the first results folder)")] = None,
-    published: Annotated[list[str] | None, typer.Option(help="published table to show beside the measured ones "
-                                                            "(cpvt, lookhere, rope-vit); default: the suite's")] = None,
-    findings: Annotated[bool | None, typer.Option("--findings/--no-findings", help="a table of published claims "
-                                                  "(CPVT, LookHere, RoPE-ViT, ...) beside the same comparison measured "
-                                                  "on these records, with 95% intervals and verdicts; default: the "
-                                                  "suite's")] = None,
-) -> None:
-    """Write Markdown, HTML (self-contained, with plots), CSV and JSON reports from result records."""
-    import json
-
-    from pebench.published import PUBLISHED
-    from pebench.report import REPORT_FORMATS, load_results, write_report
-
-    formats = [f.strip() for f in format_.split(",") if f.strip()]
-    for fmt in formats:
-        if fmt not in REPORT_FORMATS:
-            raise PebenchError(f"unknown report format '{fmt}'; choose from {', '.join(REPORT_FORMATS)}")
-    folder = out or (results[0] if results[0].is_dir() else results[0].parent)
-    suite_file = folder / "suite.json"
-    suite = json.loads(suite_file.read_text()) if suite_file.exists() else {}
-    if published is None:
-        published = suite.get("published", [])
-    if findings is None:
-        findings = suite.get("findings", False)
-    for name in published:
-        if name not in PUBLISHED:
-            raise PebenchError(f"unknown published table '{name}'; choose from {', '.join(PUBLISHED)}")
-    written = write_report(load_results(results), folder, formats, published, findings=findings)
-    for fmt, path in written.items():
-        console.print(f"{fmt}: {path}")
-
-
-def _percent(value: float | None) -> str:
-    return "n/a" if value is None else f"{100 * value:.1f}"
-
-
-@app.command()
-def check(
-    results: Annotated[list[Path], typer.Argument(help="results .jsonl files or run folders")],
-    baseline: Annotated[Path, typer.Option(help="baseline JSON file")],
-    max_drop: Annotated[float, typer.Option(help="tolerated drop in points before a cell can regress")] = 1.0,
-    metric: Annotated[str, typer.Option(help="top1 or top5")] = "top1",
-    update_baseline: Annotated[bool, typer.Option("--update-baseline", help="write the baseline from these "
-                                                  "results instead of comparing")] = False,
-) -> None:
-    """Compare results with a baseline; exit 1 when a cell regressed beyond tolerance and chance, or is missing."""
-    from pebench.check import METRICS, compare, environment_warnings, read_baseline, write_baseline
-    from pebench.report import load_results
-
-    if metric not in METRICS:
-        raise PebenchError(f"unknown --metric '{metric}'; choose from {', '.join(METRICS)}")
-    if max_drop < 0:
-        raise PebenchError(f"--max-drop must be >= 0 points, got {max_drop}")
-    records = load_results(results)
-    if update_baseline:
-        count = write_baseline(records, baseline, metric)
-        console.print(f"wrote baseline {baseline} ({count} cells, metric {metric})")
-        return
-    base = read_baseline(baseline, metric)
-    comparisons = compare(records, base, max_drop, baseline)
-    for warning in environment_warnings(records, base):
-        console.print(f"[yellow]warning[/] {warning}: accuracy may differ for that reason alone")
-    table = Table(title=f"{metric} vs baseline {baseline} (max drop {max_drop} points)")
-    for column in ("cell", "status", "baseline", "now", "detail"):
-        table.add_column(column)
-    colours = {"regressed": "red", "missing": "red", "improved": "green", "new": "cyan", "unchanged": "dim"}
-    for c in sorted(comparisons, key=lambda c: (c.status == "unchanged", c.status)):
-        table.add_row(c.label, f"[{colours[c.status]}]{c.status}[/]", _percent(c.baseline), _percent(c.current),
-                      c.detail)
-    console.print(table)
-    counts = {s: sum(c.status == s for c in comparisons) for s in colours}
-    console.print(", ".join(f"{k} {v}" for k, v in counts.items()))
-    if counts["regressed"] or counts["missing"]:
-        console.print("[red]check failed[/]")
-        raise typer.Exit(1)
-    console.print("[green]check passed[/]")
+app.command()(report)
+app.command()(check)
 
 
 def _versions_line() -> str:

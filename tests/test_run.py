@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -255,6 +256,11 @@ def test_validate_prints_the_cell_count(workspace):
     result = cli("validate", suite)
     assert result.returncode == 0 and "8 cells (8 eval, 0 profile)" in result.stdout
     assert cli("validate", Path(suite).with_name("nope.yaml")).returncode == 2
+    with_diagnostics = Path(suite).with_name("inspected.yaml")
+    with_diagnostics.write_text(Path(suite).read_text() + "\ndiagnostics: true\n")
+    validated = cli("validate", with_diagnostics).stdout
+    counts = re.search(r"(\d+) cells \(8 eval, 0 profile, (\d+) diagnostics\)", validated)
+    assert counts and int(counts[1]) == 8 + int(counts[2]) and int(counts[2]) > 0
 
 
 def test_the_committed_quick_baseline_gates(tmp_path):

@@ -1,0 +1,110 @@
+"""Options shared by the `pebench` commands and the parsers that turn their text into values, each
+raising a one-line :class:`~pebench.errors.PebenchError` (exit 2) for bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from pebench.errors import PebenchError
+from pebench.models.sizes import check_resolution
+from pebench.modes import FIXED, parse_mode
+from pebench.resolution import as_hw, parse_res
+
+DEFAULT_RESOLUTIONS = (224, 384, 448, 512)
+
+ModelOption = Annotated[list[str] | None, typer.Option(
+    "--model", "-m", help="shipped name, .safetensors path or timm:NAME; repeat for several (default: every built "
+                          "shipped model)")]
+ResOption = Annotated[list[str] | None, typer.Option(
+    help="resolution in px, square (384) or height x width (384x512); repeat (default 224 384 448 512)")]
+DataOption = Annotated[str, typer.Option(help="dataset spec: synthetic[:options] or imagefolder:PATH")]
+NOption = Annotated[int | None, typer.Option(help="evaluate the first N validation images (default: all)")]
+BatchOption = Annotated[int, typer.Option(help="batch size (halved automatically on out-of-memory)")]
+DeviceOption = Annotated[str, typer.Option(help="cpu or cuda")]
+WorkersOption = Annotated[int | None, typer.Option(help="data worker processes that decode/render batches "
+                                                         "(default min(8, CPU cores); 0 = in this process)")]
+CacheOption = Annotated[str | None, typer.Option(help="folder for decoded splits (uint8, memory-mapped), so reruns "
+                                                       "skip decoding; 'off' = none (default: synthetic renders only)")]
+OutOption = Annotated[Path | None, typer.Option(help="append JSON-lines records here; rerun to resume")]
+CropOption = Annotated[str, typer.Option(help="image folders: centre-crop fraction, one value or per resolution, "
+                                              "e.g. '224=0.875,384=1.0'")]
+CheckpointOption = Annotated[Path | None, typer.Option(help="weights for the one --model timm:NAME "
+                                                            "(.safetensors, .pth, .bin)")]
+
+
+def attach_checkpoint(models: list[str] | None, checkpoint: Path | None) -> list[str] | None:
+    """``--checkpoint FILE`` belongs to the one timm model: ``timm:NAME`` becomes ``timm:NAME@FILE``."""
+    if checkpoint is None:
+        return models
+    timm_models = [m for m in models or [] if m.startswith("timm:")]
+    if len(timm_models) != 1:
+        raise PebenchError("--checkpoint needs exactly one --model timm:NAME (for several, use timm:NAME@FILE each)")
+    return [f"{m}@{checkpoint}" if m in timm_models else m for m in models]
+
+
+def check_resolutions(resolutions: list, patch: int) -> None:
+    for r in resolutions:
+        check_resolution(*as_hw(r), patch, what=f"--res {r}")
+
+
+def parse_resolutions(raw: list[str] | None) -> tuple:
+    """--res values (384, 384x512), deduplicated in order; the defaults when none is given."""
+    if not raw:
+        return DEFAULT_RESOLUTIONS
+    return tuple(dict.fromkeys(parse_res(r, what="--res") for r in raw))
+
+
+def parse_modes(raw: list[str] | None, default: tuple[str, ...] = FIXED) -> tuple[str, ...]:
+    """--mode values: native, interp, both (= native and interp), tuned or scale=S; repeatable."""
+    modes: list[str] = []
+    for text in raw or []:
+        modes += list(FIXED) if text.strip().lower() == "both" else [parse_mode(text, what="--mode")]
+    return tuple(dict.fromkeys(modes)) or default
+
+
+def parse_device(device: str):
+    import torch
+
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        raise PebenchError(f"unknown device '{device}'; use cpu or cuda")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise PebenchError(f"device '{device}' asked for but no CUDA GPU is visible; use --device cpu")
+    return torch.device(device)
+
+
+def parse_crop_pct(text: str) -> dict[int, float] | float:
+    def fraction(value: str) -> float:
+        try:
+            number = float(value)
+        except ValueError:
+            number = -1.0
+        if not 0 < number <= 1:
+            raise PebenchError(f"--crop-pct value '{value}' must be a fraction in (0, 1], e.g. 0.875")
+        return number
+
+    if "=" not in text:
+        return fraction(text)
+    per_res = {}
+    for item in text.split(","):
+        res, _, value = item.partition("=")
+        per_res[parse_res(res, what=f"--crop-pct item '{item}': resolution")] = fraction(value)
+    return per_res
+
+
+def parse_cache(text: str | None) -> str | bool | None:
+    return False if text == "off" else text
+
+
+def parse_scales(text: str | None) -> tuple[float, ...] | None:
+    if text is None:
+        return None
+    try:
+        values = [float(item) for item in text.split(",") if item.strip()]
+    except ValueError:
+        values = []
+    if not values or any(not v > 0 for v in values):
+        raise PebenchError(f"--scales '{text}' must be positive numbers separated by commas, e.g. 0.25,0.5,1")
+    return tuple(sorted(set(values)))

@@ -1,0 +1,96 @@
+"""`pebench report` and `pebench check`: the commands that read result records (registered on the app in
+:mod:`pebench.cli`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from pebench.errors import PebenchError
+
+console = Console()
+
+
+def report(
+    results: Annotated[list[Path], typer.Argument(help="results .jsonl files or run folders (shards are merged)")],
+    format_: Annotated[str, typer.Option("--format", help="comma-separated: md, html, csv, json")] = "md,html,csv,json",
+    out: Annotated[Path | None, typer.Option(help="folder for the report (default: the first results folder)")] = None,
+    published: Annotated[list[str] | None, typer.Option(help="published table to show beside the measured ones "
+                                                            "(cpvt, lookhere, rope-vit); default: the suite's")] = None,
+    findings: Annotated[bool | None, typer.Option("--findings/--no-findings", help="a table of published claims "
+                                                  "(CPVT, LookHere, RoPE-ViT, ...) beside the same comparison measured "
+                                                  "on these records, with 95% intervals and verdicts; default: the "
+                                                  "suite's")] = None,
+) -> None:
+    """Write Markdown, HTML (self-contained, with plots), CSV and JSON reports from result records."""
+    import json
+
+    from pebench.published import PUBLISHED
+    from pebench.report import REPORT_FORMATS, load_results, write_report
+
+    formats = [f.strip() for f in format_.split(",") if f.strip()]
+    for fmt in formats:
+        if fmt not in REPORT_FORMATS:
+            raise PebenchError(f"unknown report format '{fmt}'; choose from {', '.join(REPORT_FORMATS)}")
+    folder = out or (results[0] if results[0].is_dir() else results[0].parent)
+    suite_file = folder / "suite.json"
+    suite = json.loads(suite_file.read_text()) if suite_file.exists() else {}
+    if published is None:
+        published = suite.get("published", [])
+    if findings is None:
+        findings = suite.get("findings", False)
+    for name in published:
+        if name not in PUBLISHED:
+            raise PebenchError(f"unknown published table '{name}'; choose from {', '.join(PUBLISHED)}")
+    written = write_report(load_results(results), folder, formats, published, findings=findings)
+    for fmt, path in written.items():
+        console.print(f"{fmt}: {path}")
+
+
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}"
+
+
+def check(
+    results: Annotated[list[Path], typer.Argument(help="results .jsonl files or run folders")],
+    baseline: Annotated[Path, typer.Option(help="baseline JSON file")],
+    max_drop: Annotated[float, typer.Option(help="tolerated drop in points before a cell can regress")] = 1.0,
+    metric: Annotated[str, typer.Option(help="top1 or top5")] = "top1",
+    update_baseline: Annotated[bool, typer.Option("--update-baseline", help="write the baseline from these "
+                                                  "results instead of comparing")] = False,
+) -> None:
+    """Compare results with a baseline; exit 1 when a cell regressed beyond tolerance and chance, or is missing."""
+    from pebench.check import METRICS, compare, environment_warnings, read_baseline, write_baseline
+    from pebench.report import load_results
+
+    if metric not in METRICS:
+        raise PebenchError(f"unknown --metric '{metric}'; choose from {', '.join(METRICS)}")
+    if max_drop < 0:
+        raise PebenchError(f"--max-drop must be >= 0 points, got {max_drop}")
+    records = load_results(results)
+    if update_baseline:
+        count = write_baseline(records, baseline, metric)
+        console.print(f"wrote baseline {baseline} ({count} cells, metric {metric})")
+        return
+    base = read_baseline(baseline, metric)
+    comparisons = compare(records, base, max_drop, baseline)
+    for warning in environment_warnings(records, base):
+        console.print(f"[yellow]warning[/] {warning}: accuracy may differ for that reason alone")
+    table = Table(title=f"{metric} vs baseline {baseline} (max drop {max_drop} points)")
+    for column in ("cell", "status", "baseline", "now", "detail"):
+        table.add_column(column)
+    colours = {"regressed": "red", "missing": "red", "improved": "green", "new": "cyan", "unchanged": "dim"}
+    for c in sorted(comparisons, key=lambda c: (c.status == "unchanged", c.status)):
+        table.add_row(c.label, f"[{colours[c.status]}]{c.status}[/]", _percent(c.baseline), _percent(c.current),
+                      c.detail)
+    console.print(table)
+    counts = {s: sum(c.status == s for c in comparisons) for s in colours}
+    console.print(", ".join(f"{k} {v}" for k, v in counts.items()))
+    if counts["regressed"] or counts["missing"]:
+        console.print("[red]check failed[/]")
+        raise typer.Exit(1)
+    console.print("[green]check passed[/]")
