@@ -41,8 +41,11 @@ ZOO: dict[str, str] = {
 #: ``pebench train --all``. LookHere and ALiBi have no position parameters, so the position learning
 #: rate cannot speed them up; LookHere's *where* accuracy was still rising at 50k samples (84%, README).
 #: Shaw's contextual relative keys reached 87.3% *where* after the default 5 epochs, still rising by
-#: 4-9 points an epoch (README, zoo v2).
+#: 4-9 points an epoch (README, zoo v2). CPB keeps the base learning rate for its MLP: at 30x it
+#: drove the 16 * sigmoid(MLP) bias into saturation (pre-sigmoid values of +-100 to 250), a constant
+#: per head, and *where* stayed at chance (README, zoo v2).
 ZOO_RECIPES: dict[str, dict] = {
+    "cpb": {"position_lr_scale": 1.0},
     "shaw": {"epochs": 8},
     "lookhere": {"epochs": 8},
     "alibi": {"epochs": 8},
