@@ -43,9 +43,11 @@ ZOO: dict[str, str] = {
 #: Shaw's contextual relative keys reached 87.3% *where* after the default 5 epochs, still rising by
 #: 4-9 points an epoch (README, zoo v2). CPB keeps the base learning rate for its MLP: at 30x it
 #: drove the 16 * sigmoid(MLP) bias into saturation (pre-sigmoid values of +-100 to 250), a constant
-#: per head, and *where* stayed at chance (README, zoo v2).
+#: per head, and *where* stayed at chance (README, zoo v2). PEG x5's convolutions fell from chance too
+#: at 30x (34.3 / 33.3 / 30.0% *where* after epochs 1-3).
 ZOO_RECIPES: dict[str, dict] = {
     "cpb": {"position_lr_scale": 1.0},
+    "peg_x5": {"position_lr_scale": 1.0},
     "shaw": {"epochs": 8},
     "lookhere": {"epochs": 8},
     "alibi": {"epochs": 8},
