@@ -44,9 +44,11 @@ def train(
     import torch
 
     from pebench.atomic import claimed
+    from pebench.env import git_state
     from pebench.train import train as train_model
     from pebench.zoo import ZOO, ZOO_RECIPES, zoo_path
 
+    git_state()  # every sidecar records the commit this process loaded, though the checkout may move during --all
     command = shlex.join(["pebench", *sys.argv[1:]])
     jobs = ([(spec, zoo_path(name), ZOO_RECIPES.get(name, {})) for name, spec in ZOO.items()] if all_
             else [(encoding, out, {})])

@@ -313,6 +313,7 @@ def test_train_all_builds_each_missing_model_with_its_zoo_settings(tmp_path, mon
     from conftest import cli
 
     import pebench.zoo as zoo
+    from pebench.env import git_state
 
     built = {}
 
@@ -323,8 +324,11 @@ def test_train_all_builds_each_missing_model_with_its_zoo_settings(tmp_path, mon
     monkeypatch.setattr(train_module, "train", fake_train)
     monkeypatch.setattr(zoo, "zoo_path", lambda name: tmp_path / f"{name.replace('+', '_')}.safetensors")
     (tmp_path / "ape.safetensors").write_bytes(b"built before")
+    git_state.cache_clear()
     result = cli("train", "--all")
     assert result.returncode == 0, result.stderr
+    assert git_state.cache_info().currsize == 1  # the commit was read before training, not when a sidecar is saved
     assert set(built) == {name.replace("+", "_") for name in zoo.ZOO} - {"ape"}
-    assert built["lookhere"].epochs == 8 and built["alibi"].epochs == 8 and built["sincos"].epochs == 5
-    assert {(cfg.batch_size, cfg.where_share, cfg.position_lr_scale) for cfg in built.values()} == {(32, 0.5, 30.0)}
+    assert [built[name].epochs for name in ("lookhere", "alibi", "shaw", "sincos")] == [8, 8, 8, 5]
+    assert [built[name].position_lr_scale for name in ("cpb", "peg", "peg_x5", "relpos_table")] == [1, 1, 1, 30]
+    assert {(cfg.batch_size, cfg.where_share) for cfg in built.values()} == {(32, 0.5)}
