@@ -330,5 +330,5 @@ def test_train_all_builds_each_missing_model_with_its_zoo_settings(tmp_path, mon
     assert git_state.cache_info().currsize == 1  # the commit was read before training, not when a sidecar is saved
     assert set(built) == {name.replace("+", "_") for name in zoo.ZOO} - {"ape"}
     assert [built[name].epochs for name in ("lookhere", "alibi", "shaw", "sincos")] == [8, 8, 8, 5]
-    assert [built[name].position_lr_scale for name in ("cpb", "peg", "peg_x5", "relpos_table")] == [1, 1, 1, 30]
+    assert [built[name].position_lr_scale for name in ("cpb", "peg_x5", "peg", "relpos_table")] == [1, 1, 30, 30]
     assert {(cfg.batch_size, cfg.where_share) for cfg in built.values()} == {(32, 0.5)}
