@@ -1,10 +1,10 @@
 """The shipped zoo: every model is built, stored as its sidecar says, and still scores what it recorded."""
 
-import json
 from dataclasses import fields
 
 import pytest
 
+from pebench.checkpoint import read_sidecar
 from pebench.data import SyntheticData, read_split
 from pebench.encodings.spec import parse_spec
 from pebench.recipe import TrainConfig
@@ -44,7 +44,7 @@ def test_position_blind_model_is_clearly_below_learned_ape():
 @pytest.mark.parametrize("name", list(ZOO))
 def test_v2_model_was_trained_with_the_recipe_train_all_uses_now(name):
     """`pebench train --all` rebuilds what is shipped: TrainConfig's defaults with the model's ZOO_RECIPES entry."""
-    meta = json.loads(zoo_path(name).with_suffix(".json").read_text())
+    meta = read_sidecar(zoo_path(name))
     if meta.get("val_where") is None:
         pytest.skip("still the zoo v1 file (trained before the v2 recipe; issue 15)")
     expected = {**{f.name: f.default for f in fields(TrainConfig)}, **ZOO_RECIPES.get(name, {})}

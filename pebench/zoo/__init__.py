@@ -42,7 +42,7 @@ ZOO: dict[str, str] = {
 #: rate cannot speed them up; LookHere's *where* accuracy was still rising at 50k samples (84%, README).
 #: Shaw's contextual relative keys reached 87.3% *where* after the default 5 epochs, still rising by
 #: 4-9 points an epoch (README, zoo v2). CPB keeps the base learning rate for its MLP: at 30x it
-#: drove the 16 * sigmoid(MLP) bias into saturation (pre-sigmoid values of +-100 to 250), a constant
+#: drove the 16 * sigmoid(MLP) bias into saturation (pre-sigmoid magnitudes of 85 to 250), a constant
 #: per head, and *where* stayed at chance (README, zoo v2). PEG x5's convolutions fell from chance too
 #: at 30x (34.3 / 33.3 / 30.0% *where* after epochs 1-3) and learned at 1x. One PEG reaches the bar at
 #: neither rate (52.3% after 5 epochs at 30x; 31.7% after 3 at 1x), so it keeps the default.
