@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import shlex
 import sys
 from pathlib import Path
@@ -36,36 +37,81 @@ def train(
     all_: Annotated[bool, typer.Option("--all", help="(re)build every shipped model that is missing, "
                                                      "into the package's zoo folder, with its "
                                                      "settings from pebench.zoo.ZOO_RECIPES over these")] = False,
+    jobs: Annotated[int, typer.Option(min=1, help="with --all: models trained at once, each in its own "
+                                                  "process with an equal share of the CPU cores")] = 1,
 ) -> None:
     """Train a ViT at 224 on a dataset; rerun the same command to resume an interrupted run.
 
-    Several `pebench train --all` processes can run side by side (e.g. two with OMP_NUM_THREADS=1 on
-    two cores): each model is claimed by one of them."""
+    `pebench train --all --jobs 2` rebuilds the zoo with two processes; several `pebench train --all`
+    commands can also run side by side: each model is claimed by one process."""
+    from pebench.env import cpu_cores, git_state
+    from pebench.zoo import ZOO, ZOO_RECIPES, zoo_path
+
+    if jobs > 1 and not all_:
+        raise PebenchError("--jobs splits the shipped zoo among processes; use it with --all")
+    git_state()  # every sidecar records the commit this process loaded, though the checkout may move during --all
+    command = shlex.join(["pebench", *sys.argv[1:]])
+    work = ([(spec, zoo_path(name), ZOO_RECIPES.get(name, {})) for name, spec in ZOO.items()] if all_
+            else [(encoding, out, {})])
+    options = {"size": size, "data": data, "epochs": epochs, "batch_size": batch_size, "lr": lr,
+               "position_lr_scale": position_lr_scale, "where_share": where_share, "seed": seed}
+    if jobs == 1:
+        _train_each(work, options, command, zoo=all_)
+        return
+    if "fork" not in multiprocessing.get_all_start_methods():
+        raise PebenchError("--jobs needs a platform that can fork; start several `pebench train --all` "
+                           "commands instead")
+    threads = max(1, cpu_cores() // jobs)
+    context = multiprocessing.get_context("fork")  # children inherit the commit read above and the loaded code
+    workers = [context.Process(target=_worker, args=(work, options, command, threads)) for _ in range(jobs)]
+    for worker in workers:
+        worker.start()
+    try:
+        for worker in workers:
+            worker.join()
+    except KeyboardInterrupt:  # Ctrl-C reaches the whole process group: let the workers stop before exiting
+        for worker in workers:
+            worker.join()
+        raise
+    failed = [worker.exitcode for worker in workers if worker.exitcode]
+    if failed:
+        console.print(f"{len(failed)} of {jobs} training processes failed (exit codes {failed}); "
+                      "rerun the same command to resume")
+        sys.exit(max(failed))
+
+
+def _train_each(work: list[tuple[str, Path, dict]], options: dict, command: str, zoo: bool) -> None:
+    """Train every job no other process has claimed; with ``zoo``, skip those already built."""
     import torch
 
     from pebench.atomic import claimed
-    from pebench.env import git_state
     from pebench.train import train as train_model
-    from pebench.zoo import ZOO, ZOO_RECIPES, zoo_path
 
-    git_state()  # every sidecar records the commit this process loaded, though the checkout may move during --all
-    command = shlex.join(["pebench", *sys.argv[1:]])
-    jobs = ([(spec, zoo_path(name), ZOO_RECIPES.get(name, {})) for name, spec in ZOO.items()] if all_
-            else [(encoding, out, {})])
-    for spec, path, settings in jobs:
+    for spec, path, settings in work:
         with claimed(path) as ours:
             if not ours:
                 console.print(f"{path.name} is being trained by another process; skipping")
                 continue
-            if all_ and path.exists():
+            if zoo and path.exists():
                 console.print(f"{path.name} exists; skipping (delete it to retrain)")
                 continue
-            cfg = TrainConfig(**{"size": size, "encoding": spec, "data": data, "epochs": epochs,
-                                 "batch_size": batch_size, "lr": lr, "position_lr_scale": position_lr_scale,
-                                 "where_share": where_share, "seed": seed} | settings)
+            cfg = TrainConfig(**{"encoding": spec} | options | settings)
             sidecar = train_model(cfg, path, command=command, console=console,
-                                  save_dtype=torch.float16 if all_ else torch.float32)
+                                  save_dtype=torch.float16 if zoo else torch.float32)
             console.print(f"wrote {path} (val top-1 {sidecar['val_top1']:.3f})")
+
+
+def _worker(work: list[tuple[str, Path, dict]], options: dict, command: str, threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    try:
+        _train_each(work, options, command, zoo=True)
+    except PebenchError as error:
+        Console(stderr=True).print(f"error: {error}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(error.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)  # the parent says how to resume, once
 
 
 def finetune(

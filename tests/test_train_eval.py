@@ -329,6 +329,45 @@ def test_train_all_builds_each_missing_model_with_its_zoo_settings(tmp_path, mon
     assert result.returncode == 0, result.stderr
     assert git_state.cache_info().currsize == 1  # the commit was read before training, not when a sidecar is saved
     assert set(built) == {name.replace("+", "_") for name in zoo.ZOO} - {"ape"}
-    assert [built[name].epochs for name in ("lookhere", "alibi", "shaw", "sincos")] == [8, 8, 8, 5]
+    assert [built[name].epochs for name in ("lookhere", "alibi", "shaw", "sincos", "rope_axial", "ape_peg")] == [
+        8, 8, 8, 5, 2, 2]
     assert [built[name].position_lr_scale for name in ("cpb", "peg_x5", "peg", "relpos_table")] == [1, 1, 30, 30]
     assert {(cfg.batch_size, cfg.where_share) for cfg in built.values()} == {(32, 0.5)}
+
+
+def test_train_all_jobs_trains_each_missing_model_once_in_worker_processes(tmp_path, monkeypatch):
+    import os
+    import time
+
+    from conftest import cli
+
+    import pebench.zoo as zoo
+    from pebench.env import cpu_cores
+
+    def fake_train(cfg, out, command="", console=None, save_dtype=None):
+        time.sleep(0.2)  # long enough for the second worker to claim models too
+        with open(out.with_suffix(".log"), "a") as log:
+            log.write(f"{os.getpid()} {torch.get_num_threads()} {cfg.epochs}\n")
+        out.write_bytes(b"built")
+        return {"val_top1": 0.5}
+
+    monkeypatch.setattr(train_module, "train", fake_train)
+    monkeypatch.setattr(zoo, "zoo_path", lambda name: tmp_path / f"{name.replace('+', '_')}.safetensors")
+    (tmp_path / "ape.safetensors").write_bytes(b"built before")
+    result = cli("train", "--all", "--jobs", "2")
+    assert result.returncode == 0, result.stderr
+    logs = {path.stem: path.read_text().split("\n")[:-1] for path in tmp_path.glob("*.log")}
+    assert set(logs) == {name.replace("+", "_") for name in zoo.ZOO} - {"ape"}
+    assert all(len(lines) == 1 for lines in logs.values())  # each model trained by exactly one worker
+    rows = [line.split() for lines in logs.values() for line in lines]
+    assert len({pid for pid, _, _ in rows}) == 2 and str(os.getpid()) not in {pid for pid, _, _ in rows}
+    assert {threads for _, threads, _ in rows} == {str(max(1, cpu_cores() // 2))}
+    assert logs["shaw"][0].split()[2] == "8"  # the zoo settings reach the workers
+    assert not list(tmp_path.glob("*.claim"))
+
+
+def test_jobs_without_all_is_refused():
+    from conftest import cli
+
+    result = cli("train", "--jobs", "2")
+    assert result.returncode == 2 and "use it with --all" in result.stderr

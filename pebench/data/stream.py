@@ -14,7 +14,6 @@ from a model-bound one.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -26,13 +25,14 @@ from torch.utils.data import DataLoader, Dataset
 
 from pebench.data import Items
 from pebench.data.cache import CacheWriter, SplitCache, check_space, lookup
+from pebench.env import cpu_cores
 from pebench.errors import PebenchError, RunFailed
 from pebench.resolution import Label
 
 
 def default_workers() -> int:
     """min(8, the CPU cores this process may use)."""
-    return min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    return min(8, cpu_cores())
 
 
 class Batch(NamedTuple):
