@@ -1,0 +1,76 @@
+"""Which *where* scenes a model gets right: accuracy by how close the red disk comes to the image border.
+
+A zero-padded convolution tells a token where it is only near the border (one 3x3 PEG: within one
+patch). If a model's *where* accuracy is high when the disk nearly touches the border and at chance
+when it sits further in, its position signal comes from the padding alone. This reads eval records on
+the synthetic val split that kept each image's hit (``metrics.image_hits``), recomputes the scenes
+from the data spec, and bins the *where* images by the gap between the disk's edge and the nearest
+border, in patches of the evaluated grid.
+
+    python benchmarks/where_by_geometry.py results/zoo/results.jsonl [--models peg,peg_x5] [--res 224]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+
+from pebench.data import parse_data
+from pebench.data.synthetic import DISK, POSITION_CLASSES, sample_scenes
+from pebench.evaluate import unpack_hits
+
+BIN_EDGES = (0.0, 1.0, 2.0, 3.0, np.inf)
+
+
+def disk_border_gap(spec: str, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(indices of the *where* images among the first n, their disk-edge-to-border gap as a share of the side)."""
+    data = parse_data(spec)
+    scenes = sample_scenes(data.seed, "val", range(n))
+    where = np.flatnonzero(scenes.label < POSITION_CLASSES)
+    center, radius = scenes.center[where, DISK], scenes.radius[where, DISK]
+    gap = np.minimum(center, 1 - center).min(axis=1) - radius
+    return where, gap
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("results")
+    parser.add_argument("--models", default=None, help="comma-separated model names (default: all)")
+    parser.add_argument("--res", default=None, help="comma-separated resolutions (default: all)")
+    args = parser.parse_args()
+    models = set(args.models.split(",")) if args.models else None
+    resolutions = {int(r) for r in args.res.split(",")} if args.res else None
+
+    labels = [f"[{lo:g},{hi:g})" for lo, hi in zip(BIN_EDGES[:-1], BIN_EDGES[1:], strict=True)]
+    print("where top-1 % (images) by the gap between the disk's edge and the nearest border, in patches")
+    print(f"{'model':<14} {'res':>4} {'mode':<8} " + " ".join(f"{label:>14}" for label in labels))
+    geometry = {}
+    with open(args.results) as lines:
+        for line in lines:
+            record = json.loads(line)
+            if record.get("kind") != "eval" or record.get("status") != "ok":
+                continue
+            hits_hex, name = record["metrics"].get("image_hits"), record["model"]["name"]
+            if hits_hex is None or not record["data"]["spec"].startswith("synthetic"):
+                continue
+            if (models and name not in models) or (resolutions and record["res"] not in resolutions):
+                continue
+            n = record["metrics"]["n"]
+            key = (record["data"]["spec"], n)
+            if key not in geometry:
+                geometry[key] = disk_border_gap(*key)
+            where, gap = geometry[key]
+            hits = np.array(unpack_hits(hits_hex, n))[where]
+            patches = gap * record["res"] / record["model"]["patch"]
+            bins = np.digitize(patches, BIN_EDGES[1:-1])
+            cells = []
+            for b in range(len(labels)):
+                chosen = hits[bins == b]
+                cells.append(f"{100 * chosen.mean():5.1f} ({chosen.size:>4})" if chosen.size else f"{'-':>14}")
+            print(f"{name:<14} {record['res']:>4} {record['mode']:<8} " + " ".join(f"{c:>14}" for c in cells))
+
+
+if __name__ == "__main__":
+    main()
