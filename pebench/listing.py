@@ -45,21 +45,25 @@ def presets_table() -> Table:
 def models_table() -> Table:
     from pebench.checkpoint import read_sidecar
     from pebench.data import parse_data
-    from pebench.zoo import ZOO, zoo_path
+    from pebench.zoo import BELOW_WHERE_BAR, ZOO, zoo_path
 
     table = Table(title="Shipped models (micro ViT trained by pebench on synthetic at 224)")
-    for column in ("name", "encoding", "val top-1 at 224", "samples seen"):
+    for column in ("name", "encoding", "val top-1 at 224", "where (position classes)", "samples seen"):
         table.add_column(column)
     for name, spec in ZOO.items():
         path = zoo_path(name)
         if not path.exists():
-            table.add_row(name, spec, "[dim]not built: pebench train --all[/]", "")
+            table.add_row(name, spec, "[dim]not built: pebench train --all[/]", "", "")
             continue
         meta = read_sidecar(path)
         curve = meta.get("learning_curve") or [{}]
         val_size = parse_data(meta["data"]).size("val")
+        where = ("[dim]not recorded (zoo v1 file)[/]" if meta.get("val_where") is None
+                 else f"{100 * meta['val_where']:.1f}%")
+        if name in BELOW_WHERE_BAR:
+            where += f" [yellow]below the bar: {BELOW_WHERE_BAR[name]}[/]"
         table.add_row(name, meta["encoding"], f"{100 * meta['val_top1']:.1f}% (n={val_size:,}, {meta['data']})",
-                      str(curve[-1].get("samples", "")))
+                      where, str(curve[-1].get("samples", "")))
     return table
 
 

@@ -21,6 +21,18 @@ def test_list_shows_every_family_with_its_modes_and_paper():
     assert "rope_mixed" in out.stdout and "micro" in out.stdout
 
 
+def test_list_models_marks_the_shipped_models_below_the_where_bar():
+    import os
+
+    from pebench.zoo import BELOW_WHERE_BAR, ZOO
+
+    out = subprocess.run([sys.executable, "-c", "from pebench.cli import main; main()", "list", "models"],
+                         capture_output=True, text=True, env=os.environ | {"COLUMNS": "400"})
+    assert out.returncode == 0, out.stderr
+    marked = [line.split()[1] for line in out.stdout.splitlines() if "below the bar" in line]
+    assert marked == [name for name in ZOO if name in BELOW_WHERE_BAR]
+
+
 def test_version():
     out = run("version")
     assert out.returncode == 0 and "torch" in out.stdout and "timm" in out.stdout
