@@ -68,6 +68,7 @@ WHERE_BAR, TOP1_BAR = 0.90, 0.90
 #: v2); their resolution curves say little about position
 BELOW_WHERE_BAR: dict[str, str] = {
     "none": "no position encoding: chance by construction",
+    "alibi": "2D ALiBi's bias depends on the distance only, not the direction (30.3% after 8 epochs)",
 }
 
 
