@@ -48,12 +48,14 @@ def models_table() -> Table:
     from pebench.zoo import BELOW_WHERE_BAR, ZOO, zoo_path
 
     table = Table(title="Shipped models (micro ViT trained by pebench on synthetic at 224)")
-    for column in ("name", "encoding", "val top-1 at 224", "where (position classes)", "samples seen"):
+    for column in ("name", "encoding", "val top-1 at 224", "where (position classes)", "samples seen",
+                   "training steps"):
         table.add_column(column)
+    total_s = 0.0
     for name, spec in ZOO.items():
         path = zoo_path(name)
         if not path.exists():
-            table.add_row(name, spec, "[dim]not built: pebench train --all[/]", "", "")
+            table.add_row(name, spec, "[dim]not built: pebench train --all[/]", "", "", "")
             continue
         meta = read_sidecar(path)
         curve = meta.get("learning_curve") or [{}]
@@ -62,9 +64,23 @@ def models_table() -> Table:
                  else f"{100 * meta['val_where']:.1f}%")
         if name in BELOW_WHERE_BAR:
             where += f" [yellow]below the bar: {BELOW_WHERE_BAR[name]}[/]"
+        seconds = training_seconds(curve)
+        total_s += seconds
         table.add_row(name, meta["encoding"], f"{100 * meta['val_top1']:.1f}% (n={val_size:,}, {meta['data']})",
-                      where, str(curve[-1].get("samples", "")))
+                      where, str(curve[-1].get("samples", "")), f"{seconds / 60:.0f} min")
+    table.caption = (f"training steps: {total_s / 3600:.1f} h in all, from each epoch's samples and img/s in the "
+                     "sidecars (one process; `pebench train --all --jobs 2` runs two at once)")
     return table
+
+
+def training_seconds(curve: list[dict]) -> float:
+    """Time a model spent in training steps: each epoch's samples at its recorded img/s."""
+    seconds, seen = 0.0, 0
+    for epoch in curve:
+        if epoch.get("img_per_s"):
+            seconds += (epoch["samples"] - seen) / epoch["img_per_s"]
+        seen = epoch.get("samples", seen)
+    return seconds
 
 
 def timm_table() -> Table:

@@ -31,6 +31,7 @@ def test_list_models_marks_the_shipped_models_below_the_where_bar():
     assert out.returncode == 0, out.stderr
     marked = [line.split()[1] for line in out.stdout.splitlines() if "below the bar" in line]
     assert marked == [name for name in ZOO if name in BELOW_WHERE_BAR]
+    assert "h in all" in out.stdout
 
 
 def test_version():
@@ -42,3 +43,10 @@ def test_bad_argument_exits_2_without_traceback():
     out = run("list", "encodingz")
     assert out.returncode == 2
     assert "Traceback" not in out.stderr
+
+
+def test_training_time_adds_each_epochs_samples_at_its_own_rate():
+    from pebench.listing import training_seconds
+
+    curve = [{"samples": 100, "img_per_s": 10.0}, {"samples": 300, "img_per_s": 20.0}, {"samples": 400}]
+    assert training_seconds(curve) == 20.0  # the last epoch recorded no rate (a v1 sidecar) and adds nothing
