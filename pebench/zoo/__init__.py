@@ -46,8 +46,6 @@ ZOO: dict[str, str] = {
 #: per head, and *where* stayed at chance (README, zoo v2). PEG x5's convolutions fell from chance too
 #: at 30x (34.3 / 33.3 / 30.0% *where* after epochs 1-3) and learned at 1x. One PEG reaches the bar at
 #: neither rate (52.3% after 5 epochs at 30x; 31.7% after 3 at 1x), so it keeps the default.
-#: FIRE's MLP at 30x plateaued at 61% *where* (64.0 / 60.7 / 61.0% after epochs 3-5) with biases of
-#: -138 to +57, so that each head's attention was fixed by position; it learns at the base rate.
 #: Learned APE (alone and with PEG) and both RoPEs train for 2 epochs: in their 5-epoch runs they were
 #: at 95-100% *where* and 97.6-99.7% top-1 after epoch 2, and the 3 epochs saved per model bring the
 #: whole zoo under 4 hours on two cores (README, zoo v2).
@@ -58,7 +56,6 @@ ZOO_RECIPES: dict[str, dict] = {
     "ape+peg": {"epochs": 2},
     "cpb": {"position_lr_scale": 1.0},
     "peg_x5": {"position_lr_scale": 1.0},
-    "fire": {"position_lr_scale": 1.0},
     "shaw": {"epochs": 8},
     "lookhere": {"epochs": 8},
     "alibi": {"epochs": 8},
