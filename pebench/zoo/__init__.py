@@ -46,6 +46,9 @@ ZOO: dict[str, str] = {
 #: per head, and *where* stayed at chance (README, zoo v2). PEG x5's convolutions fell from chance too
 #: at 30x (34.3 / 33.3 / 30.0% *where* after epochs 1-3) and learned at 1x. One PEG reaches the bar at
 #: neither rate (52.3% after 5 epochs at 30x; 31.7% after 3 at 1x), so it keeps the default.
+#: FIRE neither: at 30x its *where* plateaued at 61% (64.0 / 60.7 / 61.0% after epochs 3-5), with
+#: biases from -138 to +57 that fix each head's attention by position; at 1x it stayed at chance
+#: (31.3% after epoch 3).
 #: Learned APE (alone and with PEG) and both RoPEs train for 2 epochs: in their 5-epoch runs they were
 #: at 95-100% *where* and 97.6-99.7% top-1 after epoch 2, and the 3 epochs saved per model bring the
 #: whole zoo under 4 hours on two cores (README, zoo v2).
@@ -69,6 +72,7 @@ WHERE_BAR, TOP1_BAR = 0.90, 0.90
 BELOW_WHERE_BAR: dict[str, str] = {
     "none": "no position encoding: chance by construction",
     "alibi": "2D ALiBi's bias depends on the distance only, not the direction (30.3% after 8 epochs)",
+    "fire": "its MLP plateaued at 61% with 30x the learning rate and stayed at chance at 1x",
 }
 
 
