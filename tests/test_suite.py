@@ -15,7 +15,7 @@ def write(path: Path, text: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize("name", ["quick", "zoo", "imagenet-deit", "frontier", "frontier-cpu"])
+@pytest.mark.parametrize("name", ["quick", "zoo", "imagenet-deit", "frontier", "frontier-cpu", "finetune"])
 def test_shipped_suites_validate(name):
     suite = load_suite(SUITES / f"{name}.yaml")
     assert suite.name == name and expand(suite)
