@@ -60,8 +60,7 @@ def models_table() -> Table:
         meta = read_sidecar(path)
         curve = meta.get("learning_curve") or [{}]
         val_size = parse_data(meta["data"]).size("val")
-        where = ("[dim]not recorded (zoo v1 file)[/]" if meta.get("val_where") is None
-                 else f"{100 * meta['val_where']:.1f}%")
+        where = f"{100 * meta['val_where']:.1f}%"
         if name in BELOW_WHERE_BAR:
             where += f" [yellow]below the bar: {BELOW_WHERE_BAR[name]}[/]"
         seconds = training_seconds(curve)

@@ -32,9 +32,8 @@ def test_shipped_model_is_what_its_sidecar_says_and_reproduces_its_accuracy(name
     assert accuracy(model, *val_224)["top1"] == pytest.approx(meta["val_top1"], abs=0.005)
     if name != "none":
         assert meta["val_top1"] >= 0.70
-    if meta.get("val_where") is not None:  # zoo v2 (its sidecars record where accuracy)
-        learned_position = meta["val_where"] >= WHERE_BAR and meta["val_top1"] >= TOP1_BAR
-        assert learned_position != (name in BELOW_WHERE_BAR), BELOW_WHERE_BAR.get(name, "below the bar")
+    learned_position = meta["val_where"] >= WHERE_BAR and meta["val_top1"] >= TOP1_BAR
+    assert learned_position != (name in BELOW_WHERE_BAR), BELOW_WHERE_BAR.get(name, "below the bar")
 
 
 def test_position_blind_model_is_clearly_below_learned_ape():
@@ -46,8 +45,6 @@ def test_position_blind_model_is_clearly_below_learned_ape():
 def test_v2_model_was_trained_with_the_recipe_train_all_uses_now(name):
     """`pebench train --all` rebuilds what is shipped: TrainConfig's defaults with the model's ZOO_RECIPES entry."""
     meta = read_sidecar(zoo_path(name))
-    if meta.get("val_where") is None:
-        pytest.skip("still the zoo v1 file (trained before the v2 recipe; issue 15)")
     expected = {**{f.name: f.default for f in fields(TrainConfig)}, **ZOO_RECIPES.get(name, {})}
     assert meta["epochs"] == expected["epochs"] and meta["seed"] == expected["seed"]
     for key, value in meta["recipe"].items():
