@@ -7,19 +7,20 @@ the synthetic val split that kept each image's hit (``metrics.image_hits``), rec
 from the data spec, and bins the *where* images by the gap between the disk's edge and the nearest
 border, in patches of the evaluated grid.
 
-    python benchmarks/where_by_geometry.py results/zoo/results.jsonl [--models peg,peg_x5] [--res 224]
+    python benchmarks/where_by_geometry.py results/zoo [--models peg,peg_x5] [--res 224]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+from pathlib import Path
 
 import numpy as np
 
 from pebench.data import parse_data
 from pebench.data.synthetic import DISK, POSITION_CLASSES, sample_scenes
 from pebench.evaluate import unpack_hits
+from pebench.report import load_results
 
 BIN_EDGES = (0.0, 1.0, 2.0, 3.0, np.inf)
 
@@ -36,7 +37,7 @@ def disk_border_gap(spec: str, n: int) -> tuple[np.ndarray, np.ndarray]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("results")
+    parser.add_argument("results", type=Path, help="a results .jsonl file or a run folder")
     parser.add_argument("--models", default=None, help="comma-separated model names (default: all)")
     parser.add_argument("--res", default=None, help="comma-separated resolutions (default: all)")
     args = parser.parse_args()
@@ -47,29 +48,27 @@ def main() -> None:
     print("where top-1 % (images) by the gap between the disk's edge and the nearest border, in patches")
     print(f"{'model':<14} {'res':>4} {'mode':<8} " + " ".join(f"{label:>14}" for label in labels))
     geometry = {}
-    with open(args.results) as lines:
-        for line in lines:
-            record = json.loads(line)
-            if record.get("kind") != "eval" or record.get("status") != "ok":
-                continue
-            hits_hex, name = record["metrics"].get("image_hits"), record["model"]["name"]
-            if hits_hex is None or not record["data"]["spec"].startswith("synthetic"):
-                continue
-            if (models and name not in models) or (resolutions and record["res"] not in resolutions):
-                continue
-            n = record["metrics"]["n"]
-            key = (record["data"]["spec"], n)
-            if key not in geometry:
-                geometry[key] = disk_border_gap(*key)
-            where, gap = geometry[key]
-            hits = np.array(unpack_hits(hits_hex, n))[where]
-            patches = gap * record["res"] / record["model"]["patch"]
-            bins = np.digitize(patches, BIN_EDGES[1:-1])
-            cells = []
-            for b in range(len(labels)):
-                chosen = hits[bins == b]
-                cells.append(f"{100 * chosen.mean():5.1f} ({chosen.size:>4})" if chosen.size else f"{'-':>14}")
-            print(f"{name:<14} {record['res']:>4} {record['mode']:<8} " + " ".join(f"{c:>14}" for c in cells))
+    for record in load_results([args.results]):
+        if record.get("kind") != "eval" or record.get("status") != "ok":
+            continue
+        hits_hex, name = record["metrics"].get("image_hits"), record["model"]["name"]
+        if hits_hex is None or not record["data"]["spec"].startswith("synthetic"):
+            continue
+        if (models and name not in models) or (resolutions and record["res"] not in resolutions):
+            continue
+        n = record["metrics"]["n"]
+        key = (record["data"]["spec"], n)
+        if key not in geometry:
+            geometry[key] = disk_border_gap(*key)
+        where, gap = geometry[key]
+        hits = np.array(unpack_hits(hits_hex, n))[where]
+        patches = gap * record["res"] / record["model"]["patch"]
+        bins = np.digitize(patches, BIN_EDGES[1:-1])
+        cells = []
+        for b in range(len(labels)):
+            chosen = hits[bins == b]
+            cells.append(f"{100 * chosen.mean():5.1f} ({chosen.size:>4})" if chosen.size else f"{'-':>14}")
+        print(f"{name:<14} {record['res']:>4} {record['mode']:<8} " + " ".join(f"{c:>14}" for c in cells))
 
 
 if __name__ == "__main__":
