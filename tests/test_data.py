@@ -223,3 +223,38 @@ def test_empty_image_folder_is_an_error(tmp_path):
         parse_data(f"imagefolder:{tmp_path / 'empty'}")
     with pytest.raises(PebenchError, match="no class subfolders"):
         parse_data(f"imagefolder:{tmp_path / 'empty' / 'cls'}")
+
+
+def test_where_by_geometry_bins_each_where_image_by_its_disk_to_border_gap(tmp_path):
+    """benchmarks/where_by_geometry.py: hits made right exactly when the gap is >= 2 patches read back
+    as 0% in the two nearer bins and 100% in the two further ones, with every *where* image binned once."""
+    import json
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from pebench.evaluate import pack_hits
+
+    root = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(root / "benchmarks"))
+    try:
+        from where_by_geometry import disk_border_gap
+    finally:
+        sys.path.pop(0)
+    spec, n = "synthetic:seed=0,train=10000,val=1000", 400
+    where, gap = disk_border_gap(spec, n)
+    hits = [False] * n
+    for index, share in zip(where, gap, strict=True):
+        hits[index] = share * 224 / 16 >= 2
+    record = {"schema_version": 2, "kind": "eval", "status": "ok", "suite": "t", "key": "k", "mode": "native",
+              "res": 224, "model": {"name": "m", "patch": 16, "encoding": "none"},
+              "data": {"spec": spec, "split": "val", "n": n},
+              "metrics": {"n": n, "image_hits": pack_hits(hits)}}
+    (tmp_path / "results.jsonl").write_text(json.dumps(record) + "\n")
+    out = subprocess.run([sys.executable, str(root / "benchmarks" / "where_by_geometry.py"), str(tmp_path)],
+                         capture_output=True, text=True, check=True).stdout
+    row = next(line for line in out.splitlines() if line.startswith("m "))
+    cells = [(float(share), int(count)) for share, count in re.findall(r"([\d.]+) \(\s*(\d+)\)", row)]
+    assert sum(count for _, count in cells) == len(where)
+    assert [share for share, _ in cells] == [0.0, 0.0, 100.0, 100.0]
