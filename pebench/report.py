@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from rich.table import Table
@@ -339,6 +340,24 @@ def _sections(records: list[dict], published: list[str],
     return sections
 
 
+def _anchors(headings: list[str]) -> list[str]:
+    """GitHub's heading anchors (lower case, punctuation dropped, spaces as hyphens, -1, -2, ... on repeats), so
+    the contents links work alike in report.md as GitHub renders it and in report.html, which sets these ids."""
+    seen: dict[str, int] = {}
+    anchors = []
+    for heading in headings:
+        slug = re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-")
+        anchors.append(f"{slug}-{seen[slug]}" if slug in seen else slug)
+        seen[slug] = seen.get(slug, 0) + 1
+    return anchors
+
+
+def _contents(headings: list[str]) -> list[tuple[str, str]]:
+    """(link text, anchor) per section and figure: a long report is read from its list of contents."""
+    return [(heading.removesuffix(" (measured)"), anchor) for heading, anchor in zip(headings, _anchors(headings),
+                                                                                   strict=True)]
+
+
 def _html_page(title: str, provenance: str, sections, figures: list[tuple[str, Path]]) -> str:
     import base64
     from html import escape
@@ -350,15 +369,21 @@ def _html_page(title: str, provenance: str, sections, figures: list[tuple[str, P
              "{text-align:left}td{white-space:nowrap}th{background:#f3f3f3}.published{background:#fff8e6}.note{color:#555;"
              "font-size:13px}img{max-width:100%;border:1px solid #eee}</style></head><body>",
              f"<h1>{escape(title)}</h1><p class='note'>{escape(provenance)}</p>"]
+    contents = _contents([heading for heading, *_ in sections] + [caption for caption, _ in figures])
+    parts.append("<p class='note'>Contents: " + " &middot; ".join(
+        f"<a href='#{anchor}'>{escape(text)}</a>" for text, anchor in contents) + "</p>")
+    anchors = iter(anchor for _, anchor in contents)
     for heading, note, header, rows in sections:
         css = " class='published'" if heading.startswith("Published") else ""
-        parts.append(f"<h2>{escape(heading)}</h2><p class='note'>{escape(note)}</p><table{css}><thead><tr>"
+        parts.append(f"<h2 id='{next(anchors)}'>{escape(heading)}</h2><p class='note'>{escape(note)}</p>"
+                     f"<table{css}><thead><tr>"
                      + "".join(f"<th>{escape(h)}</th>" for h in header) + "</tr></thead><tbody>")
         parts += ["<tr>" + "".join(f"<td>{escape(c)}</td>" for c in row) + "</tr>" for row in rows]
         parts.append("</tbody></table>")
     for caption, path in figures:
         encoded = base64.b64encode(path.read_bytes()).decode()
-        parts.append(f"<h2>{escape(caption)}</h2><img alt='{escape(caption)}' src='data:image/png;base64,{encoded}'>")
+        parts.append(f"<h2 id='{next(anchors)}'>{escape(caption)}</h2>"
+                     f"<img alt='{escape(caption)}' src='data:image/png;base64,{encoded}'>")
     parts.append("</body></html>")
     return "\n".join(parts)
 
@@ -384,7 +409,9 @@ def write_report(records: list[dict], out_dir: Path, formats: list[str], publish
         written[fmt] = out_dir / name
 
     if "md" in formats:
-        body = [f"# {title}", "", provenance, ""]
+        contents = _contents([heading for heading, *_ in sections] + [caption for caption, _ in figures])
+        body = [f"# {title}", "", provenance, "",
+                "Contents: " + " · ".join(f"[{text}](#{anchor})" for text, anchor in contents), ""]
         for heading, note, header, rows in sections:
             body += [f"## {heading}", "", note, "", _markdown_table(header, rows), ""]
         body += [f"## {caption}\n\n![{caption}](plots/{path.name})\n" for caption, path in figures]

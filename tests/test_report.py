@@ -135,3 +135,20 @@ def test_position_blind_cap_follows_the_share_of_position_classes():
     assert position_blind_cap(record, "where") == pytest.approx(1 / 3)
     assert position_blind_cap(record, "what") is None
     assert position_blind_cap(_records(groups=False)[0]) is None
+
+
+def test_contents_link_every_section_and_figure_by_githubs_anchors(tmp_path):
+    import re
+
+    from pebench.report import _anchors
+
+    assert _anchors(["Top-1 %, native (measured)", "Cost (measured)", "Cost (measured)"]) == [
+        "top-1--native-measured", "cost-measured", "cost-measured-1"]
+    written = write_report(_records(), tmp_path, ["md", "html"])
+    md, html = written["md"].read_text(), written["html"].read_text()
+    md_links = re.findall(r"\]\(#([^)]+)\)", md.split("\n## ")[0])
+    md_headings = [line[3:] for line in md.splitlines() if line.startswith("## ")]
+    assert md_links == _anchors(md_headings) and "top-1--native-measured" in md_links
+    assert "[Accuracy by class group: where, interp](#accuracy-by-class-group-where-interp-measured)" in md
+    ids = re.findall(r"<h2 id='([^']+)'>", html)
+    assert re.findall(r"<a href='#([^']+)'>", html) == ids == md_links
