@@ -58,7 +58,7 @@ def models_table() -> Table:
             table.add_row(name, spec, "[dim]not built: pebench train --all[/]", "", "", "")
             continue
         meta = read_sidecar(path)
-        curve = meta.get("learning_curve") or [{}]
+        curve = meta["learning_curve"]
         val_size = parse_data(meta["data"]).size("val")
         where = f"{100 * meta['val_where']:.1f}%"
         if name in BELOW_WHERE_BAR:
@@ -66,7 +66,7 @@ def models_table() -> Table:
         seconds = training_seconds(curve)
         total_s += seconds
         table.add_row(name, meta["encoding"], f"{100 * meta['val_top1']:.1f}% (n={val_size:,}, {meta['data']})",
-                      where, str(curve[-1].get("samples", "")), f"{seconds / 60:.0f} min")
+                      where, str(curve[-1]["samples"]), f"{seconds / 60:.0f} min")
     table.caption = (f"training steps: {total_s / 3600:.1f} h in all, from each epoch's samples and img/s in the "
                      "sidecars (one process; `pebench train --all --jobs 2` runs two at once)")
     return table
@@ -76,9 +76,8 @@ def training_seconds(curve: list[dict]) -> float:
     """Time a model spent in training steps: each epoch's samples at its recorded img/s."""
     seconds, seen = 0.0, 0
     for epoch in curve:
-        if epoch.get("img_per_s"):
-            seconds += (epoch["samples"] - seen) / epoch["img_per_s"]
-        seen = epoch.get("samples", seen)
+        seconds += (epoch["samples"] - seen) / epoch["img_per_s"]
+        seen = epoch["samples"]
     return seconds
 
 
