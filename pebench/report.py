@@ -358,7 +358,8 @@ def _contents(headings: list[str]) -> list[tuple[str, str]]:
                                                                                    strict=True)]
 
 
-def _html_page(title: str, provenance: str, sections, figures: list[tuple[str, Path]]) -> str:
+def _html_page(title: str, provenance: str, contents: list[tuple[str, str]], sections,
+               figures: list[tuple[str, Path]]) -> str:
     import base64
     from html import escape
 
@@ -369,7 +370,6 @@ def _html_page(title: str, provenance: str, sections, figures: list[tuple[str, P
              "{text-align:left}td{white-space:nowrap}th{background:#f3f3f3}.published{background:#fff8e6}.note{color:#555;"
              "font-size:13px}img{max-width:100%;border:1px solid #eee}</style></head><body>",
              f"<h1>{escape(title)}</h1><p class='note'>{escape(provenance)}</p>"]
-    contents = _contents([heading for heading, *_ in sections] + [caption for caption, _ in figures])
     parts.append("<p class='note'>Contents: " + " &middot; ".join(
         f"<a href='#{anchor}'>{escape(text)}</a>" for text, anchor in contents) + "</p>")
     anchors = iter(anchor for _, anchor in contents)
@@ -402,6 +402,7 @@ def write_report(records: list[dict], out_dir: Path, formats: list[str], publish
     provenance = "Measured: " + _provenance(records)
     written: dict[str, Path] = {}
     figures = plots(records, out_dir / "plots") if {"md", "html"} & set(formats) else []
+    contents = _contents([heading for heading, *_ in sections] + [caption for caption, _ in figures])
 
     def put(fmt: str, name: str, text: str) -> None:
         with atomic_path(out_dir / name) as tmp:
@@ -409,7 +410,6 @@ def write_report(records: list[dict], out_dir: Path, formats: list[str], publish
         written[fmt] = out_dir / name
 
     if "md" in formats:
-        contents = _contents([heading for heading, *_ in sections] + [caption for caption, _ in figures])
         body = [f"# {title}", "", provenance, "",
                 "Contents: " + " · ".join(f"[{text}](#{anchor})" for text, anchor in contents), ""]
         for heading, note, header, rows in sections:
@@ -426,5 +426,5 @@ def write_report(records: list[dict], out_dir: Path, formats: list[str], publish
     if "json" in formats:
         put("json", "report.json", json.dumps(rows, indent=1) + "\n")
     if "html" in formats:
-        put("html", "report.html", _html_page(title, provenance, sections, figures))
+        put("html", "report.html", _html_page(title, provenance, contents, sections, figures))
     return written
