@@ -21,7 +21,7 @@ import torch
 
 from pebench.data import SyntheticData, normalize, read_split
 from pebench.data.stream import SplitStream
-from pebench.evaluate import LoadedModel, Tally, run_pass
+from pebench.measure.evaluate import LoadedModel, Tally, run_pass
 from pebench.models import build_model
 
 

@@ -19,7 +19,7 @@ import torch
 
 from pebench.data import parse_data, read_split
 from pebench.models import build_model
-from pebench.train import TrainConfig, accuracy, epoch_order, lr_at, param_groups, set_lr, training_batch
+from pebench.training.train import TrainConfig, accuracy, epoch_order, lr_at, param_groups, set_lr, training_batch
 
 
 def main() -> None:

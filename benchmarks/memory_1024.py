@@ -54,7 +54,7 @@ def main() -> None:
     parser.add_argument("--pythonpath", help="run the eval commands with this pebench checkout first on the path")
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from pebench.checkpoint import save_checkpoint
+    from pebench.models.checkpoint import save_checkpoint
     from pebench.models.vit import build_model
 
     specs = ["none", *args.specs.split(",")]

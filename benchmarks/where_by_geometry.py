@@ -19,8 +19,8 @@ import numpy as np
 
 from pebench.data import parse_data
 from pebench.data.synthetic import DISK, POSITION_CLASSES, sample_scenes
-from pebench.evaluate import unpack_hits
-from pebench.report import load_results
+from pebench.measure.evaluate import unpack_hits
+from pebench.reports.tables import load_results
 
 BIN_EDGES = (0.0, 1.0, 2.0, 3.0, np.inf)
 

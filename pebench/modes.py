@@ -9,7 +9,7 @@ How an encoding trained on grid G0 meets a grid G:
   for the encodings whose positions are a formula (for learned grids and tables interp is a
   resampling, see ``pebench list encodings``);
 * ``tuned``: ``scale=S`` with S chosen per model and resolution on held-out images
-  (:mod:`pebench.tune`); never passed to a model.
+  (:mod:`pebench.measure.tune`); never passed to a model.
 """
 
 from __future__ import annotations

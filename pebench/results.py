@@ -33,7 +33,7 @@ Schema (``schema_version`` 2; version 1 records, written before streaming evalua
                      class_groups {name: [class index, ...]} (the dataset's groups of classes; synthetic:
                      "where" [0, 1, 2], told apart only by position, and "what" [3..9], by shape and colour;
                      {} for an image folder); class_names [name per class index], only for datasets of at
-                     most 100 classes (pebench.run.MAX_NAMED_CLASSES: ImageNet's 1000 would bloat every line)}
+                     most 100 classes (pebench.runner.runner.MAX_NAMED_CLASSES: ImageNet's 1000 would bloat every line)}
     metrics         {n, correct_top1, correct_top5, top1, top1_ci95 [lo, hi] (Wilson), top5,
                      groups {name: {n, correct_top1, top1, top1_ci95}} per class group of data.class_groups
                      ({} when the dataset has none; top1 null when none of the group's images was scored),
@@ -41,7 +41,7 @@ Schema (``schema_version`` 2; version 1 records, written before streaming evalua
                      (lists of num_classes ints; they sum to n and correct_top1),
                      image_hits (top-1 right or wrong per scored image, in position order, as hex: 4
                      images a digit, the first in the highest bit; absent when an image was skipped;
-                     pebench.evaluate.unpack_hits)}
+                     pebench.measure.evaluate.unpack_hits)}
                     Records written before per-group metrics (2026-11-23) lack data.class_groups,
                     data.class_names, metrics.groups and metrics.per_class; readers show no groups for them.
     timing          one streamed pass per resolution feeds every computed cell of it:
@@ -80,7 +80,7 @@ Profile records (``kind`` "profile") share ``schema_version``, ``key``, ``suite`
                        memory (peak ratio, null when none's is 0)}
     channels_last, compiled
 
-Diagnostics records (``kind`` "diagnostics", :mod:`pebench.diagnostics`) share ``schema_version``,
+Diagnostics records (``kind`` "diagnostics", :mod:`pebench.measure.diagnostics`) share ``schema_version``,
 ``key``, ``suite``, ``model``, ``res``, ``mode``, ``status``, ``reason``, ``same_as_native``,
 ``resize_api``, ``device``, ``env`` and add::
 

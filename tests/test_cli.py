@@ -46,7 +46,7 @@ def test_bad_argument_exits_2_without_traceback():
 
 
 def test_training_time_adds_each_epochs_samples_at_its_own_rate():
-    from pebench.listing import training_seconds
+    from pebench.cli.listing import training_seconds
 
     curve = [{"samples": 100, "img_per_s": 10.0}, {"samples": 300, "img_per_s": 20.0}]
     assert training_seconds(curve) == 20.0  # 100 images at 10 img/s, then 200 more at 20

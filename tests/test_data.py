@@ -234,7 +234,7 @@ def test_where_by_geometry_bins_each_where_image_by_its_disk_to_border_gap(tmp_p
     import sys
     from pathlib import Path
 
-    from pebench.evaluate import pack_hits
+    from pebench.measure.evaluate import pack_hits
 
     root = Path(__file__).resolve().parents[1]
     sys.path.insert(0, str(root / "benchmarks"))

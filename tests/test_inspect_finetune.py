@@ -7,10 +7,10 @@ import pytest
 import torch
 from conftest import cli, perturbed_model
 
-from pebench.checkpoint import save_checkpoint
-from pebench.diagnostics import AttentionTally, bias_by_offset, embedding_similarity, probing
+from pebench.models.checkpoint import save_checkpoint
+from pebench.measure.diagnostics import AttentionTally, bias_by_offset, embedding_similarity, probing
 from pebench.encodings.base import Context
-from pebench.evaluate import LoadedModel
+from pebench.measure.evaluate import LoadedModel
 from pebench.results import read_records
 
 DATA = "synthetic:train=8,val=6"
@@ -162,9 +162,9 @@ def test_live_table_and_plots_take_diagnostics_and_empty_groups(tmp_path):
 
     from rich.console import Console
 
-    from pebench.live import LiveRun
-    from pebench.plots import plots
-    from pebench.suite import Suite, expand
+    from pebench.cli.live import LiveRun
+    from pebench.reports.figures import plots
+    from pebench.runner.suite import Suite, expand
 
     cells = expand(Suite(name="t", models=("m",), resolutions=(224,), modes=("native",), diagnostics=True))
     live = LiveRun(Console(file=io.StringIO()), "t")

@@ -11,8 +11,8 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from pebench.models import build_model
-from pebench.profile import SpeedSettings, analytic_vit_macs, count_flops, param_counts, profile_models
-from pebench.speed import Spread, Timed, drift, interleaved_rounds, peak_forward_bytes, time_ratio
+from pebench.measure.profile import SpeedSettings, analytic_vit_macs, count_flops, param_counts, profile_models
+from pebench.measure.speed import Spread, Timed, drift, interleaved_rounds, peak_forward_bytes, time_ratio
 
 PUBLISHED_GMACS = {("deit_tiny_patch16_224", 224): 1.26, ("vit_base_patch16_384", 384): 55.54}  # timm CSVs
 
@@ -126,7 +126,7 @@ def test_interleaved_rounds_do_not_favour_the_model_measured_later():
 
 
 def test_a_drifting_reference_is_flagged():
-    from pebench.profile import _timing
+    from pebench.measure.profile import _timing
 
     steady = Timed("model", lambda: None, 8, seconds_per_call=[0.1] * 6)
     busier = Timed("none", lambda: None, 8, seconds_per_call=[0.1, 0.1, 0.11, 0.12, 0.13, 0.13])
@@ -179,7 +179,7 @@ def run(*args):
 
 
 def test_timm_model_without_weights_is_profiled_with_random_ones_and_says_so(tmp_path, monkeypatch):
-    from pebench.profile import load_profile_entry
+    from pebench.measure.profile import load_profile_entry
 
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hub"))
     name, net, meta, source, _ = load_profile_entry("timm:deit_tiny_patch16_224", None)

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from conftest import cli, perturbed_model
 
-from pebench.check import significant_drop
-from pebench.checkpoint import save_checkpoint
+from pebench.reports.check import significant_drop
+from pebench.models.checkpoint import save_checkpoint
 from pebench.results import read_records
 
 DATA = "synthetic:train=8,val=30"
@@ -47,7 +47,7 @@ def finished(workspace):
 
 
 def test_run_writes_one_keyed_record_per_cell_and_the_report(finished):
-    from pebench.evaluate import unpack_hits
+    from pebench.measure.evaluate import unpack_hits
 
     out, result = finished
     records = read_records(out / "results.jsonl")
@@ -152,7 +152,7 @@ def test_markdown_report_has_the_seed_table_shape(finished):
 
 
 def test_plots_give_every_model_its_own_line_style():
-    from pebench.plots import _line_styles
+    from pebench.reports.figures import _line_styles
 
     styles = _line_styles([f"model{i}" for i in range(30)])
     assert len({(s["color"], s["marker"], s["linestyle"]) for s in styles.values()}) == 30
@@ -266,7 +266,7 @@ def test_validate_prints_the_cell_count(workspace):
 def test_the_committed_quick_baseline_gates(tmp_path):
     """Results equal to results/baselines/quick.json pass; the same baseline claiming 10 more points on one
     cell fails - the CI gate can fail."""
-    from pebench.evaluate import wilson_interval
+    from pebench.measure.evaluate import wilson_interval
 
     baseline = json.loads((Path(__file__).parent.parent / "results" / "baselines" / "quick.json").read_text())
     assert {c["model"] for c in baseline["cells"]} == {"ape", "sincos", "irpe", "peg", "rope_axial"}

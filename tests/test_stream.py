@@ -103,8 +103,8 @@ def test_eval_counts_equal_timm_validation_loop(folder, timm_checkpoint, tmp_pat
 def test_a_suite_decodes_each_resolution_once(folder, monkeypatch, tmp_path):
     """3 models x 2 modes x 2 resolutions: every file is decoded once per resolution."""
     import pebench.data.imagefolder as imagefolder
-    from pebench.run import run_cells
-    from pebench.suite import Suite, expand
+    from pebench.runner.runner import run_cells
+    from pebench.runner.suite import Suite, expand
 
     decoded = []
     real_decode = imagefolder.decode
@@ -201,7 +201,7 @@ def test_a_dying_worker_is_a_clear_error_not_a_hang():
 
 
 def test_interrupted_pass_leaves_no_partial_record_and_the_rerun_resumes(tmp_path, monkeypatch):
-    import pebench.evaluate as evaluate
+    import pebench.measure.evaluate as evaluate
 
     out = tmp_path / "r.jsonl"
     args = ["eval", "--model", "ape", "--model", "peg", "--res", 224, "--res", 384, "--data",
@@ -255,7 +255,7 @@ def test_bad_workers_and_cache_values_are_one_line_errors(tmp_path):
     suite.write_text("models: [peg]\nworkers: two\n")
     assert "'workers' must be a number of data worker processes" in cli("validate", suite).stderr
     with pytest.raises(PebenchError, match="cache"):
-        from pebench.suite import load_suite
+        from pebench.runner.suite import load_suite
 
         suite.write_text("models: [peg]\ncache: 3\n")
         load_suite(suite)

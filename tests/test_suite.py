@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from pebench.errors import PebenchError
-from pebench.suite import expand, load_suite, parse_shard, shard_cells
+from pebench.runner.suite import expand, load_suite, parse_shard, shard_cells
 
 SUITES = Path(__file__).parent.parent / "suites"
 

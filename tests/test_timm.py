@@ -6,7 +6,7 @@ import torch
 
 from pebench.errors import PebenchError
 from pebench.models.timm_adapter import build_timm_model, read_state_dict
-from pebench.profile import count_flops, param_counts
+from pebench.measure.profile import count_flops, param_counts
 from pebench.zoo import resolve_model
 
 

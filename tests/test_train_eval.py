@@ -9,14 +9,14 @@ import sys
 import pytest
 import torch
 
-import pebench.train as train_module
-from pebench.checkpoint import load_checkpoint, save_checkpoint
+import pebench.training.train as train_module
+from pebench.models.checkpoint import load_checkpoint, save_checkpoint
 from pebench.data import SyntheticData, normalize, synthetic
 from pebench.data.stream import PassStats, SplitStream
 from pebench.errors import PebenchError
-from pebench.evaluate import LoadedModel, Tally, metrics_of, run_pass, wilson_interval
+from pebench.measure.evaluate import LoadedModel, Tally, metrics_of, run_pass, wilson_interval
 from pebench.results import read_records
-from pebench.train import TrainConfig, train
+from pebench.training.train import TrainConfig, train
 
 TINY_DATA = "synthetic:train=64,val=24"
 
@@ -154,7 +154,7 @@ def test_distributed_reduce_sums_per_class_counts_of_every_length():
     shorter tally's (labels seen so far) padded to the longest."""
     import torch.distributed as dist
 
-    from pebench.evaluate import _reduce
+    from pebench.measure.evaluate import _reduce
 
     full, short = Tally(None, "native", 4, num_classes=3), Tally(None, "interp", 4)
     full.correct1, full.n, full.class_n, full.class_correct1 = 3, 5, torch.tensor([2, 0, 3]), torch.tensor([1, 0, 2])

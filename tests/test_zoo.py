@@ -4,11 +4,11 @@ from dataclasses import fields
 
 import pytest
 
-from pebench.checkpoint import read_sidecar
+from pebench.models.checkpoint import read_sidecar
 from pebench.data import SyntheticData, read_split
 from pebench.encodings.spec import parse_spec
-from pebench.recipe import TrainConfig
-from pebench.train import accuracy
+from pebench.training.recipe import TrainConfig
+from pebench.training.train import accuracy
 from pebench.zoo import BELOW_WHERE_BAR, TOP1_BAR, WHERE_BAR, ZOO, ZOO_RECIPES, resolve_model, zoo_path
 
 

@@ -63,7 +63,7 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(dim, dim * 3)
         self.proj = nn.Linear(dim, dim)
         #: called with (block, attention probabilities (B, heads, rows, T), rows, ctx) while set
-        #: (pebench.diagnostics.probing); attention then runs explicitly so that the weights exist
+        #: (pebench.measure.diagnostics.probing); attention then runs explicitly so that the weights exist
         self.probe: Callable | None = None
 
     def forward(self, x: torch.Tensor, ctx: Context, pos: PositionEncoding) -> torch.Tensor:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pebench.checkpoint import load_checkpoint
+from pebench.models.checkpoint import load_checkpoint
 from pebench.encodings.spec import did_you_mean
 from pebench.errors import PebenchError
 
@@ -37,7 +37,7 @@ ZOO: dict[str, str] = {
     "none": "none",
 }
 
-#: per-model departures from the training recipe's defaults (pebench.recipe.TrainConfig), applied by
+#: per-model departures from the training recipe's defaults (pebench.training.recipe.TrainConfig), applied by
 #: ``pebench train --all``. LookHere and ALiBi have no position parameters, so the position learning
 #: rate cannot speed them up; LookHere's *where* accuracy was still rising at 50k samples (84%, README).
 #: Shaw's contextual relative keys reached 87.3% *where* after the default 5 epochs, still rising by

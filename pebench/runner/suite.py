@@ -60,9 +60,9 @@ class Suite:
     profile_channels_last: bool = False
     profile_compile: bool = False
     published: tuple[str, ...] = ()
-    findings: bool = False  # the report's table of published claims vs these results (pebench.findings)
+    findings: bool = False  # the report's table of published claims vs these results (pebench.reports.findings)
     finetuned: tuple[str, ...] = ()  # `pebench finetune` checkpoints, each evaluated at its own resolution and mode
-    diagnostics: bool = False  # attention statistics and position pictures per cell (pebench.diagnostics)
+    diagnostics: bool = False  # attention statistics and position pictures per cell (pebench.measure.diagnostics)
     diagnostics_n: int = 64  # images they are computed on (the first of the val split)
     diagnostics_maps: int = 4  # images whose class-token attention map is kept
 
@@ -117,7 +117,7 @@ def _str_list(raw: Any, file: Path, key: str) -> tuple[str, ...]:
 
 def _validate(raw: dict, file: Path) -> Suite:
     """Check every key and value of a merged suite mapping; ``file`` is named in every error."""
-    from pebench.published import PUBLISHED
+    from pebench.reports.published import PUBLISHED
 
     known = [f for f in Suite.__dataclass_fields__ if f != "name"] + ["name"]
     for key in raw:
@@ -263,7 +263,7 @@ def _checkpoint_digest(model: str) -> str | None:
 
 def _finetune_cell(path: str) -> tuple[Label, str]:
     """(resolution, mode) a `pebench finetune` checkpoint was fine-tuned at, from its sidecar."""
-    from pebench.checkpoint import read_sidecar
+    from pebench.models.checkpoint import read_sidecar
 
     finetune = read_sidecar(Path(path)).get("finetune")
     if not finetune:

@@ -13,7 +13,7 @@ from rich.console import Console
 
 from pebench.errors import PebenchError
 from pebench.modes import TUNED, parse_mode
-from pebench.recipe import TrainConfig
+from pebench.training.recipe import TrainConfig
 
 console = Console()
 
@@ -85,7 +85,7 @@ def _train_each(work: list[tuple[str, Path, dict]], options: dict, command: str,
     import torch
 
     from pebench.atomic import claimed
-    from pebench.train import train as train_model
+    from pebench.training.train import train as train_model
 
     for spec, path, settings in work:
         with claimed(path) as ours:
@@ -131,7 +131,7 @@ def finetune(
 ) -> None:
     """A short fine-tune of a trained model at a new resolution, from its native or interp start (the way
     DeiT-B/384 is made); resumable, writing a checkpoint whose sidecar records the cost (images, wall time)."""
-    from pebench.train import train as train_model
+    from pebench.training.train import train as train_model
 
     mode = parse_mode(mode, what="--mode")
     if mode == TUNED:

@@ -9,7 +9,7 @@ file that holds keys this suite does not produce (its config or pebench changed)
 than mixed (`eval --out` appends to a log and only skips what it finds finished).
 
 Evaluation cells run by resolution: one streamed pass over the data per resolution feeds every
-model and mode of it (:mod:`pebench.evaluate`). Under ``torchrun --nproc-per-node N`` each process
+model and mode of it (:mod:`pebench.measure.evaluate`). Under ``torchrun --nproc-per-node N`` each process
 streams a disjoint share of the file list and the counts are all-reduced (gloo on CPU, nccl on
 CUDA), so the accuracy equals one process's; only rank 0 writes. ``--shard i/n`` runs every n-th
 cell, for several machines; `pebench report` merges the shard files.
@@ -28,7 +28,7 @@ from pebench.errors import PebenchError
 from pebench.modes import FIXED, TUNED, scale_mode, scale_of
 from pebench.resolution import Label, as_hw
 from pebench.results import SCHEMA_VERSION, append_record, read_records, repair_torn_tail
-from pebench.suite import Cell, Suite
+from pebench.runner.suite import Cell, Suite
 
 RESULTS_NAME = "results.jsonl"
 #: records name their dataset's classes (data.class_names) up to this many; ImageNet's 1000 would bloat every line
@@ -42,9 +42,9 @@ class Observer:
         """``passes``: (resolution, images, cells' worth of work) of every resolution still to run."""
 
     def pass_started(self, res: Label, images: int, tallies: dict, stage: str = "eval") -> None:
-        """``tallies``: Cell -> the running :class:`pebench.evaluate.Tally` of each computed cell; ``stage``:
+        """``tallies``: Cell -> the running :class:`pebench.measure.evaluate.Tally` of each computed cell; ``stage``:
         "eval", "tuning" for the pass over the tune part that chooses tuned cells' scales, or
-        "diagnostics" (tallies of :class:`pebench.diagnostics.AttentionTally`)."""
+        "diagnostics" (tallies of :class:`pebench.measure.diagnostics.AttentionTally`)."""
 
     def batch_done(self, res: Label, images: int) -> None:
         pass
@@ -185,9 +185,9 @@ def split_stream(data, res: Label, positions: range, suite: Suite, device: torch
 
 def _tune(res: Label, cells: list[Cell], models: dict, data, suite: Suite, device: torch.device, holdout: int,
           world_rank: tuple[int, int], observer: Observer) -> dict[Cell, dict]:
-    """Per tuned cell, the position scale chosen on the first ``holdout`` images and how (:mod:`pebench.tune`)."""
-    from pebench.evaluate import Tally, run_pass
-    from pebench.tune import candidate_scales, choose_scale, interp_scale
+    """Per tuned cell, the position scale chosen on the first ``holdout`` images and how (:mod:`pebench.measure.tune`)."""
+    from pebench.measure.evaluate import Tally, run_pass
+    from pebench.measure.tune import candidate_scales, choose_scale, interp_scale
 
     rank, world = world_rank
     tallies: dict[tuple[Cell, float], Tally] = {}
@@ -222,7 +222,7 @@ def _evaluate_resolution(res: Label, cells: list[Cell], models: dict, data, suit
                          env: dict, natives: dict, world_rank: tuple[int, int], observer: Observer) -> list[dict]:
     """Records of the eval ``cells`` at ``res`` (in cell order), from at most one streamed pass (two with a
     tuned cell: the tune part first)."""
-    from pebench.evaluate import Tally, metrics_of, run_pass, timing_of
+    from pebench.measure.evaluate import Tally, metrics_of, run_pass, timing_of
 
     rank, world = world_rank
     requested = min(suite.n or data.size("val"), data.size("val"))
@@ -298,7 +298,7 @@ def _pass_plan(eval_cells: list[Cell], models: dict, natives: dict, images: int,
                ) -> list[tuple[Label, int, float]]:
     """(res, images scored, cells' worth of work) per resolution: what the progress display estimates
     time from; a tuned cell's tune pass counts as its candidates x the tune part's share of images."""
-    from pebench.tune import candidate_scales
+    from pebench.measure.tune import candidate_scales
 
     plan = []
     for res in dict.fromkeys(c.res for c in eval_cells):
@@ -318,8 +318,8 @@ def _pass_plan(eval_cells: list[Cell], models: dict, natives: dict, images: int,
 
 
 def load_models(names, device: torch.device) -> dict:
-    """name -> :class:`pebench.evaluate.LoadedModel` on ``device``; a bad name or file is a one-line error."""
-    from pebench.evaluate import LoadedModel
+    """name -> :class:`pebench.measure.evaluate.LoadedModel` on ``device``; a bad name or file is a one-line error."""
+    from pebench.measure.evaluate import LoadedModel
     from pebench.zoo import resolve_model
 
     models = {}
@@ -338,7 +338,7 @@ def run_cells(suite: Suite, cells: list[Cell], suite_keys: set[str], path: Path 
     dataset, ``profile_rows`` (model or spec, size) -> ``load_profile_entry``'s row."""
     from pebench.data import parse_data
     from pebench.env import environment
-    from pebench.profile import SpeedSettings, load_profile_entry, profile_models
+    from pebench.measure.profile import SpeedSettings, load_profile_entry, profile_models
 
     observer = observer or Observer()
     rank, world = init_distributed(device)
@@ -379,7 +379,7 @@ def run_cells(suite: Suite, cells: list[Cell], suite_keys: set[str], path: Path 
 
     diagnostics_cells = [c for c in todo if c.kind == "diagnostics"]
     if diagnostics_cells and rank == 0:
-        from pebench.diagnostics import diagnose_resolution
+        from pebench.measure.diagnostics import diagnose_resolution
 
         models |= load_models([c.model for c in diagnostics_cells if c.model not in models], device)
         data = data or parse_data(suite.data, suite.crop_pct)

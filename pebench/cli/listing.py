@@ -43,7 +43,7 @@ def presets_table() -> Table:
 
 
 def models_table() -> Table:
-    from pebench.checkpoint import read_sidecar
+    from pebench.models.checkpoint import read_sidecar
     from pebench.data import parse_data
     from pebench.zoo import BELOW_WHERE_BAR, ZOO, zoo_path
 

@@ -7,7 +7,7 @@ linear layers and every matmul/einsum, including an encoding's own (PEG convs, C
 contextual iRPE products). Not counted: see ``NOT_COUNTED``.
 
 Throughput and batch-1 latency of every model of one resolution and of its position-free twin
-(the `none` reference) are measured together in interleaved rounds (:mod:`pebench.speed`): img/s
+(the `none` reference) are measured together in interleaved rounds (:mod:`pebench.measure.speed`): img/s
 is the median over rounds, the overhead vs `none` the median of per-round time ratios, and a
 reference that drifts by more than 10% during the run flags the machine as busy. Memory is the
 peak of bytes allocated by one forward pass. On out-of-memory a model's batch halves.
@@ -27,10 +27,10 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from pebench.encodings.base import Mode
 from pebench.errors import PebenchError
-from pebench.evaluate import is_out_of_memory
+from pebench.measure.evaluate import is_out_of_memory
 from pebench.modes import FIXED
 from pebench.resolution import Label, as_hw
-from pebench.speed import (
+from pebench.measure.speed import (
     DRIFT_LIMIT,
     NOISY_SPREAD,
     Spread,
@@ -160,7 +160,7 @@ def measure(rows: dict[str, Callable], res: Label, mode: Mode, settings: SpeedSe
     """Throughput, batch-1 latency and memory of every forward in ``rows``, timed in interleaved rounds.
 
     Returns name -> {"speed": Timed, "latency": Timed, "memory": {...}}; ratios between rows are
-    fair whatever their order (see :mod:`pebench.speed`)."""
+    fair whatever their order (see :mod:`pebench.measure.speed`)."""
     measured = {}
     for name, forward in rows.items():
         speed, memory = _runnable(name, forward, res, mode, settings)
@@ -212,7 +212,7 @@ def load_profile_entry(name: str, size: str | None) -> tuple[str, torch.nn.Modul
     from pebench.data import parse_data
     from pebench.models import build_model
     from pebench.models.timm_adapter import PREFIX, build_timm_model
-    from pebench.recipe import TrainConfig
+    from pebench.training.recipe import TrainConfig
     from pebench.zoo import ZOO, resolve_model, zoo_path
 
     if size is not None:

@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 
 from pebench import __version__
-from pebench.cli_options import (
+from pebench.cli.options import (
     BatchOption,
     CacheOption,
     CheckpointOption,
@@ -33,13 +33,13 @@ from pebench.cli_options import (
     parse_resolutions,
     parse_scales,
 )
-from pebench.cli_results import check, report
-from pebench.cli_training import finetune, train
+from pebench.cli.records import check, report
+from pebench.cli.training import finetune, train
 from pebench.errors import PebenchError
-from pebench.listing import models_table, presets_table, print_encodings, sizes_table, timm_table
+from pebench.cli.listing import models_table, presets_table, print_encodings, sizes_table, timm_table
 from pebench.models.sizes import SIZES
 from pebench.modes import FIXED, TUNED, parse_mode
-from pebench.summaries import print_data_problems, print_passes, print_tuning
+from pebench.reports.summaries import print_data_problems, print_passes, print_tuning
 
 app = typer.Typer(
     help="Benchmark how ViT position encodings trained at 224 px hold up at 384 to 1024 px.",
@@ -79,8 +79,8 @@ def _live(header: str):
     """The live terminal on rank 0; other torchrun ranks stay quiet."""
     import os
 
-    from pebench.live import LiveRun
-    from pebench.run import Observer
+    from pebench.cli.live import LiveRun
+    from pebench.runner.runner import Observer
 
     if os.environ.get("RANK", "0") != "0":
         from contextlib import nullcontext
@@ -103,9 +103,9 @@ def _evaluate(model, res, modes: tuple[str, ...], data, n, batch_size, device, w
     """`pebench eval`, `tune` and (with ``diagnostics``, its suite settings) `inspect`: a one-row suite
     through the cell runner; prints the table."""
     from pebench.data import parse_data
-    from pebench.report import eval_table
-    from pebench.run import check_models, run_cells
-    from pebench.suite import Suite, expand
+    from pebench.reports.tables import eval_table
+    from pebench.runner.runner import check_models, run_cells
+    from pebench.runner.suite import Suite, expand
     from pebench.zoo import ZOO, zoo_path
 
     if n is not None and n <= 0:
@@ -141,7 +141,7 @@ def _evaluate(model, res, modes: tuple[str, ...], data, n, batch_size, device, w
         records = run_cells(suite, cells, keys, out, torch_device, live, strict=False, models=models, data=dataset)
     records = _records_of(records, out, keys)
     if diagnostics:
-        from pebench.diagnostics_report import diagnostics_table
+        from pebench.reports.diagnostics import diagnostics_table
 
         console.print(diagnostics_table(records, f"{dataset.spec}, val split, {scored}"))
         if out is not None:
@@ -259,9 +259,9 @@ def profile(
                                                          "(.safetensors, .pth, .bin)")] = None,
 ) -> None:
     """Params, FLOPs (GMACs), throughput, latency and memory per encoding and resolution, vs `none`."""
-    from pebench.report import profile_table
-    from pebench.run import run_cells
-    from pebench.suite import Suite, expand
+    from pebench.reports.tables import profile_table
+    from pebench.runner.runner import run_cells
+    from pebench.runner.suite import Suite, expand
     from pebench.zoo import ZOO
 
     if mode.strip().lower() == "both":
@@ -307,7 +307,7 @@ def profile(
 def _profile_rows(suite) -> dict:
     """Every profile row, loaded or built, with every resolution checked against its patch before
     anything is measured: (model or spec, size) -> the row the runner profiles."""
-    from pebench.profile import load_profile_entry
+    from pebench.measure.profile import load_profile_entry
 
     rows = {}
     for row in [(m, None) for m in suite.models] + [(e, suite.profile_size) for e in suite.profile_encodings]:
@@ -319,7 +319,7 @@ def _profile_rows(suite) -> dict:
 @app.command()
 def validate(suite: Annotated[Path, typer.Argument(help="suite YAML file")]) -> None:
     """Check a suite file (keys, values, includes) and show the cells it expands to; runs nothing."""
-    from pebench.suite import expand, load_suite
+    from pebench.runner.suite import expand, load_suite
 
     loaded = load_suite(suite)
     cells = expand(loaded)
@@ -342,9 +342,9 @@ def run(
     """Run every cell of a suite (skipping cells already finished in the results), then write the report."""
     import dataclasses
 
-    from pebench.report import REPORT_FORMATS, load_results, write_report
-    from pebench.run import check_models, finished_keys, results_path, run_cells, write_suite_file
-    from pebench.suite import expand, load_suite, parse_shard, shard_cells
+    from pebench.reports.tables import REPORT_FORMATS, load_results, write_report
+    from pebench.runner.runner import check_models, finished_keys, results_path, run_cells, write_suite_file
+    from pebench.runner.suite import expand, load_suite, parse_shard, shard_cells
 
     loaded = load_suite(suite)
     if workers is not None and workers < 0:
@@ -428,6 +428,3 @@ def main() -> None:
             Console(stderr=True).print("interrupted; rerun the same command to resume", highlight=False)
         raise
 
-
-if __name__ == "__main__":  # `python -m pebench.cli`, e.g. under torchrun
-    main()

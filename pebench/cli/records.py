@@ -29,8 +29,8 @@ def report(
     """Write Markdown, HTML (self-contained, with plots), CSV and JSON reports from result records."""
     import json
 
-    from pebench.published import PUBLISHED
-    from pebench.report import REPORT_FORMATS, load_results, write_report
+    from pebench.reports.published import PUBLISHED
+    from pebench.reports.tables import REPORT_FORMATS, load_results, write_report
 
     formats = [f.strip() for f in format_.split(",") if f.strip()]
     for fmt in formats:
@@ -64,8 +64,8 @@ def check(
                                                   "results instead of comparing")] = False,
 ) -> None:
     """Compare results with a baseline; exit 1 when a cell regressed beyond tolerance and chance, or is missing."""
-    from pebench.check import METRICS, compare, environment_warnings, read_baseline, write_baseline
-    from pebench.report import load_results
+    from pebench.reports.check import METRICS, compare, environment_warnings, read_baseline, write_baseline
+    from pebench.reports.tables import load_results
 
     if metric not in METRICS:
         raise PebenchError(f"unknown --metric '{metric}'; choose from {', '.join(METRICS)}")

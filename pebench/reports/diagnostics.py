@@ -1,4 +1,4 @@
-"""Diagnostics records (:mod:`pebench.diagnostics`) as the terminal table, report tables and figures."""
+"""Diagnostics records (:mod:`pebench.measure.diagnostics`) as the terminal table, report tables and figures."""
 
 from __future__ import annotations
 
@@ -63,7 +63,7 @@ def diagnostics_figures(records: list[dict], plot_dir: Path, style: dict) -> lis
     """Statistics vs resolution per mode, and per model the position pictures and class-token maps."""
     import matplotlib.pyplot as plt
 
-    from pebench.plots import file_part, legend_below, resolution_axis
+    from pebench.reports.figures import file_part, legend_below, resolution_axis
 
     diagnosed = _diagnosed(records)
     if not diagnosed:

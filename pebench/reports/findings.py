@@ -1,7 +1,7 @@
 """Published findings beside what pebench measures on its shipped zoo (torch-free).
 
 A finding is a qualitative claim of the seed papers and anchors (``../shared/reference.md``,
-:mod:`pebench.published`), the published numbers behind it (ImageNet figures of much larger models,
+:mod:`pebench.reports.published`), the published numbers behind it (ImageNet figures of much larger models,
 always labelled "published"), and a measured quantity: a linear combination ``sum c_i p_i`` of zoo
 cells' top-1 proportions ``p_i = correct_top1_i / n_i`` (cell = model, res, mode), e.g.
 ``ape interp 384 - ape interp 224 < 0`` for "learned APE, interpolated, loses accuracy at 384".
@@ -227,7 +227,7 @@ def compare(terms: Terms, sign: str, index: dict[Cell, dict]) -> dict:
     weighted = [(cell, r) for cell, r in used if coefficients[cell]]
     paired = _shared_images(weighted)
     if paired:
-        from pebench.evaluate import unpack_hits
+        from pebench.measure.evaluate import unpack_hits
         estimate, lo, hi = paired_interval([(coefficients[cell], unpack_hits(r["metrics"]["image_hits"],
                                                                              r["metrics"]["n"]))
                                             for cell, r in weighted])

@@ -7,8 +7,8 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from pebench.class_groups import describe, group_metrics, group_names, position_blind_cap
-from pebench.diagnostics_report import diagnostics_figures
+from pebench.reports.class_groups import describe, group_metrics, group_names, position_blind_cap
+from pebench.reports.diagnostics import diagnostics_figures
 from pebench.modes import mode_order
 from pebench.resolution import side, sort_key
 

@@ -23,12 +23,12 @@ import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from pebench.atomic import atomic_path
-from pebench.checkpoint import save_checkpoint
+from pebench.models.checkpoint import save_checkpoint
 from pebench.data import RENDER_VERSION, SyntheticData, normalize, parse_data, read_split
 from pebench.data.synthetic import CLASS_GROUPS
 from pebench.errors import PebenchError
 from pebench.models import build_model
-from pebench.recipe import TrainConfig
+from pebench.training.recipe import TrainConfig
 
 
 def param_groups(model: torch.nn.Module, weight_decay: float, position_lr_scale: float = 1.0) -> list[dict]:

@@ -198,9 +198,9 @@ def diagnose_resolution(res, cells: list, models: dict, data, suite, device: tor
                         observer) -> list[dict]:
     """Records of the diagnostics ``cells`` at ``res`` (in cell order), from one streamed pass over the
     first ``suite.diagnostics_n`` images."""
-    from pebench.evaluate import run_pass
+    from pebench.measure.evaluate import run_pass
     from pebench.models.vit import VisionTransformer
-    from pebench.run import base_record, split_stream
+    from pebench.runner.runner import base_record, split_stream
 
     requested = min(suite.diagnostics_n, data.size("val"))
     data_base = {"spec": data.spec, "split": "val", "requested": requested, "fingerprint": data.fingerprint("val", res)}

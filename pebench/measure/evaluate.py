@@ -75,7 +75,7 @@ class Tally:
     class_n: torch.Tensor = None  # int64 (num_classes,) on the CPU: images per class
     class_correct1: torch.Tensor = None  # int64 (num_classes,) on the CPU: top-1 hits per class
     #: per image, in stream order, whether top-1 was right (bool, CPU; one byte an image, so that
-    #: comparisons of cells on the same images can be paired: pebench.findings)
+    #: comparisons of cells on the same images can be paired: pebench.reports.findings)
     image_hits: list = None
 
     def __post_init__(self) -> None:

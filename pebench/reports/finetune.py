@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pebench.report import accuracy_cell
+from pebench.reports.tables import accuracy_cell
 
 FINETUNE_NOTE = ("Each fine-tuned checkpoint at the resolution and in the mode it was fine-tuned in, beside its "
                  "starting model's zero-shot cells at that resolution (when the same results hold them): top-1 % with "

@@ -9,10 +9,10 @@ from pathlib import Path
 from rich.table import Table
 
 from pebench.atomic import atomic_path
-from pebench.class_groups import describe, group_metrics, group_names, group_summary
+from pebench.reports.class_groups import describe, group_metrics, group_names, group_summary
 from pebench.errors import PebenchError
 from pebench.modes import TUNED, mode_order
-from pebench.plots import plots
+from pebench.reports.figures import plots
 from pebench.resolution import sort_key
 from pebench.results import READABLE_VERSIONS
 
@@ -299,7 +299,7 @@ def _markdown_table(header: list[str], rows: list[list[str]]) -> str:
 def _sections(records: list[dict], published: list[str],
               findings: bool = False) -> list[tuple[str, str, list[str], list[list[str]]]]:
     """(title, note, header, rows) of every table, shared by the Markdown and HTML reports."""
-    from pebench.published import PUBLISHED
+    from pebench.reports.published import PUBLISHED
 
     sections = []
     modes = sorted({r["mode"] for r in records if r["kind"] == "eval"}, key=mode_order)
@@ -319,10 +319,10 @@ def _sections(records: list[dict], published: list[str],
                              + na_note(records, mode) + (_TUNED_NOTE if mode == TUNED else ""),
                              *accuracy_grid(records, mode, group_metrics(group))))
     if any(r["kind"] == "eval" and r["model"].get("finetune") for r in records):
-        from pebench.finetune_report import FINETUNE_NOTE, finetune_rows
+        from pebench.reports.finetune import FINETUNE_NOTE, finetune_rows
         sections.append(("Fine-tuned vs zero-shot (measured)", FINETUNE_NOTE, *finetune_rows(records)))
     if any(r["kind"] == "diagnostics" for r in records):
-        from pebench.diagnostics_report import DIAGNOSTICS_NOTE, diagnostics_rows
+        from pebench.reports.diagnostics import DIAGNOSTICS_NOTE, diagnostics_rows
         sections.append(("Attention diagnostics (measured)", DIAGNOSTICS_NOTE, *diagnostics_rows(records)))
     if any(r["kind"] == "profile" for r in records):
         sections.append(("Cost (measured)", "PE params = position values in use at that resolution; GMACs for one "
@@ -334,8 +334,8 @@ def _sections(records: list[dict], published: list[str],
         rows = [[label] + [values.get(res, "") for res in resolutions] for label, values in table.rows.items()]
         sections.append((f"Published: {table.source}", f"Not measured by pebench. {table.protocol}. "
                          "'u' = unverified (secondary summary).", ["row", *map(str, resolutions)], rows))
-    if findings:  # --- published claims vs this zoo (pebench.findings) ---
-        from pebench.findings import FINDINGS_NOTE, findings_table
+    if findings:  # --- published claims vs this zoo (pebench.reports.findings) ---
+        from pebench.reports.findings import FINDINGS_NOTE, findings_table
         sections.append(("Published findings vs this zoo", FINDINGS_NOTE, *findings_table(records)))
     return sections
 
