@@ -48,3 +48,17 @@ def environment() -> dict:
         "machine": platform.machine(),
         "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def device_name(device: torch.device) -> str:
+    """The GPU's or the CPU's model name, for records and reports."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

@@ -14,11 +14,10 @@ How an encoding trained on grid G0 meets a grid G:
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
 
-from pebench.errors import PebenchError
+from pebench.errors import PebenchError, did_you_mean
 
 FIXED = ("native", "interp")
 TUNED = "tuned"
@@ -44,8 +43,7 @@ def parse_mode(raw: object, what: str = "mode") -> str:
         if math.isfinite(scale) and scale > 0:
             return scale_mode(scale)
         raise PebenchError(f"{what} '{raw}': S must be a positive number, e.g. scale=0.5")
-    close = difflib.get_close_matches(text, [*FIXED, TUNED, "scale=S"], n=1, cutoff=0.5)
-    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    hint = did_you_mean(text, [*FIXED, TUNED, "scale=S"])
     raise PebenchError(f"unknown {what} '{raw}'{hint}; use native, interp, tuned or scale=S (e.g. scale=0.5)")
 
 
@@ -53,6 +51,29 @@ def scale_of(mode: str) -> float | None:
     """S of a ``scale=S`` mode, None for the others."""
     match = _SCALE.fullmatch(mode)
     return float(match.group(1)) if match else None
+
+
+def position_scale(mode: str, trained_grid: tuple[int, int], grid: tuple[int, int]) -> tuple[float, float]:
+    """The factor on (row, col) patch positions that ``mode`` stands for on ``grid``: 1 native, G0/G per
+    axis interp (position interpolation), S on both axes scale=S. Not defined for tuned, which runs the
+    scale=S it chose."""
+    if mode == "native":
+        return (1.0, 1.0)
+    if mode == "interp":
+        return (trained_grid[0] / grid[0], trained_grid[1] / grid[1])
+    scale = scale_of(mode)
+    if scale is None:
+        raise ValueError(f"mode '{mode}' has no position scale of its own")
+    return (scale, scale)
+
+
+def fixed_mode(raw: object, what: str, tuned_hint: str) -> str:
+    """A mode that one forward pass can run (native, interp or scale=S); ``tuned`` is refused with
+    ``tuned_hint`` saying what to do instead."""
+    mode = parse_mode(raw, what=what)
+    if mode == TUNED:
+        raise PebenchError(f"{what} must be native, interp or scale=S, not tuned: {tuned_hint}")
+    return mode
 
 
 def mode_order(mode: str) -> tuple[int, float]:

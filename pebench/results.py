@@ -41,7 +41,7 @@ Schema (``schema_version`` 2; version 1 records, written before streaming evalua
                      (lists of num_classes ints; they sum to n and correct_top1),
                      image_hits (top-1 right or wrong per scored image, in position order, as hex: 4
                      images a digit, the first in the highest bit; absent when an image was skipped;
-                     pebench.measure.evaluate.unpack_hits)}
+                     :func:`unpack_hits`)}
                     Records written before per-group metrics (2026-11-23) lack data.class_groups,
                     data.class_names, metrics.groups and metrics.per_class; readers show no groups for them.
     timing          one streamed pass per resolution feeds every computed cell of it:
@@ -111,9 +111,41 @@ import os
 from pathlib import Path
 
 from pebench.errors import PebenchError
+from pebench.modes import TUNED
+from pebench.resolution import Label
 
 SCHEMA_VERSION = 2
 READABLE_VERSIONS = (1, 2)
+KINDS = ("eval", "diagnostics", "profile")
+
+
+def model_entry(model, kind: str) -> dict:
+    """The ``model`` field of a record, for a :class:`pebench.models.interface.LoadedModel`: profile
+    records also say which ``weights`` were timed ("trained", "random", "random (no checkpoint: ...)")."""
+    meta = model.meta
+    entry = {"name": model.name, "source": model.source, "path": None if model.path is None else str(model.path),
+             "size": meta["size"], "encoding": meta["encoding"], "train_res": meta["train_res"],
+             "patch": meta["patch"], "checkpoint_sha256": meta["checkpoint_sha256"]}
+    if meta.get("finetune"):
+        entry["finetune"] = meta["finetune"]
+    if kind == "profile":
+        entry["weights"] = meta.get("weights", "trained")
+    return entry
+
+
+def header(kind: str, model, res: Label, mode: str, device: str, env: dict) -> dict:
+    """The fields every record starts with, whatever its kind (the schema above)."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "kind": kind,
+        "model": model_entry(model, kind),
+        "res": res,
+        "mode": mode,
+        "same_as_native": model.same_as_native(res, mode),
+        "resize_api": model.net.resize_api(res, mode) if mode != TUNED else None,
+        "device": device,
+        "env": env,
+    }
 
 
 def append_record(path: Path, record: dict) -> None:
@@ -146,3 +178,46 @@ def repair_torn_tail(path: Path) -> None:
         data = f.read()
         if data and not data.endswith(b"\n"):
             f.truncate(data.rfind(b"\n") + 1)
+
+
+def load_results(paths: list[Path]) -> list[dict]:
+    """Records of results files (a directory means every ``*.jsonl`` in it, e.g. the shards of a run).
+
+    A cell present in several files (overlapping shards, a rerun) is kept once: the last one read.
+    """
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files += sorted(path.glob("*.jsonl"))
+        elif path.exists():
+            files.append(path)
+        else:
+            raise PebenchError(f"results file {path} does not exist; pass a results .jsonl file or a run folder")
+    if not files:
+        raise PebenchError(f"no results (*.jsonl) in {', '.join(map(str, paths))}; run `pebench run SUITE` first")
+    cells: dict = {}
+    for file in files:
+        for record in read_records(file):
+            if (record.get("schema_version") not in READABLE_VERSIONS
+                    or record.get("kind") not in KINDS):
+                raise PebenchError(f"{file}: not a pebench result record (schema_version "
+                                   f"{' or '.join(map(str, READABLE_VERSIONS))} expected)")
+            cells[cell_identity(record)] = record
+    return list(cells.values())
+
+
+def cell_identity(record: dict) -> tuple:
+    """What a record measured, independent of when and with which pebench: used to merge and compare."""
+    data = record.get("data") or {}
+    return record["kind"], record["model"]["name"], record["res"], record["mode"], data.get("spec"), data.get("n")
+
+
+def pack_hits(hits: list[bool]) -> str:
+    """Per-image top-1 hits as hex, 4 images a digit, first image in the highest bit (see unpack_hits)."""
+    padded = hits + [False] * (-len(hits) % 4)
+    return "".join(f"{8 * a + 4 * b + 2 * c + d:x}" for a, b, c, d in zip(*[iter(padded)] * 4, strict=True))
+
+
+def unpack_hits(text: str, n: int) -> list[bool]:
+    """The first ``n`` per-image hits of a record's ``metrics.image_hits``."""
+    return [bool(int(digit, 16) >> shift & 1) for digit in text for shift in (3, 2, 1, 0)][:n]

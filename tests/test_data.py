@@ -155,13 +155,13 @@ def test_each_shape_has_its_own_silhouette(shape):
 
 
 def test_synthetic_reads_render_exactly_the_asked_items_a_few_at_a_time(monkeypatch):
-    import pebench.data as data_module
+    import pebench.data.synthetic as data_module
 
     data = SyntheticData(train=8, val=6)
     whole = data.read("val", 32, list(range(6)))
     rendered = []
-    real_render = data_module.synthetic.render
-    monkeypatch.setattr(data_module.synthetic, "render", lambda scenes, res: rendered.append(len(scenes.label))
+    real_render = data_module.render
+    monkeypatch.setattr(data_module, "render", lambda scenes, res: rendered.append(len(scenes.label))
                         or real_render(scenes, res))
     monkeypatch.setattr(data_module, "RENDER_PIXELS", 2 * 32 * 32)  # two images per render call
     some = data.read("val", 32, [4, 1, 5])
@@ -234,7 +234,7 @@ def test_where_by_geometry_bins_each_where_image_by_its_disk_to_border_gap(tmp_p
     import sys
     from pathlib import Path
 
-    from pebench.measure.evaluate import pack_hits
+    from pebench.results import pack_hits
 
     root = Path(__file__).resolve().parents[1]
     sys.path.insert(0, str(root / "benchmarks"))

@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 
 from pebench.cli import app
 from pebench.reports.findings import FINDINGS, Finding, change, compare, findings_table, interval
-from pebench.reports.tables import _sections
+from pebench.reports.write import _sections
 
 LOSES = Finding("t-loses", "APE, interpolated, loses at 384", "published 72.2 -> 71.2", change("ape", "interp", 384),
                 "<0")
@@ -145,7 +145,7 @@ def test_the_report_section_appears_only_when_asked(tmp_path):
 
 
 def _with_hits(record: dict, hits: list[bool]) -> dict:
-    from pebench.measure.evaluate import pack_hits
+    from pebench.results import pack_hits
 
     record["metrics"]["image_hits"] = pack_hits(hits)
     record["data"]["requested"] = len(hits)
@@ -153,7 +153,7 @@ def _with_hits(record: dict, hits: list[bool]) -> dict:
 
 
 def test_cells_on_the_same_images_are_compared_paired():
-    from pebench.measure.evaluate import pack_hits, unpack_hits
+    from pebench.results import pack_hits, unpack_hits
 
     hits = [True, False, True, True, False, False, True]
     assert unpack_hits(pack_hits(hits), len(hits)) == hits

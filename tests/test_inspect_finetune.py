@@ -7,10 +7,10 @@ import pytest
 import torch
 from conftest import cli, perturbed_model
 
-from pebench.models.checkpoint import save_checkpoint
-from pebench.measure.diagnostics import AttentionTally, bias_by_offset, embedding_similarity, probing
 from pebench.encodings.base import Context
-from pebench.measure.evaluate import LoadedModel
+from pebench.measure.diagnostics import AttentionTally, bias_by_offset, embedding_similarity, probing
+from pebench.models.checkpoint import save_checkpoint
+from pebench.models.interface import LoadedModel
 from pebench.results import read_records
 
 DATA = "synthetic:train=8,val=6"
@@ -164,9 +164,11 @@ def test_live_table_and_plots_take_diagnostics_and_empty_groups(tmp_path):
 
     from pebench.cli.live import LiveRun
     from pebench.reports.figures import plots
-    from pebench.runner.suite import Suite, expand
+    from pebench.runner.cells import expand
+    from pebench.runner.suite import Diagnostics, Suite
 
-    cells = expand(Suite(name="t", models=("m",), resolutions=(224,), modes=("native",), diagnostics=True))
+    cells = expand(Suite(name="t", models=("m",), resolutions=(224,), modes=("native",),
+                         diagnostics=Diagnostics(enabled=True)))
     live = LiveRun(Console(file=io.StringIO()), "t")
     live.started(cells, [])
     for cell in cells:  # an eval record, then a diagnostics record of the same model, resolution and mode

@@ -10,9 +10,10 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from pebench.models import build_model
 from pebench.measure.profile import SpeedSettings, analytic_vit_macs, count_flops, param_counts, profile_models
 from pebench.measure.speed import Spread, Timed, drift, interleaved_rounds, peak_forward_bytes, time_ratio
+from pebench.models import build_model
+from pebench.models.resolve import built
 
 PUBLISHED_GMACS = {("deit_tiny_patch16_224", 224): 1.26, ("vit_base_patch16_384", 384): 55.54}  # timm CSVs
 
@@ -152,7 +153,7 @@ def test_cpu_memory_is_the_peak_a_forward_allocates(size, spec, res, lower_bound
 
 def test_profile_records_on_cpu_with_overhead_and_not_applicable():
     settings = SpeedSettings(batch_size=2, repeats=2, min_block_s=0.01, warmup_s=0.0)
-    models = [(spec, build_model("micro", spec, num_classes=10), None, "built", None) for spec in ("none", "ape")]
+    models = [built(spec, build_model("micro", spec, num_classes=10)) for spec in ("none", "ape")]
     records = []
     profile_models(models, [224, 256], "native", settings, records.append)
     cells = {(r["model"]["name"], r["res"]): r for r in records}
@@ -179,10 +180,11 @@ def run(*args):
 
 
 def test_timm_model_without_weights_is_profiled_with_random_ones_and_says_so(tmp_path, monkeypatch):
-    from pebench.measure.profile import load_profile_entry
+    from pebench.models.resolve import profile_row
 
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hub"))
-    name, net, meta, source, _ = load_profile_entry("timm:deit_tiny_patch16_224", None)
+    row = profile_row("timm:deit_tiny_patch16_224", None)
+    net, meta, source = row.net, row.meta, row.source
     assert source == "timm" and meta["weights"].startswith("random (no checkpoint: looked in")
     assert meta["checkpoint_sha256"] is None and net.num_classes == 1000
 

@@ -8,7 +8,8 @@ import torch
 from rich.console import Console
 
 from pebench.measure.evaluate import Tally, metrics_of, wilson_interval
-from pebench.reports.tables import eval_table, flat_rows, write_report
+from pebench.reports.tables import eval_table
+from pebench.reports.write import flat_rows, write_report
 
 GROUPS = {"where": [0, 1, 2], "what": [3, 4, 5, 6, 7, 8, 9]}
 #: (res, mode) -> top-1 hits per class of 2 images each: where falls from 6/6 to 2/6 at 384, what stays 14/14
@@ -101,7 +102,7 @@ def test_terminal_tables_show_where_and_what_beside_top1():
     assert "80.0" in old and "where" not in old
 
     from pebench.cli.live import LiveRun
-    from pebench.runner.suite import Cell
+    from pebench.runner.cells import Cell
 
     live = LiveRun(Console(file=io.StringIO()), "header")
     cells = [Cell("eval", "ape", res, mode, {}, f"{res}{mode}") for res, mode in HITS]
@@ -140,7 +141,7 @@ def test_position_blind_cap_follows_the_share_of_position_classes():
 def test_contents_link_every_section_and_figure_by_githubs_anchors(tmp_path):
     import re
 
-    from pebench.reports.tables import _anchors
+    from pebench.reports.write import _anchors
 
     assert _anchors(["Top-1 %, native (measured)", "Cost (measured)", "Cost (measured)"]) == [
         "top-1--native-measured", "cost-measured", "cost-measured-1"]

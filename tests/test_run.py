@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from conftest import cli, perturbed_model
 
-from pebench.reports.check import significant_drop
 from pebench.models.checkpoint import save_checkpoint
+from pebench.reports.check import significant_drop
 from pebench.results import read_records
 
 DATA = "synthetic:train=8,val=30"
@@ -47,7 +47,7 @@ def finished(workspace):
 
 
 def test_run_writes_one_keyed_record_per_cell_and_the_report(finished):
-    from pebench.measure.evaluate import unpack_hits
+    from pebench.results import unpack_hits
 
     out, result = finished
     records = read_records(out / "results.jsonl")
@@ -152,9 +152,9 @@ def test_markdown_report_has_the_seed_table_shape(finished):
 
 
 def test_plots_give_every_model_its_own_line_style():
-    from pebench.reports.figures import _line_styles
+    from pebench.reports.axes import line_styles
 
-    styles = _line_styles([f"model{i}" for i in range(30)])
+    styles = line_styles([f"model{i}" for i in range(30)])
     assert len({(s["color"], s["marker"], s["linestyle"]) for s in styles.values()}) == 30
     assert len({s["color"] for s in list(styles.values())[:20]}) == 20
 

@@ -6,15 +6,15 @@ import pytest
 import torch
 from conftest import cli, perturbed_model
 
-from pebench.models.checkpoint import save_checkpoint
 from pebench.encodings import base
 from pebench.encodings.alibi import alibi_slopes, power2_slopes
 from pebench.errors import PebenchError
+from pebench.measure.tune import candidate_scales, choose_scale, interp_scale
 from pebench.models import vit
+from pebench.models.checkpoint import save_checkpoint
 from pebench.modes import parse_mode, scale_of
 from pebench.resolution import as_hw, parse_res, sort_key
 from pebench.results import read_records
-from pebench.measure.tune import candidate_scales, choose_scale, interp_scale
 
 DATA = "synthetic:train=8,val=40"
 

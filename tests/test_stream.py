@@ -103,8 +103,9 @@ def test_eval_counts_equal_timm_validation_loop(folder, timm_checkpoint, tmp_pat
 def test_a_suite_decodes_each_resolution_once(folder, monkeypatch, tmp_path):
     """3 models x 2 modes x 2 resolutions: every file is decoded once per resolution."""
     import pebench.data.imagefolder as imagefolder
-    from pebench.runner.runner import run_cells
-    from pebench.runner.suite import Suite, expand
+    from pebench.runner.cells import expand
+    from pebench.runner.runner import prepare, run_cells
+    from pebench.runner.suite import Suite
 
     decoded = []
     real_decode = imagefolder.decode
@@ -113,7 +114,7 @@ def test_a_suite_decodes_each_resolution_once(folder, monkeypatch, tmp_path):
     suite = Suite(name="three", models=("ape", "sincos", "peg"), resolutions=(64, 96), data=f"imagefolder:{folder}",
                   batch_size=4, workers=0)
     cells = expand(suite)
-    records = run_cells(suite, cells, {c.key for c in cells}, tmp_path / "r.jsonl", CPU)
+    records = run_cells(prepare(suite, CPU, {"eval"}), cells, {c.key for c in cells}, tmp_path / "r.jsonl")
     assert len(records) == 12 and sorted(decoded) == [64] * 12 + [96] * 12
     computed = [r for r in records if r["status"] == "ok" and "measured_as" not in r]
     # per resolution: ape interp (native is n/a off 224), sincos both modes, peg native (interp reuses it)
@@ -255,7 +256,7 @@ def test_bad_workers_and_cache_values_are_one_line_errors(tmp_path):
     suite.write_text("models: [peg]\nworkers: two\n")
     assert "'workers' must be a number of data worker processes" in cli("validate", suite).stderr
     with pytest.raises(PebenchError, match="cache"):
-        from pebench.runner.suite import load_suite
+        from pebench.cli.suites import load_suite
 
         suite.write_text("models: [peg]\ncache: 3\n")
         load_suite(suite)

@@ -4,8 +4,9 @@ from pathlib import Path
 
 import pytest
 
+from pebench.cli.suites import load_suite
 from pebench.errors import PebenchError
-from pebench.runner.suite import expand, load_suite, parse_shard, shard_cells
+from pebench.runner.cells import expand, parse_shard, shard_cells
 
 SUITES = Path(__file__).parent.parent / "suites"
 

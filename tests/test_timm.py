@@ -5,9 +5,9 @@ import timm
 import torch
 
 from pebench.errors import PebenchError
-from pebench.models.timm_adapter import build_timm_model, read_state_dict
 from pebench.measure.profile import count_flops, param_counts
-from pebench.zoo import resolve_model
+from pebench.models.resolve import resolve_model
+from pebench.models.timm_adapter import build_timm_model, read_state_dict
 
 
 def sharpen(net: torch.nn.Module) -> torch.nn.Module:
@@ -45,7 +45,8 @@ def _timm_at(name, state, res, **kwargs):
 
 def test_learned_ape_interp_equals_timm_set_input_size(deit_file):
     path, reference_net = deit_file
-    model, meta, source, _ = resolve_model(f"timm:deit_tiny_patch16_224@{path}")
+    loaded = resolve_model(f"timm:deit_tiny_patch16_224@{path}")
+    model, meta, source = loaded.net, loaded.meta, loaded.source
     assert source == "timm" and meta["num_classes"] == 10 and meta["train_res"] == 224
     x = torch.randn(2, 3, 384, 384, generator=torch.Generator().manual_seed(1))
     theirs = _timm_at("deit_tiny_patch16_224", reference_net.state_dict(), 384)
@@ -61,7 +62,7 @@ def test_learned_ape_interp_equals_timm_set_input_size(deit_file):
 
 def test_profile_counts_match_timms_published_deit_tiny(deit_file):
     path, _ = deit_file
-    model, *_ = resolve_model(f"timm:deit_tiny_patch16_224@{path}")
+    model = resolve_model(f"timm:deit_tiny_patch16_224@{path}").net
     params = param_counts(model, 384, "interp")
     assert params["encoding"] == 197 * 192 and params["encoding_at_res"] == (1 + 24 * 24) * 192
     # published (reference.md): 5.72 M params, 1.26 GMACs with the 1000-class head; ours has 10 classes

@@ -10,11 +10,12 @@ import pytest
 import torch
 
 import pebench.training.train as train_module
-from pebench.models.checkpoint import load_checkpoint, save_checkpoint
 from pebench.data import SyntheticData, normalize, synthetic
 from pebench.data.stream import PassStats, SplitStream
 from pebench.errors import PebenchError
-from pebench.measure.evaluate import LoadedModel, Tally, metrics_of, run_pass, wilson_interval
+from pebench.measure.evaluate import Tally, metrics_of, run_pass, wilson_interval
+from pebench.models.checkpoint import load_checkpoint, save_checkpoint
+from pebench.models.interface import LoadedModel
 from pebench.results import read_records
 from pebench.training.train import TrainConfig, train
 

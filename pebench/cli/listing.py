@@ -43,8 +43,8 @@ def presets_table() -> Table:
 
 
 def models_table() -> Table:
-    from pebench.models.checkpoint import read_sidecar
     from pebench.data import parse_data
+    from pebench.models.checkpoint import read_sidecar
     from pebench.zoo import BELOW_WHERE_BAR, ZOO, zoo_path
 
     table = Table(title="Shipped models (micro ViT trained by pebench on synthetic at 224)")

@@ -19,11 +19,11 @@ from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from pebench.reports.class_groups import group_summary
 from pebench.modes import mode_order
+from pebench.reports.class_groups import group_summary
 from pebench.resolution import Label, side, sort_key
-from pebench.runner.runner import Observer
-from pebench.runner.suite import Cell
+from pebench.runner.cells import Cell
+from pebench.runner.job import Observer
 
 
 def _duration(seconds: float) -> str:

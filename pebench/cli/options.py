@@ -1,19 +1,23 @@
-"""Options shared by the `pebench` commands and the parsers that turn their text into values, each
-raising a one-line :class:`~pebench.errors.PebenchError` (exit 2) for bad input."""
+"""Options shared by the `pebench` commands, the parsers that turn their text into values (each raising
+a one-line :class:`~pebench.errors.PebenchError`, exit 2, for bad input) and the console they print to.
+
+Nothing here imports torch: `pebench --help` and the checks of options stay fast."""
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.console import Console
 
 from pebench.errors import PebenchError
-from pebench.models.sizes import check_resolution
 from pebench.modes import FIXED, parse_mode
-from pebench.resolution import as_hw, parse_res
+from pebench.resolution import parse_res
+from pebench.settings import DEFAULT_RESOLUTIONS, DEVICES, DTYPES
 
-DEFAULT_RESOLUTIONS = (224, 384, 448, 512)
+console = Console()
 
 ModelOption = Annotated[list[str] | None, typer.Option(
     "--model", "-m", help="shipped name, .safetensors path or timm:NAME; repeat for several (default: every built "
@@ -24,6 +28,8 @@ DataOption = Annotated[str, typer.Option(help="dataset spec: synthetic[:options]
 NOption = Annotated[int | None, typer.Option(help="evaluate the first N validation images (default: all)")]
 BatchOption = Annotated[int, typer.Option(help="batch size (halved automatically on out-of-memory)")]
 DeviceOption = Annotated[str, typer.Option(help="cpu or cuda")]
+#: the choices of --dtype (pebench.settings.DTYPES)
+DtypeChoice = Enum("DtypeChoice", {name: name for name in DTYPES}, type=str)
 WorkersOption = Annotated[int | None, typer.Option(help="data worker processes that decode/render batches "
                                                          "(default min(8, CPU cores); 0 = in this process)")]
 CacheOption = Annotated[str | None, typer.Option(help="folder for decoded splits (uint8, memory-mapped), so reruns "
@@ -45,11 +51,6 @@ def attach_checkpoint(models: list[str] | None, checkpoint: Path | None) -> list
     return [f"{m}@{checkpoint}" if m in timm_models else m for m in models]
 
 
-def check_resolutions(resolutions: list, patch: int) -> None:
-    for r in resolutions:
-        check_resolution(*as_hw(r), patch, what=f"--res {r}")
-
-
 def parse_resolutions(raw: list[str] | None) -> tuple:
     """--res values (384, 384x512), deduplicated in order; the defaults when none is given."""
     if not raw:
@@ -66,10 +67,10 @@ def parse_modes(raw: list[str] | None, default: tuple[str, ...] = FIXED) -> tupl
 
 
 def parse_device(device: str):
-    import torch
+    import torch  # only once the options are checked: see the module docstring
 
-    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
-        raise PebenchError(f"unknown device '{device}'; use cpu or cuda")
+    if device not in DEVICES and not device.startswith("cuda:"):
+        raise PebenchError(f"unknown device '{device}'; use {' or '.join(DEVICES)}")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise PebenchError(f"device '{device}' asked for but no CUDA GPU is visible; use --device cpu")
     return torch.device(device)

@@ -1,5 +1,5 @@
-"""`pebench report` and `pebench check`: the commands that read result records (registered on the app in
-:mod:`pebench.cli`)."""
+"""`pebench report` and `pebench check`: the commands that read result records (the reports are imported
+inside them, so that `pebench --help` stays fast)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from pebench.cli.options import console
 from pebench.errors import PebenchError
-
-console = Console()
 
 
 def report(
@@ -30,7 +28,8 @@ def report(
     import json
 
     from pebench.reports.published import PUBLISHED
-    from pebench.reports.tables import REPORT_FORMATS, load_results, write_report
+    from pebench.reports.write import REPORT_FORMATS, write_report
+    from pebench.results import load_results
 
     formats = [f.strip() for f in format_.split(",") if f.strip()]
     for fmt in formats:
@@ -65,7 +64,7 @@ def check(
 ) -> None:
     """Compare results with a baseline; exit 1 when a cell regressed beyond tolerance and chance, or is missing."""
     from pebench.reports.check import METRICS, compare, environment_warnings, read_baseline, write_baseline
-    from pebench.reports.tables import load_results
+    from pebench.results import load_results
 
     if metric not in METRICS:
         raise PebenchError(f"unknown --metric '{metric}'; choose from {', '.join(METRICS)}")

@@ -1,4 +1,5 @@
-"""`pebench train` and `pebench finetune` (registered on the app in :mod:`pebench.cli`)."""
+"""`pebench train` and `pebench finetune` (torch and the trainer are imported inside the commands, so that
+`pebench --help` stays fast)."""
 
 from __future__ import annotations
 
@@ -11,11 +12,10 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from pebench.cli.options import console
 from pebench.errors import PebenchError
-from pebench.modes import TUNED, parse_mode
+from pebench.modes import fixed_mode
 from pebench.training.recipe import TrainConfig
-
-console = Console()
 
 
 def train(
@@ -35,8 +35,8 @@ def train(
                            "(the val split's natural share is 0.3)")] = TrainConfig.where_share,
     seed: Annotated[int, typer.Option()] = TrainConfig.seed,
     all_: Annotated[bool, typer.Option("--all", help="(re)build every shipped model that is missing, "
-                                                     "into the package's zoo folder, with its "
-                                                     "settings from pebench.zoo.ZOO_RECIPES over these")] = False,
+                                                     "into the package's zoo folder, with its settings "
+                                                     "from pebench.training.recipe.ZOO_RECIPES over these")] = False,
     jobs: Annotated[int, typer.Option(min=1, help="with --all: models trained at once, each in its own "
                                                   "process with an equal share of the CPU cores")] = 1,
 ) -> None:
@@ -45,7 +45,8 @@ def train(
     `pebench train --all --jobs 2` rebuilds the zoo with two processes; several `pebench train --all`
     commands can also run side by side: each model is claimed by one process."""
     from pebench.env import cpu_cores, git_state
-    from pebench.zoo import ZOO, ZOO_RECIPES, zoo_path
+    from pebench.training.recipe import ZOO_RECIPES
+    from pebench.zoo import ZOO, zoo_path
 
     if jobs > 1 and not all_:
         raise PebenchError("--jobs splits the shipped zoo among processes; use it with --all")
@@ -133,9 +134,7 @@ def finetune(
     DeiT-B/384 is made); resumable, writing a checkpoint whose sidecar records the cost (images, wall time)."""
     from pebench.training.train import train as train_model
 
-    mode = parse_mode(mode, what="--mode")
-    if mode == TUNED:
-        raise PebenchError("fine-tune from a fixed start: --mode native, interp or scale=S")
+    mode = fixed_mode(mode, what="--mode", tuned_hint="fine-tune from a fixed start")
     out = out or Path(f"{Path(model).stem}-ft{res}-{mode.replace('=', '')}.safetensors")
     cfg = TrainConfig(init=model, res=res, mode=mode, epochs=epochs, lr=lr, min_lr=lr / 100, warmup_epochs=0.1,
                       batch_size=batch_size, data=data, seed=seed, val_limit=val_n)

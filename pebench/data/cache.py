@@ -26,11 +26,27 @@ import numpy as np
 import torch
 
 from pebench.atomic import atomic_path
-from pebench.data import Items
+from pebench.data.items import Items
 from pebench.errors import PebenchError
 from pebench.resolution import as_hw
 
 FORMAT = 1
+
+
+def cache_dir() -> Path:
+    """The default cache folder: $PEBENCH_CACHE, else ~/.cache/pebench."""
+    return Path(os.environ.get("PEBENCH_CACHE", Path.home() / ".cache" / "pebench"))
+
+
+def cache_folder(setting: str | bool | None, data) -> tuple[Path | None, bool]:
+    """(folder, required) for a suite's or --cache's ``setting``: a folder given explicitly must work;
+    None means the default folder for datasets cached by default (synthetic renders), best effort;
+    False means no cache."""
+    if setting is False:
+        return None, False
+    if setting:
+        return Path(setting).expanduser(), True
+    return (cache_dir(), False) if data.cached_by_default else (None, False)
 
 
 def entry_name(data, split: str, res) -> str:

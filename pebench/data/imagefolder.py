@@ -24,9 +24,10 @@ from PIL import Image, UnidentifiedImageError
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as TF
 
-from pebench.data import Items
+from pebench.data.items import Items
 from pebench.errors import PebenchError
 from pebench.resolution import as_hw
+from pebench.settings import DEFAULT_CROP_PCT, CropPct, crop_at
 
 EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".gif", ".jpe"}
 
@@ -51,12 +52,12 @@ class ImageFolderData:
     root: Path
     classes: list[str]
     files: list[tuple[Path, int]]
-    crop_pct: dict[int, float] | float = 0.875
+    crop_pct: CropPct = DEFAULT_CROP_PCT
 
     cached_by_default = False  # decoding is what --cache DIR is for; a folder's cache is the user's call
 
     @classmethod
-    def open(cls, path: str, crop_pct: dict[int, float] | float = 0.875) -> ImageFolderData:
+    def open(cls, path: str, crop_pct: CropPct = DEFAULT_CROP_PCT) -> ImageFolderData:
         root = Path(path).expanduser()
         if not path or not root.is_dir():
             raise PebenchError(f"image folder '{path}' does not exist; give imagefolder:PATH with one subfolder "
@@ -97,7 +98,7 @@ class ImageFolderData:
         return self.files[position][1]
 
     def crop_for(self, res) -> float:
-        return self.crop_pct.get(res, 0.875) if isinstance(self.crop_pct, dict) else self.crop_pct
+        return crop_at(self.crop_pct, res)
 
     @cached_property
     def _listing_digest(self) -> str:

@@ -23,8 +23,8 @@ from typing import NamedTuple
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from pebench.data import Items
-from pebench.data.cache import CacheWriter, SplitCache, check_space, lookup
+from pebench.data.cache import CacheWriter, SplitCache, cache_dir, cache_folder, check_space, lookup
+from pebench.data.items import Items
 from pebench.env import cpu_cores
 from pebench.errors import PebenchError, RunFailed
 from pebench.resolution import Label
@@ -184,3 +184,25 @@ def open_or_fill(data, split: str, res: Label, count: int, directory: Path) -> S
             pass
         entry = lookup(directory, data, split, res, count)
     return entry
+
+
+def val_stream(data, res: Label, positions: range | list[int], batch_size: int, workers: int | None,
+               device: torch.device, cache: str | bool | None, score_from: int = 0,
+               fill_cache: bool = True) -> SplitStream:
+    """A pass over ``positions`` of the val split, with a suite's ``workers`` (None: :func:`default_workers`)
+    and ``cache`` setting (:func:`pebench.data.cache.cache_folder`)."""
+    folder, required = cache_folder(cache, data)
+    return SplitStream(data, "val", res, list(positions), batch_size,
+                       default_workers() if workers is None else workers, device, folder, required,
+                       score_from=score_from, fill_cache=fill_cache)
+
+
+def read_split(data, split: str, res, limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``limit`` items (all when None) as uint8 images and labels, through the disk cache.
+
+    For the few callers that index a whole split at random (training): the images are a read-only
+    memory map of the cache file, paged in by the OS as they are used, not a copy in memory.
+    """
+    count = min(limit or data.size(split), data.size(split))
+    split_cache = open_or_fill(data, split, res, count, cache_dir())
+    return split_cache.images(count), split_cache.labels[:count]

@@ -1,4 +1,4 @@
-"""A procedurally rendered classification task: seven shape classes and three position classes.
+"""A procedurally rendered classification task (``synthetic``): seven shape classes and three position classes.
 
 Each image is a *scene* described by a few numbers drawn from ``(seed, split, index)``: a
 background (colour gradient plus a faint grating) and one or two textured shapes. The scene is
@@ -29,13 +29,21 @@ encodings stayed at the position-blind level for the whole training budget this 
 from __future__ import annotations
 
 import colorsys
+import hashlib
 import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from pebench.data.items import Items
+from pebench.errors import PebenchError
+from pebench.resolution import as_hw
+
 NUM_CLASSES = 10
+RENDER_VERSION = 6  # bump when the renderer's output changes, so stale caches are not reused
+#: pixels rendered at once: the renderer's float intermediates stay near 1 GB at any resolution
+RENDER_PIXELS = 1 << 23
 POSITION_CLASSES = 3
 SECTOR_DEGREES = 360 / POSITION_CLASSES
 SPLITS = {"train": 0, "val": 1}
@@ -227,3 +235,71 @@ def render(scenes: Scenes, res, crops: np.ndarray | None = None) -> torch.Tensor
             fill = f["color"][rows, k, :, None, None] * texture
             image[rows] = image[rows] * (1 - coverage) + fill * coverage
     return image.clamp(0, 1)
+
+
+@dataclass(frozen=True)
+class SyntheticData:
+    seed: int = 0
+    train: int = 10000
+    val: int = 1000
+
+    @property
+    def spec(self) -> str:
+        return f"synthetic:seed={self.seed},train={self.train},val={self.val}"
+
+    num_classes = NUM_CLASSES
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(CLASS_NAMES)
+
+    @property
+    def class_groups(self) -> dict[str, list[int]]:
+        """The "where" classes are told apart only by position, the "what" ones by shape and colour."""
+        return {name: list(classes) for name, classes in CLASS_GROUPS.items()}
+
+    #: rendering is deterministic and costly at high resolution: cached by default (data.cache)
+    cached_by_default = True
+
+    def size(self, split: str) -> int:
+        return {"train": self.train, "val": self.val}[split]
+
+    def label(self, split: str, position: int) -> int:
+        return position % NUM_CLASSES
+
+    def fingerprint(self, split: str, res) -> str:
+        key = f"{self.spec}|{split}|{res}|render-v{RENDER_VERSION}"
+        return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+    def read(self, split: str, res, positions: list[int]) -> Items:
+        """Render exactly these items, a few at a time so that memory stays bounded at 1024 px and beyond."""
+        height, width = as_hw(res)
+        out = torch.empty((len(positions), 3, height, width), dtype=torch.uint8)
+        chunk = max(1, RENDER_PIXELS // (height * width))
+        for start in range(0, len(positions), chunk):
+            part = positions[start : start + chunk]
+            images = render(sample_scenes(self.seed, split, part), (height, width))
+            out[start : start + len(part)] = images.mul_(255).add_(0.5).to(torch.uint8)
+        labels = torch.tensor([self.label(split, p) for p in positions], dtype=torch.int64)
+        return Items(out, labels, torch.ones(len(positions), dtype=torch.bool), [])
+
+    def read_crops(self, split: str, res: int, positions: list[int], rng, scale: tuple[float, float],
+                   ratio: tuple[float, float]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Random-resized crops of these items' scenes, rendered analytically (training augmentation):
+        uint8 images, quantised as evaluation's are, and labels."""
+        scenes = sample_scenes(self.seed, split, positions)
+        images = render(scenes, res, random_crops(scenes, rng, scale, ratio))
+        return images.mul_(255).add_(0.5).to(torch.uint8), torch.as_tensor(scenes.label, dtype=torch.int64)
+
+    @classmethod
+    def from_options(cls, options: str, crop_pct: object = None) -> SyntheticData:
+        """``seed=0,train=N,val=N`` (any of them, in any order) -> the dataset (``crop_pct`` is for image
+        folders: a rendered scene has nothing to crop)."""
+        values = {}
+        for item in filter(None, options.split(",")):
+            key, eq, value = item.partition("=")
+            if not eq or key not in ("seed", "train", "val") or not value.isdigit():
+                raise PebenchError(f"bad dataset option '{item}' in 'synthetic:{options}'; options: seed=INT, "
+                                   "train=INT, val=INT")
+            values[key] = int(value)
+        return cls(**values)

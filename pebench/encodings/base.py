@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from pebench.errors import PebenchError
-from pebench.modes import FIXED, scale_of
+from pebench.modes import FIXED, position_scale, scale_of
 
 Mode = str  # "native", "interp" or "scale=S" (pebench.modes)
 MODES: tuple[Mode, ...] = FIXED
@@ -78,15 +78,8 @@ class Context:
     @property
     def position_scale(self) -> tuple[float, float]:
         """Factor on (row, col) patch coordinates: 1 in native mode, G0/G per axis in interp mode
-        (position interpolation), S on both axes in scale=S mode."""
-        if self.mode == "native":
-            return (1.0, 1.0)
-        if self.mode == "interp":
-            return (self.trained_grid[0] / self.grid[0], self.trained_grid[1] / self.grid[1])
-        scale = self.scale
-        if scale is None:
-            raise ValueError(f"unknown resolution mode '{self.mode}'")
-        return (scale, scale)
+        (position interpolation), S on both axes in scale=S mode (:func:`pebench.modes.position_scale`)."""
+        return position_scale(self.mode, self.trained_grid, self.grid)
 
 
 class NotApplicable(PebenchError):

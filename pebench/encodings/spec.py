@@ -13,13 +13,12 @@ canonical string (components in the order given, non-default options sorted by k
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from pebench.encodings.registry import PRESETS, REGISTRY
-from pebench.errors import PebenchError
+from pebench.errors import PebenchError, did_you_mean
 
 
 @dataclass(frozen=True)
@@ -51,11 +50,6 @@ class EncodingSpec:
 
 def _format(value: Any) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
-
-
-def did_you_mean(word: str, known: list[str]) -> str:
-    close = difflib.get_close_matches(word, known, n=1, cutoff=0.5)
-    return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 def _component(name: str, raw_options: Mapping[str, Any]) -> ComponentSpec:

@@ -28,7 +28,6 @@ from contextlib import contextmanager
 import torch
 
 from pebench.encodings.base import Context
-from pebench.errors import PebenchError
 
 #: reference patches of the similarity maps, as fractions of the grid (row, column)
 REFERENCE_POINTS = ((0.5, 0.5), (0.0, 0.0), (0.0, 1.0), (1.0, 0.0), (1.0, 1.0))
@@ -192,41 +191,3 @@ def position_pictures(net, grid: tuple[int, int], mode: str) -> dict:
     return {"embedding_similarity": embedding_similarity(net, grid, mode),
             "embedding_similarity_trained": embedding_similarity(net, net.trained_grid, "native"),
             "bias_by_offset": bias_by_offset(net, grid, mode, blocks)}
-
-
-def diagnose_resolution(res, cells: list, models: dict, data, suite, device: torch.device, env: dict,
-                        observer) -> list[dict]:
-    """Records of the diagnostics ``cells`` at ``res`` (in cell order), from one streamed pass over the
-    first ``suite.diagnostics_n`` images."""
-    from pebench.measure.evaluate import run_pass
-    from pebench.models.vit import VisionTransformer
-    from pebench.runner.runner import base_record, split_stream
-
-    requested = min(suite.diagnostics_n, data.size("val"))
-    data_base = {"spec": data.spec, "split": "val", "requested": requested, "fingerprint": data.fingerprint("val", res)}
-    settled: dict = {}
-    tallies = {}
-    for cell in cells:
-        net = models[cell.model].net
-        reason = (None if isinstance(net, VisionTransformer) else
-                  "diagnostics read pebench's own ViT blocks; a timm model's attention is not instrumented")
-        reason = reason or net.applicability(res, cell.mode)
-        if reason:
-            settled[cell] = {"status": "not_applicable", "reason": reason, "diagnostics": None,
-                             "data": data_base | {"n": 0}}
-        else:
-            tallies[cell] = AttentionTally(models[cell.model], cell.mode, suite.diagnostics_maps)
-    if tallies:
-        stream = split_stream(data, res, range(requested), suite, device)
-        observer.pass_started(res, requested, tallies, stage="diagnostics")
-        wall = run_pass(list(tallies.values()), stream, device, lambda k: observer.batch_done(res, k), sharded=False)
-        observer.pass_finished(res, stream.stats, wall, stage="diagnostics")
-        if stream.stats.valid == 0:
-            raise PebenchError(f"no image of {data.spec} could be decoded at {res} px; check the files")
-        for cell, tally in tallies.items():
-            net = tally.model.net
-            grid = net.grid_at(res)
-            settled[cell] = {"status": "ok", "reason": None, "data": data_base | {"n": tally.n},
-                             "diagnostics": {"grid": list(grid), "layers": tally.layers(),
-                                             "class_token_maps": tally.maps, **position_pictures(net, grid, cell.mode)}}
-    return [base_record(models[c.model], res, c.mode, device, env, kind="diagnostics") | settled[c] for c in cells]

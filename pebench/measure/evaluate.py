@@ -21,6 +21,8 @@ import torch
 
 from pebench.data import IMAGENET_MEAN, IMAGENET_STD, normalize
 from pebench.data.stream import PassStats, SplitStream
+from pebench.models.interface import LoadedModel
+from pebench.results import pack_hits
 
 #: a pass counts as data-bound when the models waited this share of its time (after start-up) for batches
 DATA_BOUND_WAIT = 0.2
@@ -43,20 +45,10 @@ def is_out_of_memory(error: BaseException) -> bool:
     return isinstance(error, torch.cuda.OutOfMemoryError) or "out of memory" in text or "can't allocate memory" in text
 
 
-@dataclass(frozen=True)
-class LoadedModel:
-    """A model as ``resolve_model`` gives it, ready on the evaluation device."""
-
-    name: str
-    net: torch.nn.Module
-    meta: dict
-    source: str
-    path: object
-
-    @property
-    def norm(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
-        """The mean and std the model expects its inputs normalised with (timm: its pretrained config)."""
-        return tuple(self.meta.get("mean", IMAGENET_MEAN)), tuple(self.meta.get("std", IMAGENET_STD))
+def input_norm(model: LoadedModel) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The mean and std a model expects its inputs normalised with: ImageNet's unless its meta says
+    otherwise (timm: its pretrained config)."""
+    return tuple(model.meta.get("mean", IMAGENET_MEAN)), tuple(model.meta.get("std", IMAGENET_STD))
 
 
 @dataclass
@@ -187,12 +179,13 @@ def run_pass(tallies: list, stream: SplitStream, device: torch.device,
     False: one process streams everything, nothing is summed).
     """
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
-    norms = {t.model.norm: tuple(torch.tensor(v).view(1, 3, 1, 1).to(device) for v in t.model.norm) for t in tallies}
+    norms = {input_norm(t.model): tuple(torch.tensor(v).view(1, 3, 1, 1).to(device) for v in input_norm(t.model))
+             for t in tallies}
     started = time.perf_counter()
     for images, labels in stream:
         inputs = {key: normalize(images, mean, std) for key, (mean, std) in norms.items()}
         for tally in tallies:
-            tally.step(inputs[tally.model.norm], labels, autocast)
+            tally.step(inputs[input_norm(tally.model)], labels, autocast)
         if on_batch:
             on_batch(len(labels))
     wall = time.perf_counter() - started
@@ -225,16 +218,6 @@ def metrics_of(tally: Tally, groups: dict[str, list[int]] | None = None) -> dict
     if len(hits) == n and n:
         metrics["image_hits"] = pack_hits(hits.tolist())
     return metrics
-
-
-def pack_hits(hits: list[bool]) -> str:
-    """Per-image top-1 hits as hex, 4 images a digit, first image in the highest bit (see unpack_hits)."""
-    padded = hits + [False] * (-len(hits) % 4)
-    return "".join(f"{8 * a + 4 * b + 2 * c + d:x}" for a, b, c, d in zip(*[iter(padded)] * 4, strict=True))
-
-
-def unpack_hits(text: str, n: int) -> list[bool]:
-    return [bool(int(digit, 16) >> shift & 1) for digit in text for shift in (3, 2, 1, 0)][:n]
 
 
 def timing_of(tally: Tally, stats: PassStats, wall: float, cells: int) -> dict:

@@ -15,21 +15,18 @@ peak of bytes allocated by one forward pass. On out-of-memory a model's batch ha
 
 from __future__ import annotations
 
-import platform
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from pebench.encodings.base import Mode
+from pebench.env import device_name, environment
 from pebench.errors import PebenchError
 from pebench.measure.evaluate import is_out_of_memory
-from pebench.modes import FIXED
-from pebench.resolution import Label, as_hw
 from pebench.measure.speed import (
     DRIFT_LIMIT,
     NOISY_SPREAD,
@@ -40,10 +37,14 @@ from pebench.measure.speed import (
     peak_forward_bytes,
     time_ratio,
 )
+from pebench.models.interface import LoadedModel
+from pebench.resolution import Label, as_hw
+from pebench.results import header
 
 NOT_COUNTED = ["layer norms", "softmax", "GELU", "element-wise adds and multiplies (residuals, APE addition, "
                "RoPE rotation, attention biases)", "index gathers", "resampling of position tables/grids"]
-DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+#: the torch dtype of each of pebench.settings.DTYPES (None: no autocast)
+AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def param_counts(model: torch.nn.Module, res: Label, mode: Mode) -> dict:
@@ -78,19 +79,6 @@ def analytic_vit_macs(dim: int, depth: int, patch: int, res, num_classes: int, p
     return int(depth * per_block + patches * dim * in_chans * patch * patch + dim * num_classes)
 
 
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 @dataclass
 class SpeedSettings:
     batch_size: int = 8
@@ -109,7 +97,7 @@ class SpeedSettings:
     def autocast(self):
         if self.dtype == "fp32":
             return nullcontext()
-        return torch.autocast(self.device.type, dtype=DTYPES[self.dtype])
+        return torch.autocast(self.device.type, dtype=AUTOCAST_DTYPES[self.dtype])
 
 
 def prepare(model: torch.nn.Module, settings: SpeedSettings) -> Callable:
@@ -196,108 +184,61 @@ def _timing(speed: Timed, latency: Timed, reference: Timed) -> dict:
             "latency_ms_iqr": [latency_ms.q1, latency_ms.q3], "reference_drift": moved, "warnings": warnings}
 
 
-def _model_entry(model: torch.nn.Module, name: str, source: str, path, meta: dict | None) -> dict:
-    return {"name": name, "source": source, "path": str(path) if path else None, "size": model.size,
-            "encoding": str(model.spec), "train_res": model.img_size, "patch": model.patch,
-            "checkpoint_sha256": meta.get("checkpoint_sha256") if meta else None,
-            "weights": (meta or {}).get("weights", "trained" if meta else "random")}
-
-
-def load_profile_entry(name: str, size: str | None) -> tuple[str, torch.nn.Module, dict | None, str, object]:
-    """A profile row: a shipped name or checkpoint path (``size`` None), or an encoding spec built with
-    random weights at ``size``. Costs do not depend on the weights, so a shipped model that is not built
-    in this install is built from its spec with the zoo's training size and class count, and a timm
-    model without weights (no file, nothing in the Hugging Face cache) gets random ones, as its
-    record says (``model.weights``)."""
-    from pebench.data import parse_data
-    from pebench.models import build_model
-    from pebench.models.timm_adapter import PREFIX, build_timm_model
-    from pebench.training.recipe import TrainConfig
-    from pebench.zoo import ZOO, resolve_model, zoo_path
-
-    if size is not None:
-        return name, build_model(size, name, num_classes=1000), None, "built", None
-    if name in ZOO and not zoo_path(name).exists():
-        net = build_model(TrainConfig.size, ZOO[name], num_classes=parse_data(TrainConfig.data).num_classes)
-        return name, net, None, "built", None
-    if name.startswith(PREFIX):
-        spec, _, file = name.partition("@")
-        net, meta = build_timm_model(spec, Path(file) if file else None, random_if_missing=True)
-        return name, net, meta, "timm", meta["checkpoint"]
-    net, meta, source, path = resolve_model(name)
-    return name, net, meta, source, path
-
-
-def profile_models(
-    models: list[tuple[str, torch.nn.Module, dict | None, str, object]],
-    resolutions: list[int],
-    mode: Mode,
-    settings: SpeedSettings,
-    on_record: Callable[[dict], None],
-) -> None:
-    """Profile every (model, resolution) cell; the cells of a resolution go to ``on_record`` in
+def profile_models(models: list[LoadedModel], resolutions: list[Label], mode: Mode, settings: SpeedSettings,
+                   on_record: Callable[[dict], None]) -> None:
+    """Profile every (model, resolution) cell; the records of a resolution go to ``on_record`` in
     ``models`` order once they are all measured.
 
-    ``models`` holds (name, model, sidecar or None, source, path or None). At each resolution every
-    runnable model and a ``none`` twin per architecture are timed together in interleaved rounds,
-    so each overhead vs ``none`` compares blocks measured seconds apart, in rotating order.
+    At each resolution every runnable model and a ``none`` twin per architecture are timed together in
+    interleaved rounds, so each overhead vs ``none`` compares blocks measured seconds apart, in rotating
+    order.
     """
-    from pebench.env import environment
-    from pebench.results import SCHEMA_VERSION
-
     env = environment() | {"device_name": device_name(settings.device)}
     run_settings = {"mode": mode, "batch_size": settings.batch_size, "dtype": settings.dtype_label,
                     "threads": torch.get_num_threads(), "device": str(settings.device),
                     "device_name": env["device_name"], "channels_last": settings.channels_last,
                     "compiled": settings.compile, "rounds": settings.repeats}
+
+    def architecture(net) -> tuple:
+        return (net.size, net.patch, net.num_classes, net.img_size)
+
     for res in resolutions:
         twins: dict[tuple, str] = {}  # architecture -> the name its `none` twin is timed under
         forwards: dict[str, Callable] = {}
         flops: dict[str, int] = {}
         runnable = []
-        for name, model, *_ in models:
-            if model.applicability(res, mode):
+        for loaded in models:
+            net = loaded.net
+            if net.applicability(res, mode):
                 continue
-            key = (model.size, model.patch, model.num_classes, model.img_size)
-            if key not in twins:
-                twins[key] = f"none twin {len(twins)}"
-                twin = model.position_free_twin()
-                forwards[twins[key]], flops[twins[key]] = prepare(twin, settings), count_flops(twin, res, mode)
-            if str(model.spec) != "none":  # a `none` row is its own twin: measured once, ratio 1
-                forwards[name], flops[name] = prepare(model, settings), count_flops(model, res, mode)
-            runnable.append(name)
+            if architecture(net) not in twins:
+                twins[architecture(net)] = f"none twin {len(twins)}"
+                twin = net.position_free_twin()
+                forwards[twins[architecture(net)]] = prepare(twin, settings)
+                flops[twins[architecture(net)]] = count_flops(twin, res, mode)
+            if str(net.spec) != "none":  # a `none` row is its own twin: measured once, ratio 1
+                forwards[loaded.name], flops[loaded.name] = prepare(net, settings), count_flops(net, res, mode)
+            runnable.append(loaded.name)
         measured = measure(forwards, res, mode, settings) if forwards else {}
-        for name, model, meta, source, path in models:
-            record = {
-                "schema_version": SCHEMA_VERSION,
-                "kind": "profile",
-                "model": _model_entry(model, name, source, path, meta),
-                "res": res,
-                "mode": mode,
-                "same_as_native": mode in FIXED and bool(model.interp_is_native
-                                                         or as_hw(res) == (model.img_size, model.img_size)),
-                "resize_api": model.resize_api(res, mode),
-                "device": settings.device.type,
-                "dtype": settings.dtype_label,
-                "channels_last": settings.channels_last,
-                "compiled": settings.compile,
-                "settings": run_settings,
-                "env": env,
-            }
-            if name not in runnable:
-                on_record(record | {"status": "not_applicable", "reason": model.applicability(res, mode),
+        for loaded in models:
+            net = loaded.net
+            record = header("profile", loaded, res, mode, settings.device.type, env) | {
+                "dtype": settings.dtype_label, "channels_last": settings.channels_last,
+                "compiled": settings.compile, "settings": run_settings}
+            if loaded.name not in runnable:
+                on_record(record | {"status": "not_applicable", "reason": net.applicability(res, mode),
                                     "params": None, "flops": None, "timing": None, "memory": None,
                                     "overhead_vs_none": None})
                 continue
-            twin = twins[(model.size, model.patch, model.num_classes, model.img_size)]
-            own = twin if str(model.spec) == "none" else name
+            twin = twins[architecture(net)]
+            own = twin if str(net.spec) == "none" else loaded.name
             mine, reference = measured[own], measured[twin]
             ratio = time_ratio(mine["speed"], reference["speed"])
             ref_memory = reference["memory"]["peak_mib"]
             on_record(record | {
                 "status": "ok",
                 "reason": None,
-                "params": param_counts(model, res, mode),
+                "params": param_counts(net, res, mode),
                 "flops": {"gmacs": flops[own] / 2e9, "gflops": flops[own] / 1e9,
                           "encoding_gmacs": (flops[own] - flops[twin]) / 2e9, "not_counted": NOT_COUNTED},
                 "timing": _timing(mine["speed"], mine["latency"], reference["speed"]),

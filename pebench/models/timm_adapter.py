@@ -18,8 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from pebench.encodings.spec import did_you_mean
-from pebench.errors import PebenchError
+from pebench.errors import PebenchError, did_you_mean
 from pebench.models.timm_families import (
     FAMILIES,
     Family,
@@ -183,6 +182,10 @@ class TimmModel(nn.Module):
         twin = TimmModel(self.name, net.eval(), self.family)
         twin.snapshot_trained()
         return twin
+
+    def grid_at(self, res) -> tuple[int, int]:
+        height, width = as_hw(res)
+        return (height // self.patch, width // self.patch)
 
     def applicability(self, res, mode: str) -> str | None:
         height, width = as_hw(res)

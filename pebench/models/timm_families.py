@@ -39,15 +39,25 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import torch
 from torch import nn
 
 from pebench.encodings.base import clamped_offset_index, grid_offsets
 
-if TYPE_CHECKING:
-    from pebench.models.timm_adapter import TimmModel
+
+class TrainedTimm(Protocol):
+    """What a ``configure`` hook reads of the adapter (:class:`pebench.models.timm_adapter.TimmModel`):
+    the timm network and its position parameters as trained, from which every resolution starts."""
+
+    net: nn.Module
+    patch: int
+    img_size: int
+    trained_grid: tuple[int, int]
+    trained_tables: list[torch.Tensor]  # BEiT relative tables
+    trained_cpb: list[tuple[int, float]]  # Swin-v2: (window, offset divisor) per CPB module
+    trained_pos_embed: torch.Tensor | None
 
 
 @dataclass(frozen=True)
@@ -62,11 +72,11 @@ class Family:
     #: removes position information from a built model, where no timm kwarg does
     strip_position: Callable[[nn.Module], None] | None = None
     #: adapts the timm model to (grid, mode) before a forward; None when timm's dynamic_img_size does it all
-    configure: Callable[[TimmModel, tuple[int, int], str], None] | None = None
+    configure: Callable[[TrainedTimm, tuple[int, int], str], None] | None = None
     excluded: tuple[str, ...] = ()  # globs of this family's names pebench cannot run
 
 
-def _configure_rope(model: TimmModel, grid: tuple[int, int], mode: str) -> None:
+def _configure_rope(model: TrainedTimm, grid: tuple[int, int], mode: str) -> None:
     """Point timm's RoPE module at native (integer) or interp (scaled by G0/G) positions for ``grid``."""
     from timm.layers.pos_embed_sincos import RotaryEmbeddingMixed, get_mixed_freqs, get_mixed_grid
 
@@ -89,7 +99,7 @@ def _configure_rope(model: TimmModel, grid: tuple[int, int], mode: str) -> None:
     rope.get_embed = scaled_embed  # an instance attribute: this model only, undone by native mode
 
 
-def _configure_dinov3(model: TimmModel, grid: tuple[int, int], mode: str) -> None:
+def _configure_dinov3(model: TrainedTimm, grid: tuple[int, int], mode: str) -> None:
     """DINOv3 RoPE: timm normalises patch centres to [-1, 1] per image (interp: spacing 2/G). Native
     stretches those coordinates about the image centre, timm's origin, by d/d0 per axis (d: timm's
     normaliser, the grid side for 'separate'): neighbours keep the trained spacing 2/G0 and the centre
@@ -133,7 +143,7 @@ def clamped_relative_index(grid: tuple[int, int], trained_grid: tuple[int, int])
     return index
 
 
-def _configure_relpos_mlp(model: TimmModel, grid: tuple[int, int], mode: str) -> None:
+def _configure_relpos_mlp(model: TrainedTimm, grid: tuple[int, int], mode: str) -> None:
     """vit_relpos: native = timm's set_input_size (the MLP at the new integer offsets); interp = the
     same MLP at offsets scaled by G0/G, in timm's 'cr' log space sign(x) log(1 + |x|)."""
     net = model.net
@@ -183,7 +193,7 @@ def cpb_divisor(module: nn.Module) -> float:
     return max((pretrained if pretrained > 0 else module.window_size[0]) - 1, 1)
 
 
-def _configure_cpb(model: TimmModel, grid: tuple[int, int], mode: str) -> None:
+def _configure_cpb(model: TrainedTimm, grid: tuple[int, int], mode: str) -> None:
     """Swin-v2: timm's set_input_size scales every stage's window with the grid. Native keeps the
     trained offset units (offsets beyond the trained window extrapolate the CPB MLP); interp scales
     them by (w - 1) / (w0 - 1) into the trained range - for models without a pretrained window size
@@ -218,7 +228,7 @@ def table_modules(net: nn.Module) -> list[nn.Module]:
     return [m for m in net.modules() if isinstance(getattr(m, "relative_position_bias_table", None), nn.Parameter)]
 
 
-def _configure_table(model: TimmModel, grid: tuple[int, int], mode: str) -> None:
+def _configure_table(model: TrainedTimm, grid: tuple[int, int], mode: str) -> None:
     """BEiT: interp = timm's set_input_size (resize_rel_pos_bias_table) from the trained tables;
     native = the trained tables read through a clamped index. Each change starts from the trained
     state, so resolutions visited earlier never compound interpolation."""

@@ -7,6 +7,7 @@ from pathlib import Path
 from rich.table import Table
 
 from pebench.modes import mode_order
+from pebench.reports.axes import file_part, legend_below, resolution_axis
 from pebench.resolution import side, sort_key
 
 
@@ -62,8 +63,6 @@ def diagnostics_table(records: list[dict], title: str) -> Table:
 def diagnostics_figures(records: list[dict], plot_dir: Path, style: dict) -> list[tuple[str, Path]]:
     """Statistics vs resolution per mode, and per model the position pictures and class-token maps."""
     import matplotlib.pyplot as plt
-
-    from pebench.reports.figures import file_part, legend_below, resolution_axis
 
     diagnosed = _diagnosed(records)
     if not diagnosed:

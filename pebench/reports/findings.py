@@ -38,6 +38,7 @@ import math
 from dataclasses import dataclass
 
 from pebench.resolution import Label, sort_key
+from pebench.results import unpack_hits
 
 Z95 = 1.959963984540054
 HOLD_MARGIN = 1.0  # points: a ">= 0" claim "holds" when the interval's lower end is at least -1 point
@@ -227,7 +228,6 @@ def compare(terms: Terms, sign: str, index: dict[Cell, dict]) -> dict:
     weighted = [(cell, r) for cell, r in used if coefficients[cell]]
     paired = _shared_images(weighted)
     if paired:
-        from pebench.measure.evaluate import unpack_hits
         estimate, lo, hi = paired_interval([(coefficients[cell], unpack_hits(r["metrics"]["image_hits"],
                                                                              r["metrics"]["n"]))
                                             for cell, r in weighted])

@@ -1,36 +1,68 @@
-"""Suites: a YAML file that declares a grid of cells, validated up front and expanded into cells.
+"""Suites: a YAML file that declares a grid of cells, read, merged and validated from one schema.
 
-A suite names models (shipped names or checkpoint paths), resolutions, modes, the data and how
-to run; ``include: other.yaml`` inherits another suite (paths relative to the including file) and
-overrides its keys. Every key is checked before anything runs, with errors that name the file,
-the key and the allowed values.
+A suite names models (shipped names, checkpoint paths, ``timm:NAME``), resolutions, modes, the data
+and how to run; ``include: other.yaml`` inherits another suite (paths relative to the including file)
+and overrides its keys. Every key is checked before anything runs, with errors that name the file, the
+key and the allowed values. :mod:`pebench.runner.cells` expands a suite into cells.
 
-A *cell* is one unit of work and one result record: (eval, model, resolution, mode),
-(diagnostics, model, resolution, mode) or (profile, model or encoding spec, resolution, mode). Its
-``key`` hashes the cell's fully resolved configuration with pebench's version, so results of a
-changed suite or another pebench are never taken for this one's.
+Settings of one feature form a section, written either nested or flat (the older form):
+
+    tune: {n: 200, points: 9}          or  tune_n: 200, tune_points: 9
+    profile: {mode: interp, size: tiny} or  profile: true, profile_mode: interp, profile_size: tiny
+    diagnostics: {n: 64, maps: 4}      or  diagnostics: true, diagnostics_n: 64, diagnostics_maps: 4
+
+A ``profile:`` or ``diagnostics:`` mapping turns the feature on (unless it says ``enabled: false``).
+:data:`SCHEMA` lists every key with its meaning (`docs/suites.md` shows it as a table).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from pebench import __version__
-from pebench.encodings.spec import did_you_mean
-from pebench.errors import PebenchError
-from pebench.modes import TUNED, parse_mode
+from pebench.errors import PebenchError, did_you_mean
+from pebench.models.sizes import SIZES
+from pebench.modes import FIXED, fixed_mode, parse_mode
 from pebench.resolution import Label, parse_res
+from pebench.settings import DEFAULT_CROP_PCT, DEFAULT_RESOLUTIONS, DEVICES, DTYPES, CropPct
 
-MODES = ("native", "interp")  # the default modes; any of pebench.modes is allowed
-DEVICES = ("cpu", "cuda")
-DTYPES = ("fp32", "bf16", "fp16")
-SIZES = ("micro", "tiny", "small", "base")
+
+@dataclass(frozen=True)
+class Tune:
+    """Mode tuned (:mod:`pebench.measure.tune`): the first ``n`` images choose S; every eval cell scores the rest."""
+
+    n: int = 200
+    scales: tuple[float, ...] | None = None  # the S tried; None = ``points`` log-spaced around interp's G0/G
+    points: int = 9
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Cost cells (`pebench profile`): params, FLOPs, timing and memory per model and resolution."""
+
+    enabled: bool = False
+    encodings: tuple[str, ...] = ()  # encoding specs built with random weights at ``size``, beside the models
+    size: str = "micro"
+    mode: str = "interp"
+    batch_size: int = 8
+    dtype: str = "fp32"
+    repeats: int = 15  # interleaved rounds
+    channels_last: bool = False
+    compile: bool = False
+
+
+@dataclass(frozen=True)
+class Diagnostics:
+    """Attention statistics and position pictures per cell (`pebench inspect`, :mod:`pebench.measure.diagnostics`)."""
+
+    enabled: bool = False
+    n: int = 64  # images they are computed on (the first of the val split)
+    maps: int = 4  # images whose class-token attention map is kept
 
 
 @dataclass(frozen=True)
@@ -38,67 +70,126 @@ class Suite:
     name: str
     description: str = ""
     models: tuple[str, ...] = ()
-    profile_encodings: tuple[str, ...] = ()
-    profile_size: str = "micro"
-    resolutions: tuple[Label, ...] = (224, 384, 448, 512)
-    modes: tuple[str, ...] = MODES
-    tune_n: int = 200  # mode tuned: the first tune_n images choose S; every eval cell scores the rest
-    tune_scales: tuple[float, ...] | None = None  # mode tuned: the S tried; None = tune_points around interp
-    tune_points: int = 9
+    resolutions: tuple[Label, ...] = DEFAULT_RESOLUTIONS
+    modes: tuple[str, ...] = FIXED  # the default modes; any of pebench.modes is allowed
     data: str = "synthetic"
     n: int | None = None
-    crop_pct: float | dict[int, float] = 0.875
+    crop_pct: CropPct = DEFAULT_CROP_PCT
     batch_size: int = 64
     device: str = "cpu"
     workers: int | None = None  # data worker processes; None = min(8, CPU cores), 0 = in-process
     cache: str | bool | None = None  # folder for decoded splits; None = synthetic only, in the default folder
-    profile: bool = False
-    profile_mode: str = "interp"
-    profile_batch_size: int = 8
-    profile_dtype: str = "fp32"
-    profile_repeats: int = 15  # interleaved rounds
-    profile_channels_last: bool = False
-    profile_compile: bool = False
-    published: tuple[str, ...] = ()
+    published: tuple[str, ...] = ()  # published tables the report shows beside the measured ones
     findings: bool = False  # the report's table of published claims vs these results (pebench.reports.findings)
     finetuned: tuple[str, ...] = ()  # `pebench finetune` checkpoints, each evaluated at its own resolution and mode
-    diagnostics: bool = False  # attention statistics and position pictures per cell (pebench.measure.diagnostics)
-    diagnostics_n: int = 64  # images they are computed on (the first of the val split)
-    diagnostics_maps: int = 4  # images whose class-token attention map is kept
+    tune: Tune = field(default_factory=Tune)
+    profile: Profile = field(default_factory=Profile)
+    diagnostics: Diagnostics = field(default_factory=Diagnostics)
 
     def resolved(self) -> dict:
         return json.loads(json.dumps(asdict(self)))
 
 
-@dataclass(frozen=True)
-class Cell:
-    kind: str  # "eval" | "diagnostics" | "profile"
-    model: str  # shipped name, checkpoint path, or (profile-only rows) an encoding spec
-    res: Label
-    mode: str
-    config: dict = field(compare=False)
-    key: str = field(compare=False)
-
-    @property
-    def label(self) -> str:
-        return f"{self.kind} {self.model} @ {self.res} {self.mode}"
+class _Invalid(Exception):
+    """A value's problem, said after the key: "'n' must be a positive number of images"."""
 
 
-def _require(condition: bool, file: Path, key: str, message: str) -> None:
-    if not condition:
-        raise PebenchError(f"{file}: '{key}' {message}")
+# --- parsers: raw YAML value -> setting, or _Invalid / PebenchError ------------------------------------------
+
+def _names(raw: Any) -> tuple[str, ...]:
+    items = raw if isinstance(raw, list) else [raw]
+    if not all(isinstance(i, str) and i for i in items):
+        raise _Invalid("must be a name or a list of names")
+    return tuple(items)
 
 
-def _checked(parse, raw: Any, file: Path, key: str):
-    """``parse(raw)`` with its one-line error naming the suite file and key."""
-    try:
-        return parse(raw)
-    except PebenchError as error:
-        raise PebenchError(f"{file}: '{key}': {error}") from None
+def _text(raw: Any) -> str:
+    if not isinstance(raw, str):
+        raise _Invalid("must be a string")
+    return raw
 
 
-def _positive_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+def _resolutions(raw: Any) -> tuple[Label, ...]:
+    items = raw if isinstance(raw, list) else [raw]
+    if not items:
+        raise _Invalid("must be a list of sizes in px, e.g. [224, 384, 384x512]")
+    return tuple(dict.fromkeys(parse_res(r) for r in items))
+
+
+def _modes(raw: Any) -> tuple[str, ...]:
+    items = raw if isinstance(raw, list) else [raw]
+    if not items:
+        raise _Invalid("must list modes: native, interp, tuned, scale=S")
+    return tuple(dict.fromkeys(parse_mode(m) for m in items))
+
+
+def _scales(raw: Any) -> tuple[float, ...] | None:
+    if raw is not None and not (isinstance(raw, list) and raw and all(_is_number(x) and x > 0 for x in raw)):
+        raise _Invalid("must be a list of positive position scales, e.g. [0.25, 0.5, 1.0], or null (automatic), "
+                       f"not {raw!r}")
+    return None if raw is None else tuple(sorted({float(x) for x in raw}))
+
+
+def _profile_mode(raw: Any) -> str:
+    return fixed_mode(raw, what="'profile_mode'", tuned_hint="a tuned S costs what that scale=S costs")
+
+
+def _choice(allowed: tuple[str, ...]) -> Callable[[Any], str]:
+    def parse(raw: Any) -> str:
+        if raw not in allowed:
+            raise _Invalid(f"is '{raw}'{did_you_mean(str(raw), list(allowed))}; allowed: {', '.join(allowed)}")
+        return raw
+    return parse
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _positive_int(raw: Any) -> int:
+    if not (_is_int(raw) and raw > 0):
+        raise _Invalid(f"must be a positive integer, not {raw!r}")
+    return raw
+
+
+def _images_or_all(raw: Any) -> int | None:
+    if not (raw is None or (_is_int(raw) and raw > 0)):
+        raise _Invalid(f"must be a positive number of images or null (all), not {raw!r}")
+    return raw
+
+
+def _map_count(raw: Any) -> int:
+    if not (_is_int(raw) and raw >= 0):
+        raise _Invalid(f"must be a number of images (0 = none), not {raw!r}")
+    return raw
+
+
+def _flag(raw: Any) -> bool:
+    if not isinstance(raw, bool):
+        raise _Invalid("must be true or false")
+    return raw
+
+
+def _workers(raw: Any) -> int | None:
+    if not (raw is None or (_is_int(raw) and raw >= 0)):
+        raise _Invalid(f"must be a number of data worker processes (0 = in-process) or null, not {raw!r}")
+    return raw
+
+
+def _cache(raw: Any) -> str | bool | None:
+    if not (raw is None or raw is False or (isinstance(raw, str) and raw)):
+        raise _Invalid(f"must be a folder path, false (no cache) or null (the default), not {raw!r}")
+    return raw
+
+
+def _data(raw: Any) -> str:
+    if not (isinstance(raw, str) and raw):
+        raise _Invalid("must be a dataset spec: synthetic[:options] or imagefolder:PATH")
+    return raw
 
 
 def _is_res(value: Any) -> bool:
@@ -109,94 +200,111 @@ def _is_res(value: Any) -> bool:
     return True
 
 
-def _str_list(raw: Any, file: Path, key: str) -> tuple[str, ...]:
-    items = raw if isinstance(raw, list) else [raw]
-    _require(all(isinstance(i, str) and i for i in items), file, key, "must be a name or a list of names")
-    return tuple(items)
+def _crop_pct(raw: Any) -> CropPct:
+    fractions = raw.values() if isinstance(raw, dict) else [raw]
+    if not (all(_is_number(f) and 0 < f <= 1 for f in fractions)
+            and (not isinstance(raw, dict) or all(_is_res(r) for r in raw))):
+        raise _Invalid("must be a fraction in (0, 1] or a mapping resolution -> fraction, e.g. {224: 0.875, 384: 1.0}")
+    return {parse_res(r): f for r, f in raw.items()} if isinstance(raw, dict) else raw
+
+
+def _name(raw: Any) -> str:
+    if not (isinstance(raw, str) and raw):
+        raise _Invalid("must be a non-empty string")
+    return raw
+
+
+@dataclass(frozen=True)
+class Key:
+    """One suite key: its flat YAML name, where it lands (a section of :class:`Suite`, or the suite itself)
+    and its parser."""
+
+    name: str
+    section: str | None
+    field: str
+    parse: Callable[[Any], Any]
+
+
+#: every key of a suite file, in the order `pebench validate` and the docs list them
+SCHEMA: tuple[Key, ...] = (
+    Key("name", None, "name", _name),
+    Key("description", None, "description", _text),
+    Key("models", None, "models", _names),
+    Key("resolutions", None, "resolutions", _resolutions),
+    Key("modes", None, "modes", _modes),
+    Key("data", None, "data", _data),
+    Key("n", None, "n", _images_or_all),
+    Key("crop_pct", None, "crop_pct", _crop_pct),
+    Key("batch_size", None, "batch_size", _positive_int),
+    Key("device", None, "device", _choice(DEVICES)),
+    Key("workers", None, "workers", _workers),
+    Key("cache", None, "cache", _cache),
+    Key("published", None, "published", _names),
+    Key("findings", None, "findings", _flag),
+    Key("finetuned", None, "finetuned", _names),
+    Key("tune_n", "tune", "n", _positive_int),
+    Key("tune_scales", "tune", "scales", _scales),
+    Key("tune_points", "tune", "points", _positive_int),
+    Key("profile", "profile", "enabled", _flag),
+    Key("profile_encodings", "profile", "encodings", _names),
+    Key("profile_size", "profile", "size", _choice(tuple(SIZES))),
+    Key("profile_mode", "profile", "mode", _profile_mode),
+    Key("profile_batch_size", "profile", "batch_size", _positive_int),
+    Key("profile_dtype", "profile", "dtype", _choice(DTYPES)),
+    Key("profile_repeats", "profile", "repeats", _positive_int),
+    Key("profile_channels_last", "profile", "channels_last", _flag),
+    Key("profile_compile", "profile", "compile", _flag),
+    Key("diagnostics", "diagnostics", "enabled", _flag),
+    Key("diagnostics_n", "diagnostics", "n", _positive_int),
+    Key("diagnostics_maps", "diagnostics", "maps", _map_count),
+)
+_BY_NAME = {key.name: key for key in SCHEMA}
+_SECTIONS = {"tune": Tune, "profile": Profile, "diagnostics": Diagnostics}
+#: nested form: (section, field) -> the flat key it stands for
+_NESTED = {(key.section, key.field): key.name for key in SCHEMA if key.section}
+
+
+def _flatten(raw: dict, file: Path) -> dict:
+    """One file's mapping with nested sections (``profile: {mode: native}``) written as flat keys."""
+    flat = {}
+    for key, value in raw.items():
+        if key in _SECTIONS and isinstance(value, dict):
+            fields = [f for s, f in _NESTED if s == key]
+            for sub, sub_value in value.items():
+                if (key, sub) not in _NESTED:
+                    raise PebenchError(f"{file}: unknown key '{key}.{sub}'{did_you_mean(str(sub), fields)}; "
+                                       f"allowed in '{key}': {', '.join(fields)}")
+                flat[_NESTED[key, sub]] = sub_value
+            if key != "tune":
+                flat.setdefault(key, True)  # a profile: or diagnostics: mapping turns the feature on
+        else:
+            flat[key] = value
+    return flat
 
 
 def _validate(raw: dict, file: Path) -> Suite:
-    """Check every key and value of a merged suite mapping; ``file`` is named in every error."""
-    from pebench.reports.published import PUBLISHED
-
-    known = [f for f in Suite.__dataclass_fields__ if f != "name"] + ["name"]
+    """Check every key and value of a merged, flattened suite mapping; ``file`` is named in every error."""
+    known = list(_BY_NAME) + list(_SECTIONS)
     for key in raw:
-        if key not in known:
+        if key not in _BY_NAME:
             raise PebenchError(f"{file}: unknown key '{key}'{did_you_mean(str(key), known)}; "
-                               f"allowed: {', '.join(known)}")
-    values: dict[str, Any] = {"name": raw.get("name", file.stem)}
-    _require(isinstance(values["name"], str) and values["name"], file, "name", "must be a non-empty string")
-    if "description" in raw:
-        _require(isinstance(raw["description"], str), file, "description", "must be a string")
-        values["description"] = raw["description"]
-    for key in ("models", "profile_encodings", "published", "finetuned"):
-        if key in raw:
-            values[key] = _str_list(raw[key], file, key)
-    for name in values.get("published", ()):
-        _require(name in PUBLISHED, file, "published",
-                 f"has unknown table '{name}'{did_you_mean(name, list(PUBLISHED))}; allowed: {', '.join(PUBLISHED)}")
-    if "resolutions" in raw:
-        res = raw["resolutions"] if isinstance(raw["resolutions"], list) else [raw["resolutions"]]
-        _require(bool(res), file, "resolutions", "must be a list of sizes in px, e.g. [224, 384, 384x512]")
-        values["resolutions"] = tuple(dict.fromkeys(_checked(parse_res, r, file, "resolutions") for r in res))
-    if "modes" in raw:
-        modes = raw["modes"] if isinstance(raw["modes"], list) else [raw["modes"]]
-        _require(bool(modes), file, "modes", "must list modes: native, interp, tuned, scale=S")
-        values["modes"] = tuple(dict.fromkeys(_checked(parse_mode, m, file, "modes") for m in modes))
-    if "tune_scales" in raw:
-        scales = raw["tune_scales"]
-        _require(scales is None or (isinstance(scales, list) and scales and all(
-            isinstance(x, (int, float)) and not isinstance(x, bool) and x > 0 for x in scales)), file, "tune_scales",
-            f"must be a list of positive position scales, e.g. [0.25, 0.5, 1.0], or null (automatic), not {scales!r}")
-        values["tune_scales"] = None if scales is None else tuple(sorted({float(x) for x in scales}))
-    choices = {"profile_size": SIZES, "device": DEVICES, "profile_dtype": DTYPES}
-    if "profile_mode" in raw:
-        values["profile_mode"] = _checked(parse_mode, raw["profile_mode"], file, "profile_mode")
-        _require(values["profile_mode"] != TUNED, file, "profile_mode", "must be native, interp or scale=S")
-    for key, allowed in choices.items():
-        if key in raw:
-            _require(raw[key] in allowed, file, key, f"is '{raw[key]}'{did_you_mean(str(raw[key]), list(allowed))}; "
-                     f"allowed: {', '.join(allowed)}")
-            values[key] = raw[key]
-    for key in ("batch_size", "profile_batch_size", "profile_repeats", "tune_n", "tune_points", "diagnostics_n"):
-        if key in raw:
-            _require(_positive_int(raw[key]), file, key, f"must be a positive integer, not {raw[key]!r}")
-            values[key] = raw[key]
-    if "n" in raw:
-        _require(raw["n"] is None or _positive_int(raw["n"]), file, "n",
-                 f"must be a positive number of images or null (all), not {raw['n']!r}")
-        values["n"] = raw["n"]
-    if "diagnostics_maps" in raw:
-        maps = raw["diagnostics_maps"]
-        _require(isinstance(maps, int) and not isinstance(maps, bool) and maps >= 0, file, "diagnostics_maps",
-                 f"must be a number of images (0 = none), not {maps!r}")
-        values["diagnostics_maps"] = maps
-    for key in ("profile", "profile_channels_last", "profile_compile", "findings", "diagnostics"):
-        if key in raw:
-            _require(isinstance(raw[key], bool), file, key, "must be true or false")
-            values[key] = raw[key]
-    if "workers" in raw:
-        _require(raw["workers"] is None or (isinstance(raw["workers"], int) and not isinstance(raw["workers"], bool)
-                                            and raw["workers"] >= 0), file, "workers",
-                 f"must be a number of data worker processes (0 = in-process) or null, not {raw['workers']!r}")
-        values["workers"] = raw["workers"]
-    if "cache" in raw:
-        _require(raw["cache"] is None or raw["cache"] is False or (isinstance(raw["cache"], str) and raw["cache"]),
-                 file, "cache", f"must be a folder path, false (no cache) or null (the default), not {raw['cache']!r}")
-        values["cache"] = raw["cache"]
-    if "data" in raw:
-        _require(isinstance(raw["data"], str) and raw["data"], file, "data",
-                 "must be a dataset spec: synthetic[:options] or imagefolder:PATH")
-        values["data"] = raw["data"]
-    if "crop_pct" in raw:
-        crop = raw["crop_pct"]
-        fractions = crop.values() if isinstance(crop, dict) else [crop]
-        _require(all(isinstance(f, (int, float)) and not isinstance(f, bool) and 0 < f <= 1 for f in fractions)
-                 and (not isinstance(crop, dict) or all(_is_res(r) for r in crop)), file, "crop_pct",
-                 "must be a fraction in (0, 1] or a mapping resolution -> fraction, e.g. {224: 0.875, 384: 1.0}")
-        values["crop_pct"] = {parse_res(r): f for r, f in crop.items()} if isinstance(crop, dict) else crop
-    suite = Suite(**values)
-    if not suite.models and not suite.finetuned and not (suite.profile and suite.profile_encodings):
+                               f"allowed: {', '.join(sorted(set(known), key=known.index))}")
+    top: dict[str, Any] = {"name": file.stem}
+    sections: dict[str, dict[str, Any]] = {name: {} for name in _SECTIONS}
+    for key in SCHEMA:
+        if key.name not in raw:
+            continue
+        try:
+            value = key.parse(raw[key.name])
+        except _Invalid as problem:
+            raise PebenchError(f"{file}: '{key.name}' {problem}") from None
+        except PebenchError as error:  # a parser's own message; it may start with the key already
+            text = str(error)
+            raise PebenchError(f"{file}: {text}" if text.startswith(f"'{key.name}'") else
+                               f"{file}: '{key.name}': {text}") from None
+        (sections[key.section] if key.section else top)[key.field] = value
+    suite = Suite(**top, **{name: _SECTIONS[name](**values) for name, values in sections.items()})
+    if not suite.models and not suite.finetuned and not (suite.profile.enabled and suite.profile.encodings):
         raise PebenchError(f"{file}: the suite has nothing to run; list 'models', or 'profile_encodings' "
                            "with 'profile: true'")
     return suite
@@ -228,6 +336,7 @@ def _merged(file: Path, chain: tuple[Path, ...] = ()) -> dict:
         raise PebenchError(f"{chain[-1]}: include cycle {cycle}; remove one of the includes")
     raw = _read_yaml(file)
     parent = raw.pop("include", None)
+    raw = _flatten(raw, file)
     if parent is None:
         return raw
     if not isinstance(parent, str):
@@ -240,99 +349,8 @@ def _merged(file: Path, chain: tuple[Path, ...] = ()) -> dict:
     return base | raw
 
 
-def load_suite(path: Path | str) -> Suite:
-    """Read, merge (``include``) and validate a suite file."""
+def read_suite(path: Path | str) -> Suite:
+    """Read, merge (``include``) and validate a suite file; the names of published tables are the report's
+    to check (:func:`pebench.cli.suites.load_suite`)."""
     path = Path(path)
     return _validate(_merged(path), path)
-
-
-def _checkpoint_digest(model: str) -> str | None:
-    """SHA-256 of the weights a cell reads, so retrained weights never pass for the old results."""
-    from pebench.zoo import ZOO, zoo_path
-
-    if model.startswith("timm:"):
-        path = Path(model.partition("@")[2]) if "@" in model else None
-        if path is None:
-            return None  # weights from the Hugging Face cache, keyed by the name alone
-    else:
-        path = zoo_path(model) if model in ZOO else Path(model)
-    if not path.is_file():
-        return None
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _finetune_cell(path: str) -> tuple[Label, str]:
-    """(resolution, mode) a `pebench finetune` checkpoint was fine-tuned at, from its sidecar."""
-    from pebench.models.checkpoint import read_sidecar
-
-    finetune = read_sidecar(Path(path)).get("finetune")
-    if not finetune:
-        raise PebenchError(f"'finetuned' lists {path}, whose sidecar has no fine-tune record; list it under "
-                           "'models', or make it with `pebench finetune`")
-    return finetune["res"], finetune["mode"]
-
-
-def _key(config: dict) -> str:
-    text = json.dumps(config | {"pebench": __version__}, sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def expand(suite: Suite) -> list[Cell]:
-    """Every cell of the suite, in run order: evaluation, then diagnostics, then profiling."""
-    from pebench.zoo import ZOO
-
-    cells = []
-    digests = {m: _checkpoint_digest(m) for m in suite.models}
-    # with a tuned mode, the first tune_n images choose S and every eval cell scores the same rest
-    tuning = {"holdout": suite.tune_n} if TUNED in suite.modes else {}
-    for model in suite.models:
-        for res in suite.resolutions:
-            crop = suite.crop_pct.get(res, 0.875) if isinstance(suite.crop_pct, dict) else suite.crop_pct
-            for mode in suite.modes:
-                config = {"kind": "eval", "model": model, "weights_sha256": digests[model], "res": res, "mode": mode,
-                          "data": suite.data, "n": suite.n, "crop_pct": crop, "device": suite.device} | tuning
-                if mode == TUNED:
-                    config |= {"tune_scales": suite.tune_scales, "tune_points": suite.tune_points}
-                cells.append(Cell("eval", model, res, mode, config, _key(config)))
-    for path in suite.finetuned:
-        res, mode = _finetune_cell(path)
-        crop = suite.crop_pct.get(res, 0.875) if isinstance(suite.crop_pct, dict) else suite.crop_pct
-        config = {"kind": "eval", "model": path, "weights_sha256": _checkpoint_digest(path), "res": res, "mode": mode,
-                  "data": suite.data, "n": suite.n, "crop_pct": crop, "device": suite.device} | tuning
-        cells.append(Cell("eval", path, res, mode, config, _key(config)))
-    if suite.diagnostics:
-        for model in suite.models:
-            for res in suite.resolutions:
-                crop = suite.crop_pct.get(res, 0.875) if isinstance(suite.crop_pct, dict) else suite.crop_pct
-                for mode in suite.modes:
-                    if mode == TUNED:
-                        continue  # a tuned S is chosen by an eval pass; inspect scale=S to see one
-                    config = {"kind": "diagnostics", "model": model, "weights_sha256": digests[model], "res": res,
-                              "mode": mode, "data": suite.data, "n": suite.diagnostics_n, "crop_pct": crop,
-                              "maps": suite.diagnostics_maps, "device": suite.device}
-                    cells.append(Cell("diagnostics", model, res, mode, config, _key(config)))
-    if suite.profile:
-        profile_settings = {"device": suite.device, "mode": suite.profile_mode, "batch_size": suite.profile_batch_size,
-                            "dtype": suite.profile_dtype, "repeats": suite.profile_repeats}
-        if suite.profile_channels_last or suite.profile_compile:  # absent otherwise: earlier keys stay valid
-            profile_settings |= {"channels_last": suite.profile_channels_last, "compile": suite.profile_compile}
-        rows = [(m, None) for m in suite.models] + [(e, suite.profile_size) for e in suite.profile_encodings]
-        for model, size in rows:
-            for res in suite.resolutions:
-                config = {"kind": "profile", "model": model, "size": size, "res": res,
-                          "shipped": model in ZOO} | profile_settings
-                cells.append(Cell("profile", model, res, suite.profile_mode, config, _key(config)))
-    return cells
-
-
-def parse_shard(text: str) -> tuple[int, int]:
-    """'i/n' (1-based) -> (i, n)."""
-    index, slash, count = text.partition("/")
-    if not (slash and index.isdigit() and count.isdigit() and 1 <= int(index) <= int(count)):
-        raise PebenchError(f"--shard '{text}' is not i/n with 1 <= i <= n; e.g. --shard 1/2 and --shard 2/2")
-    return int(index), int(count)
-
-
-def shard_cells(cells: list[Cell], index: int, count: int) -> list[Cell]:
-    """The cells shard ``index`` of ``count`` runs: every ``count``-th, so each shard gets a mix of costs."""
-    return cells[index - 1 :: count]

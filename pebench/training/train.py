@@ -23,11 +23,15 @@ import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from pebench.atomic import atomic_path
-from pebench.models.checkpoint import save_checkpoint
-from pebench.data import RENDER_VERSION, SyntheticData, normalize, parse_data, read_split
-from pebench.data.synthetic import CLASS_GROUPS
+from pebench.data import SyntheticData, normalize, parse_data
+from pebench.data.stream import val_stream
+from pebench.data.synthetic import CLASS_GROUPS, RENDER_VERSION
 from pebench.errors import PebenchError
-from pebench.models import build_model
+from pebench.measure.evaluate import Tally, metrics_of, run_pass
+from pebench.models.checkpoint import save_checkpoint
+from pebench.models.resolve import built, resolve_model
+from pebench.models.sizes import check_resolution
+from pebench.models.vit import VisionTransformer, build_model
 from pebench.training.recipe import TrainConfig
 
 
@@ -93,18 +97,19 @@ def training_batch(data: SyntheticData, cfg: TrainConfig, positions: list[int], 
     return x * contrast + brightness, labels
 
 
-@torch.inference_mode()
-def accuracy(model, images_u8: torch.Tensor, labels: torch.Tensor, batch_size: int = 128,
-             mode: str = "native") -> dict[str, float]:
-    """Top-1 overall and per class group (synthetic: *where* and *what*)."""
-    model.eval()
-    hits = torch.cat([model(normalize(images_u8[start : start + batch_size]), mode).argmax(1)
-                      for start in range(0, len(labels), batch_size)]) == labels
-    scores = {"top1": hits.float().mean().item()}
-    for group, classes in CLASS_GROUPS.items():
-        members = torch.isin(labels, torch.tensor(classes))
-        scores[group] = hits[members].float().mean().item() if members.any() else None
-    return scores
+#: validation batch size (memory only: the result does not depend on it)
+VAL_BATCH = 128
+
+
+def accuracy(model, data, res: int, mode: str, limit: int | None = None) -> dict[str, float | None]:
+    """Top-1 overall and per class group (synthetic: *where* and *what*) on the first ``limit`` val images
+    (all when None), through the same streamed pass and tallies as `pebench eval`."""
+    count = min(limit or data.size("val"), data.size("val"))
+    device = torch.device("cpu")
+    tally = Tally(built("training", model.eval()), mode, VAL_BATCH, data.num_classes)
+    run_pass([tally], val_stream(data, res, range(count), VAL_BATCH, None, device, cache=None), device, sharded=False)
+    metrics = metrics_of(tally, data.class_groups)
+    return {"top1": metrics["top1"], **{name: group["top1"] for name, group in metrics["groups"].items()}}
 
 
 def _starting_point(cfg: TrainConfig, data) -> tuple | None:
@@ -112,11 +117,8 @@ def _starting_point(cfg: TrainConfig, data) -> tuple | None:
     the run; None for training from scratch."""
     if cfg.init is None:
         return None
-    from pebench.models.sizes import check_resolution
-    from pebench.models.vit import VisionTransformer
-    from pebench.zoo import resolve_model
-
-    model, meta, _, _ = resolve_model(cfg.init)
+    start = resolve_model(cfg.init)
+    model, meta = start.net, start.meta
     if not isinstance(model, VisionTransformer):
         raise PebenchError(f"fine-tuning runs on pebench's own models, not '{cfg.init}'")
     if meta["num_classes"] != data.num_classes:
@@ -153,7 +155,6 @@ def train(cfg: TrainConfig, out: Path, command: str = "", console=None,
         start_epoch = state["epoch"]
         torch.set_rng_state(state["rng"])
 
-    val_u8, val_labels = read_split(data, "val", cfg.res, limit=cfg.val_limit)
     steps_per_epoch = data.train // cfg.batch_size
     total = steps_per_epoch * cfg.epochs
     warmup = int(cfg.warmup_epochs * steps_per_epoch)
@@ -191,7 +192,7 @@ def train(cfg: TrainConfig, out: Path, command: str = "", console=None,
                 progress.update(task, advance=1, stats=f"epoch {epoch + 1} loss {loss_sum / seen:.3f} "
                                 f"acc {correct / seen:.3f} {rate:.0f} img/s")
             wall = time.perf_counter() - started
-            val = accuracy(model, val_u8, val_labels, mode=cfg.mode)
+            val = accuracy(model, data, cfg.res, cfg.mode, cfg.val_limit)
             cfg.history.append({"epoch": epoch + 1, "samples": (epoch + 1) * steps_per_epoch * cfg.batch_size,
                                 "wall_s": round(wall, 1),
                                 "train_loss": round(loss_sum / seen, 4), "train_acc": round(correct / seen, 4),

@@ -1,0 +1,197 @@
+"""`pebench eval`, `tune` and `inspect`: one-row suites through the cell runner.
+
+The runner and the reports are imported inside the commands, after the options are checked, so that
+`pebench --help` and bad options answer without importing torch.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from pebench.cli.options import (
+    BatchOption,
+    CacheOption,
+    CheckpointOption,
+    CropOption,
+    DataOption,
+    DeviceOption,
+    ModelOption,
+    NOption,
+    OutOption,
+    ResOption,
+    WorkersOption,
+    attach_checkpoint,
+    console,
+    parse_cache,
+    parse_crop_pct,
+    parse_device,
+    parse_modes,
+    parse_resolutions,
+    parse_scales,
+)
+from pebench.errors import PebenchError
+from pebench.modes import FIXED, TUNED, fixed_mode
+
+
+def live_terminal(header: str):
+    """The live terminal on rank 0; other torchrun ranks stay quiet."""
+    from pebench.cli.live import LiveRun
+    from pebench.runner.job import Observer
+
+    if os.environ.get("RANK", "0") != "0":
+        return nullcontext(Observer())
+    return LiveRun(console, header)
+
+
+def records_of(records: list[dict], out: Path | None, keys: set[str]) -> list[dict]:
+    """This command's records: the new ones, or with --out every finished one (a resumed run's too)."""
+    from pebench.results import read_records
+
+    if out is None or not out.exists():
+        return records
+    return list({r["key"]: r for r in read_records(out) if r.get("key") in keys}.values())
+
+
+def _evaluate(model, res, modes: tuple[str, ...], data, n, batch_size, device, workers, cache, out, crop_pct,
+              checkpoint, tune=None, diagnostics=None) -> list[dict]:
+    """`pebench eval`, `tune` and (with ``diagnostics``, its settings) `inspect`: a one-row suite through
+    the cell runner; prints the table."""
+    from pebench.data import parse_data
+    from pebench.reports.summaries import print_data_problems, print_passes
+    from pebench.reports.tables import eval_table
+    from pebench.runner.cells import expand
+    from pebench.runner.runner import prepare, run_cells
+    from pebench.runner.suite import Diagnostics, Suite, Tune
+    from pebench.zoo import ZOO, zoo_path
+
+    if n is not None and n <= 0:
+        raise PebenchError(f"--n must be a positive number of images, got {n}")
+    if batch_size <= 0:
+        raise PebenchError(f"--batch-size must be positive, got {batch_size}")
+    if workers is not None and workers < 0:
+        raise PebenchError(f"--workers must be 0 (in-process) or more, got {workers}")
+    resolutions = parse_resolutions(res)
+    crop = parse_crop_pct(crop_pct)
+    dataset = parse_data(data, crop)
+    torch_device = parse_device(device)
+    names = attach_checkpoint(model, checkpoint) or [name for name in ZOO if zoo_path(name).exists()]
+    if not names:
+        raise PebenchError("no shipped model is built in this install; pass --model PATH or build the zoo with "
+                           "`pebench train --all`")
+    if not model and len(names) < len(ZOO):
+        console.print(f"[yellow]not built, skipped:[/] {', '.join(n for n in ZOO if n not in names)}")
+    suite = Suite(name="eval", models=tuple(names), resolutions=resolutions, modes=modes, data=data, n=n,
+                  crop_pct=crop, batch_size=batch_size, device=device, workers=workers, cache=parse_cache(cache),
+                  tune=tune or Tune(), diagnostics=diagnostics or Diagnostics())
+    count = min(n or dataset.size("val"), dataset.size("val"))
+    if TUNED in modes and suite.tune.n >= count:
+        raise PebenchError(f"--tune-n {suite.tune.n} leaves no image to score out of {count}; lower --tune-n or "
+                           "raise --n")
+    kind = "diagnostics" if diagnostics else "eval"
+    job = prepare(suite, torch_device, {kind}, option="--res")
+    job.data = dataset
+    cells = [c for c in expand(suite) if c.kind == kind]
+    keys = {c.key for c in cells}
+    if diagnostics:
+        count = min(suite.diagnostics.n, dataset.size("val"))
+    scored = (f"n={count - suite.tune.n:,} after {suite.tune.n} held out to tune S" if TUNED in modes
+              else f"n={count:,}")
+    with live_terminal(f"{dataset.spec} (val, {scored}) on {torch_device}") as live:
+        records = run_cells(job, cells, keys, out, live, strict=False)
+    records = records_of(records, out, keys)
+    if diagnostics:
+        from pebench.reports.diagnostics import diagnostics_table
+
+        console.print(diagnostics_table(records, f"{dataset.spec}, val split, {scored}"))
+        if out is not None:
+            console.print(f"{len(records)} records in {out}; `pebench report {out}` draws the maps")
+        return records
+    console.print(eval_table(records, f"{dataset.spec}, val split, {scored}"))
+    print_passes(console, records)
+    print_data_problems(console, records)
+    if out is not None:
+        console.print(f"{len(records)} records in {out}")
+    return records
+
+
+def eval_(
+    model: ModelOption = None,
+    res: ResOption = None,
+    mode: Annotated[list[str] | None, typer.Option(help="native, interp, both (native and interp), tuned, or "
+                                                        "scale=S (positions times S); repeat (default both)")] = None,
+    data: DataOption = "synthetic",
+    n: NOption = None,
+    batch_size: BatchOption = 64,
+    device: DeviceOption = "cpu",
+    workers: WorkersOption = None,
+    cache: CacheOption = None,
+    out: OutOption = None,
+    crop_pct: CropOption = "0.875",
+    checkpoint: CheckpointOption = None,
+) -> None:
+    """Top-1/top-5 accuracy of models at resolutions, natively, interpolated or with a position scale."""
+    _evaluate(model, res, parse_modes(mode), data, n, batch_size, device, workers, cache, out, crop_pct, checkpoint)
+
+
+def tune(
+    model: ModelOption = None,
+    res: ResOption = None,
+    data: DataOption = "synthetic",
+    n: NOption = None,
+    tune_n: Annotated[int, typer.Option(help="the first N images choose S (held out: no cell is scored on them)")
+                      ] = 200,
+    scales: Annotated[str | None, typer.Option(help="comma-separated S to try, e.g. 0.25,0.5,1 (default: --points "
+                                                    "log-spaced around interp's G0/G, plus 1 and G0/G)")] = None,
+    points: Annotated[int, typer.Option(help="how many automatic S to try")] = 9,
+    batch_size: BatchOption = 64,
+    device: DeviceOption = "cpu",
+    workers: WorkersOption = None,
+    cache: CacheOption = None,
+    out: OutOption = None,
+    crop_pct: CropOption = "0.875",
+    checkpoint: CheckpointOption = None,
+) -> None:
+    """Choose each model's position scale S per resolution on held-out images; native, interp and tuned side by
+    side, all scored on the remaining images."""
+    from pebench.reports.summaries import print_tuning
+    from pebench.runner.suite import Tune
+
+    if tune_n <= 0 or points <= 0:
+        raise PebenchError("--tune-n and --points must be positive")
+    records = _evaluate(model, res, (*FIXED, TUNED), data, n, batch_size, device, workers, cache, out, crop_pct,
+                        checkpoint, tune=Tune(n=tune_n, scales=parse_scales(scales), points=points))
+    print_tuning(console, records)
+
+
+def inspect(
+    model: ModelOption = None,
+    res: ResOption = None,
+    mode: Annotated[list[str] | None, typer.Option(help="native, interp, both, or scale=S; repeat (default both)")
+                    ] = None,
+    data: DataOption = "synthetic",
+    n: Annotated[int, typer.Option(help="images the statistics are computed on (the first of the val split)")] = 64,
+    maps: Annotated[int, typer.Option(help="images whose class-token attention map is kept")] = 4,
+    batch_size: BatchOption = 16,
+    device: DeviceOption = "cpu",
+    workers: WorkersOption = None,
+    cache: CacheOption = None,
+    out: OutOption = None,
+    crop_pct: CropOption = "0.875",
+) -> None:
+    """Why accuracy moves: per block attention distance, entropy and class-token share; position-embedding
+    similarity and attention-bias maps; class-token attention maps (records of kind diagnostics)."""
+    from pebench.runner.suite import Diagnostics
+
+    if n <= 0 or maps < 0:
+        raise PebenchError("--n must be a positive number of images and --maps 0 or more")
+    modes = parse_modes(mode)
+    for each in modes:
+        fixed_mode(each, what="--mode", tuned_hint="inspect runs fixed modes (tune first to find S, then "
+                                                   "inspect scale=S)")
+    _evaluate(model, res, modes, data, None, batch_size, device, workers, cache, out, crop_pct, None,
+              diagnostics=Diagnostics(enabled=True, n=n, maps=maps))

@@ -1,0 +1,21 @@
+"""Choices and defaults that several stages share, defined once and torch-free (the command line
+checks them before importing torch)."""
+
+from __future__ import annotations
+
+from pebench.resolution import Label
+
+DEVICES = ("cpu", "cuda")
+#: compute precisions of `pebench profile`: fp32, or autocast to bf16 / fp16 (CUDA only)
+DTYPES = ("fp32", "bf16", "fp16")
+DEFAULT_RESOLUTIONS: tuple[Label, ...] = (224, 384, 448, 512)
+#: image folders: the centre-crop fraction of timm's eval transform, unless a suite or --crop-pct says otherwise
+DEFAULT_CROP_PCT = 0.875
+
+CropPct = float | dict[Label, float]
+
+
+def crop_at(crop_pct: CropPct, res: Label) -> float:
+    """The crop fraction at ``res``: one value for every resolution, or a mapping resolution -> fraction
+    (resolutions it does not name get :data:`DEFAULT_CROP_PCT`)."""
+    return crop_pct.get(res, DEFAULT_CROP_PCT) if isinstance(crop_pct, dict) else crop_pct
