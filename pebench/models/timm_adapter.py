@@ -205,15 +205,15 @@ class TimmModel(nn.Module):
             return None
         return self.family.native if mode == "native" else self.family.interp
 
-    def forward(self, x: torch.Tensor, mode: str = "interp") -> torch.Tensor:
-        reason = self.applicability(tuple(x.shape[-2:]), mode)
+    def forward(self, images: torch.Tensor, mode: str = "interp") -> torch.Tensor:
+        reason = self.applicability(tuple(images.shape[-2:]), mode)
         if reason:
             raise ValueError(reason)
-        grid = (x.shape[-2] // self.patch, x.shape[-1] // self.patch)
+        grid = self.grid_at(tuple(images.shape[-2:]))
         if self.family.configure is not None and self._configured != (grid, mode):
             self.family.configure(self, grid, mode)
             self._configured = (grid, mode)
-        return self.net(x)
+        return self.net(images)
 
 
 def build_timm_model(spec: str, checkpoint: Path | None = None, random_if_missing: bool = False
