@@ -1,6 +1,8 @@
-"""Shared fixtures: one spec per encoding family (and the papers' combinations)."""
+"""Shared fixtures and helpers: one spec per encoding family (and the papers' combinations), a private cache,
+a tiny trained checkpoint, and the command line run in this process or in a fresh one."""
 
 import io
+import os
 import subprocess
 import sys
 from contextlib import redirect_stderr, redirect_stdout
@@ -11,6 +13,10 @@ import torch
 from pebench.cli import main
 from pebench.encodings import REGISTRY
 from pebench.models import build_model
+from pebench.training.train import TrainConfig, train
+
+#: a split small enough to train on in seconds
+TINY_DATA = "synthetic:train=64,val=24"
 
 #: every family at its defaults, plus the option variants and combinations the papers use
 SPECS = [
@@ -89,3 +95,28 @@ def cli(*args) -> subprocess.CompletedProcess:
     finally:
         sys.argv = argv
     return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
+
+
+def cli_process(*args, env: dict | None = None) -> subprocess.CompletedProcess:
+    """The command line in a fresh interpreter, for what a call in this process cannot show (what it
+    imports, the terminal width it reads from the environment, a process of its own)."""
+    return subprocess.run([sys.executable, "-m", "pebench.cli", *map(str, args)], capture_output=True, text=True,
+                          env=None if env is None else os.environ | env)
+
+
+@pytest.fixture
+def private_cache(tmp_path, monkeypatch):
+    """A cache folder of this test's own: no test reads splits another one decoded."""
+    monkeypatch.setenv("PEBENCH_CACHE", str(tmp_path / "cache"))
+
+
+def tiny_config(encoding: str = "ape", epochs: int = 2) -> TrainConfig:
+    return TrainConfig(encoding=encoding, data=TINY_DATA, epochs=epochs, batch_size=32)
+
+
+@pytest.fixture
+def checkpoint(tmp_path, private_cache):
+    """A micro `ape` model trained for two epochs on :data:`TINY_DATA`."""
+    path = tmp_path / "ape.safetensors"
+    train(tiny_config(), path, command="test")
+    return path

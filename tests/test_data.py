@@ -225,6 +225,7 @@ def test_empty_image_folder_is_an_error(tmp_path):
         parse_data(f"imagefolder:{tmp_path / 'empty' / 'cls'}")
 
 
+@pytest.mark.slow
 def test_where_by_geometry_bins_each_where_image_by_its_disk_to_border_gap(tmp_path):
     """benchmarks/where_by_geometry.py: hits made right exactly when the gap is >= 2 patches read back
     as 0% in the two nearer bins and 100% in the two further ones, with every *where* image binned once."""

@@ -50,6 +50,7 @@ def test_option_variants_run(spec):
         assert torch.isfinite(model(_image(384), "native")).all()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("spec", ["lookhere", "fire"])
 def test_both_modes_run_at_1024_and_differ(spec):
     model = _model(spec)

@@ -1,13 +1,12 @@
 """`pebench profile`: params, FLOPs against timm and the analytic formula, and the measuring code."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 import timm
 import torch
 import torch.nn.functional as F
+from conftest import cli
 from torch.utils.flop_counter import FlopCounterMode
 
 from pebench.measure.profile import SpeedSettings, analytic_vit_macs, count_flops, param_counts, profile_models
@@ -174,11 +173,6 @@ def test_profile_records_on_cpu_with_overhead_and_not_applicable():
     json.dumps(records)  # records are plain JSON
 
 
-def run(*args):
-    return subprocess.run([sys.executable, "-c", "from pebench.cli import main; main()", *args],
-                          capture_output=True, text=True)
-
-
 def test_timm_model_without_weights_is_profiled_with_random_ones_and_says_so(tmp_path, monkeypatch):
     from pebench.models.resolve import profile_row
 
@@ -191,7 +185,7 @@ def test_timm_model_without_weights_is_profiled_with_random_ones_and_says_so(tmp
 
 def test_cli_profile_writes_records(tmp_path):
     out = tmp_path / "cost.jsonl"
-    result = run("profile", "-e", "none", "-e", "peg", "--res", "224", "--repeats", "1", "--batch-size", "1",
+    result = cli("profile", "-e", "none", "-e", "peg", "--res", "224", "--repeats", "1", "--batch-size", "1",
                  "--out", str(out))
     assert result.returncode == 0, result.stderr
     records = [json.loads(line) for line in out.read_text().splitlines()]
@@ -209,7 +203,7 @@ def test_cli_profile_writes_records(tmp_path):
 ])
 def test_cli_profile_bad_input(args, message, tmp_path):
     out = tmp_path / "cost.jsonl"
-    result = run("profile", "-e", "none", "--repeats", "1", *args, "--out", str(out))
+    result = cli("profile", "-e", "none", "--repeats", "1", *args, "--out", str(out))
     assert result.returncode == 2
     assert message in result.stderr and "Traceback" not in result.stderr
     assert not out.exists()

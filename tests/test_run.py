@@ -121,6 +121,7 @@ def test_shards_merge_to_the_same_cells(workspace, finished):
     assert merged == whole
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_give_the_single_process_accuracy(workspace, finished):
     root, suite = workspace
     out = root / "distributed"
@@ -292,6 +293,7 @@ def test_the_committed_quick_baseline_gates(tmp_path):
     assert failed.returncode == 1 and "regressed" in failed.stdout
 
 
+@pytest.mark.slow
 def test_profile_cells_give_the_cost_table_and_plots(workspace, tmp_path):
     root, _ = workspace
     suite = tmp_path / "cost.yaml"

@@ -181,6 +181,7 @@ def test_clamped_index_equals_timms_on_the_trained_grid_and_clamps_beyond():
     assert index[1 + 24 * 2 + 3, 1 + 24 * 5 + 7] == trained[1 + 14 * 2 + 3, 1 + 14 * 5 + 7]
 
 
+@pytest.mark.slow
 def test_beit_table_interp_equals_timm_and_native_clamps(tmp_path):
     name = "beit_base_patch16_224"
     state = _random_checkpoint(name, tmp_path / "beit.pth")
@@ -238,6 +239,7 @@ def test_twins_peg_runs_any_grid_the_same_in_both_modes(tmp_path):
     assert twin.position_param_count() == 0 < model.position_param_count()
 
 
+@pytest.mark.slow
 def test_swinv2_cpb_interp_is_timms_default_and_native_keeps_trained_units(tmp_path):
     name = "swinv2_tiny_window8_256"
     state = _random_checkpoint(name, tmp_path / "swin.pth")
@@ -258,6 +260,7 @@ def test_swinv2_cpb_interp_is_timms_default_and_native_keeps_trained_units(tmp_p
     assert model.position_free_twin().position_param_count() == 0 < model.position_param_count()
 
 
+@pytest.mark.slow
 def test_eval_profile_and_suites_accept_timm_specs(deit_file, tmp_path, monkeypatch):
     from test_run import cli
 
@@ -292,6 +295,7 @@ def test_eval_profile_and_suites_accept_timm_specs(deit_file, tmp_path, monkeypa
     ("deit_small_patch16_224", 224, 4.61, 22.05),  # published (reference.md, timm's benchmark CSVs)
     ("vit_base_patch16_384", 384, 55.54, 86.86),
 ])
+@pytest.mark.slow
 def test_profile_matches_published_compute(name, res, gmacs, params_m, tmp_path):
     net = timm.create_model(name, pretrained=False)
     torch.save(net.state_dict(), tmp_path / "w.pth")

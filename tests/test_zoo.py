@@ -20,6 +20,7 @@ def val_224(tmp_path_factory):
         yield SyntheticData()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(ZOO))
 def test_shipped_model_is_what_its_sidecar_says_and_reproduces_its_accuracy(name, val_224):
     loaded = resolve_model(name)
