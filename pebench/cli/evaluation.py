@@ -1,7 +1,7 @@
 """`pebench eval`, `tune` and `inspect`: one-row suites through the cell runner.
 
-The runner and the reports are imported inside the commands, after the options are checked, so that
-`pebench --help` and bad options answer without importing torch.
+What imports torch (the runner, the data, the live terminal) is imported inside the commands, after the
+options are checked, so that `pebench --help` and bad options answer without it.
 """
 
 from __future__ import annotations
@@ -36,6 +36,12 @@ from pebench.cli.options import (
 )
 from pebench.errors import PebenchError
 from pebench.modes import FIXED, TUNED, fixed_mode
+from pebench.reports.diagnostics import diagnostics_table
+from pebench.reports.summaries import print_data_problems, print_passes, print_tuning
+from pebench.reports.tables import eval_table
+from pebench.results import read_records
+from pebench.runner.suite import Diagnostics, Suite, Tune
+from pebench.zoo import ZOO, zoo_path
 
 
 def live_terminal(header: str):
@@ -50,8 +56,6 @@ def live_terminal(header: str):
 
 def records_of(records: list[dict], out: Path | None, keys: set[str]) -> list[dict]:
     """This command's records: the new ones, or with --out every finished one (a resumed run's too)."""
-    from pebench.results import read_records
-
     if out is None or not out.exists():
         return records
     return list({r["key"]: r for r in read_records(out) if r.get("key") in keys}.values())
@@ -62,12 +66,8 @@ def _evaluate(model, res, modes: tuple[str, ...], data, n, batch_size, device, w
     """`pebench eval`, `tune` and (with ``diagnostics``, its settings) `inspect`: a one-row suite through
     the cell runner; prints the table."""
     from pebench.data import parse_data
-    from pebench.reports.summaries import print_data_problems, print_passes
-    from pebench.reports.tables import eval_table
     from pebench.runner.cells import expand
     from pebench.runner.runner import prepare, run_cells
-    from pebench.runner.suite import Diagnostics, Suite, Tune
-    from pebench.zoo import ZOO, zoo_path
 
     if n is not None and n <= 0:
         raise PebenchError(f"--n must be a positive number of images, got {n}")
@@ -105,8 +105,6 @@ def _evaluate(model, res, modes: tuple[str, ...], data, n, batch_size, device, w
         records = run_cells(job, cells, keys, out, live, strict=False)
     records = records_of(records, out, keys)
     if diagnostics:
-        from pebench.reports.diagnostics import diagnostics_table
-
         console.print(diagnostics_table(records, f"{dataset.spec}, val split, {scored}"))
         if out is not None:
             console.print(f"{len(records)} records in {out}; `pebench report {out}` draws the maps")
@@ -158,9 +156,6 @@ def tune(
 ) -> None:
     """Choose each model's position scale S per resolution on held-out images; native, interp and tuned side by
     side, all scored on the remaining images."""
-    from pebench.reports.summaries import print_tuning
-    from pebench.runner.suite import Tune
-
     if tune_n <= 0 or points <= 0:
         raise PebenchError("--tune-n and --points must be positive")
     records = _evaluate(model, res, (*FIXED, TUNED), data, n, batch_size, device, workers, cache, out, crop_pct,
@@ -185,8 +180,6 @@ def inspect(
 ) -> None:
     """Why accuracy moves: per block attention distance, entropy and class-token share; position-embedding
     similarity and attention-bias maps; class-token attention maps (records of kind diagnostics)."""
-    from pebench.runner.suite import Diagnostics
-
     if n <= 0 or maps < 0:
         raise PebenchError("--n must be a positive number of images and --maps 0 or more")
     modes = parse_modes(mode)

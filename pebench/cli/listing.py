@@ -1,5 +1,6 @@
 """What `pebench list` prints: encodings with their options, modes and papers; presets; shipped models;
-timm families; backbone sizes. Everything is read from the code, so the listing cannot go stale."""
+timm families; backbone sizes. Everything is read from the code, so the listing cannot go stale; what
+imports torch (encodings, checkpoints, timm families) is imported by the listing that needs it."""
 
 from __future__ import annotations
 

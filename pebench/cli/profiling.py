@@ -1,5 +1,5 @@
-"""`pebench profile`: a one-row suite of cost cells through the cell runner (torch is imported inside
-the command, after the options are checked)."""
+"""`pebench profile`: a one-row suite of cost cells through the cell runner (what imports torch is
+imported inside the command, after the options are checked)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,9 @@ from pebench.cli.options import DtypeChoice, ResOption, attach_checkpoint, conso
 from pebench.errors import PebenchError
 from pebench.models.sizes import SIZES
 from pebench.modes import fixed_mode
+from pebench.reports.tables import profile_table
+from pebench.runner.suite import Profile, Suite
+from pebench.zoo import ZOO
 
 
 def profile(
@@ -36,11 +39,8 @@ def profile(
                                                          "(.safetensors, .pth, .bin)")] = None,
 ) -> None:
     """Params, FLOPs (GMACs), throughput, latency and memory per encoding and resolution, vs `none`."""
-    from pebench.reports.tables import profile_table
     from pebench.runner.cells import expand
     from pebench.runner.runner import prepare, run_cells
-    from pebench.runner.suite import Profile, Suite
-    from pebench.zoo import ZOO
 
     if mode.strip().lower() == "both":
         raise PebenchError("profile measures one mode at a time; use --mode native, interp or scale=S")

@@ -1,8 +1,8 @@
-"""`pebench report` and `pebench check`: the commands that read result records (the reports are imported
-inside them, so that `pebench --help` stays fast)."""
+"""`pebench report` and `pebench check`: the commands that read result records (nothing here imports torch)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -11,6 +11,10 @@ from rich.table import Table
 
 from pebench.cli.options import console
 from pebench.errors import PebenchError
+from pebench.reports.check import METRICS, compare, environment_warnings, read_baseline, write_baseline
+from pebench.reports.published import PUBLISHED
+from pebench.reports.write import REPORT_FORMATS, write_report
+from pebench.results import load_results
 
 
 def report(
@@ -25,12 +29,6 @@ def report(
                                                   "suite's")] = None,
 ) -> None:
     """Write Markdown, HTML (self-contained, with plots), CSV and JSON reports from result records."""
-    import json
-
-    from pebench.reports.published import PUBLISHED
-    from pebench.reports.write import REPORT_FORMATS, write_report
-    from pebench.results import load_results
-
     formats = [f.strip() for f in format_.split(",") if f.strip()]
     for fmt in formats:
         if fmt not in REPORT_FORMATS:
@@ -63,9 +61,6 @@ def check(
                                                   "results instead of comparing")] = False,
 ) -> None:
     """Compare results with a baseline; exit 1 when a cell regressed beyond tolerance and chance, or is missing."""
-    from pebench.reports.check import METRICS, compare, environment_warnings, read_baseline, write_baseline
-    from pebench.results import load_results
-
     if metric not in METRICS:
         raise PebenchError(f"unknown --metric '{metric}'; choose from {', '.join(METRICS)}")
     if max_drop < 0:

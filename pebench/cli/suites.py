@@ -1,5 +1,5 @@
-"""`pebench validate` and `pebench run`: YAML suites through the cell runner, then the report (torch and
-the runner are imported inside the commands, so `pebench --help` stays fast)."""
+"""`pebench validate` and `pebench run`: YAML suites through the cell runner, then the report (what imports
+torch, the cells and the runner, is imported inside the commands, so `pebench --help` stays fast)."""
 
 from __future__ import annotations
 
@@ -12,13 +12,15 @@ import typer
 from pebench.cli.evaluation import live_terminal
 from pebench.cli.options import console, parse_cache, parse_device
 from pebench.errors import PebenchError, did_you_mean
+from pebench.reports.published import PUBLISHED
+from pebench.reports.summaries import print_data_problems, print_passes
+from pebench.reports.write import REPORT_FORMATS, write_report
+from pebench.results import load_results
+from pebench.runner.suite import read_suite
 
 
 def load_suite(path: Path):
     """A suite file read and checked, the names of its published tables included (the report owns them)."""
-    from pebench.reports.published import PUBLISHED
-    from pebench.runner.suite import read_suite
-
     suite = read_suite(path)
     for name in suite.published:
         if name not in PUBLISHED:
@@ -49,9 +51,6 @@ def run(
                                                    "none")] = None,
 ) -> None:
     """Run every cell of a suite (skipping cells already finished in the results), then write the report."""
-    from pebench.reports.summaries import print_data_problems, print_passes
-    from pebench.reports.write import REPORT_FORMATS, write_report
-    from pebench.results import load_results
     from pebench.runner.cells import expand, parse_shard, shard_cells
     from pebench.runner.runner import finished_keys, prepare, results_path, run_cells, write_suite_file
 

@@ -12,10 +12,12 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+import pebench.zoo as zoo
+from pebench.atomic import claimed
 from pebench.cli.options import console
 from pebench.errors import PebenchError
 from pebench.modes import fixed_mode
-from pebench.training.recipe import TrainConfig
+from pebench.training.recipe import ZOO_RECIPES, TrainConfig
 
 
 def train(
@@ -45,14 +47,12 @@ def train(
     `pebench train --all --jobs 2` rebuilds the zoo with two processes; several `pebench train --all`
     commands can also run side by side: each model is claimed by one process."""
     from pebench.env import cpu_cores, git_state
-    from pebench.training.recipe import ZOO_RECIPES
-    from pebench.zoo import ZOO, zoo_path
 
     if jobs > 1 and not all_:
         raise PebenchError("--jobs splits the shipped zoo among processes; use it with --all")
     git_state()  # every sidecar records the commit this process loaded, though the checkout may move during --all
     command = shlex.join(["pebench", *sys.argv[1:]])
-    work = ([(spec, zoo_path(name), ZOO_RECIPES.get(name, {})) for name, spec in ZOO.items()] if all_
+    work = ([(spec, zoo.zoo_path(name), ZOO_RECIPES.get(name, {})) for name, spec in zoo.ZOO.items()] if all_
             else [(encoding, out, {})])
     options = {"size": size, "data": data, "epochs": epochs, "batch_size": batch_size, "lr": lr,
                "position_lr_scale": position_lr_scale, "where_share": where_share, "seed": seed}
@@ -85,7 +85,6 @@ def _train_each(work: list[tuple[str, Path, dict]], options: dict, command: str,
     """Train every job no other process has claimed; with ``zoo``, skip those already built."""
     import torch
 
-    from pebench.atomic import claimed
     from pebench.training.train import train as train_model
 
     for spec, path, settings in work:
