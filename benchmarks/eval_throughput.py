@@ -21,8 +21,9 @@ import torch
 
 from pebench.data import SyntheticData, normalize, read_split
 from pebench.data.stream import SplitStream
-from pebench.measure.evaluate import LoadedModel, Tally, run_pass
+from pebench.measure.evaluate import Tally, run_pass
 from pebench.models import build_model
+from pebench.models.resolve import built
 
 
 def main() -> None:
@@ -52,7 +53,7 @@ def main() -> None:
                 model(prepared[0], "interp")  # warm-up
             for _ in range(args.rounds):
                 stream = SplitStream(data, "val", res, list(range(args.n)), args.batch_size, 0, device, Path(cache))
-                wall = run_pass([Tally(LoadedModel("m", model, {}, "built", None), "interp", args.batch_size)],
+                wall = run_pass([Tally(built("m", model), "interp", args.batch_size)],
                                 stream, device)
                 pebench_rates.append(args.n / wall)
                 started = time.perf_counter()

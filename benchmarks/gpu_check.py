@@ -1,6 +1,9 @@
 """What only a GPU can show, in one run that fits a short lease: the CUDA paths of pebench, measured.
 
-    PYTHONPATH=. python3 benchmarks/gpu_check.py --out DIR [--images 5000] [--skip compile]
+    python3 benchmarks/gpu_check.py [--out DIR] [--images 5000] [--skip compile]
+
+With no arguments: on a CUDA machine the full check into results/gpu/DEVICE-DATE; without one, a dry run
+of the plumbing on the CPU at tiny sizes (40 JPEGs, batch 4) into a scratch folder.
 
 Steps, in this order (each a separate process with its own time limit, all within --budget-s; a
 failing step is recorded and the rest go on):
@@ -27,14 +30,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-from imagenet_like import make_folder, save_random_timm  # noqa: E402
+from helpers import HERE, fresh, make_folder, save_random_timm
 
 ROOT = Path(__file__).resolve().parent.parent
 PEBENCH = [sys.executable, "-m", "pebench.cli"]
@@ -52,14 +55,15 @@ class Check:
         self.deadline = time.monotonic() + budget_s
         self.scale = SCALE[device]
 
-    def sh(self, name: str, command: list[str], timeout: int, env: dict | None = None) -> subprocess.CompletedProcess:
+    def sh(self, name: str, command: list[str], timeout: int, env: dict | None = None,
+           cwd: Path = ROOT) -> subprocess.CompletedProcess:
         started = time.perf_counter()
         timeout = max(1, min(timeout, int(self.deadline - time.monotonic())))  # the lease ends for every step
         self.log.write(f"\n$ {' '.join(map(str, command))}\n")
         self.log.flush()
         try:
             result = subprocess.run(list(map(str, command)), capture_output=True, text=True, timeout=timeout,
-                                    env=os.environ | (env or {}), cwd=ROOT)
+                                    env=os.environ | (env or {}), cwd=cwd)
         except subprocess.TimeoutExpired as expired:
             result = subprocess.CompletedProcess(command, 124, expired.stdout or "", f"timed out after {timeout} s")
         self.log.write(f"[{name}: rc {result.returncode}, {time.perf_counter() - started:.1f} s]\n"
@@ -75,30 +79,6 @@ class Check:
 
 def records(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
-
-
-def timm_benchmark_style(name: str, res: int, batch: int, channels_last: bool, device: str = "cuda",
-                         compile: bool = False, warmup: int = 10, steps: int = 40) -> dict:
-    """timm's benchmark.py inference loop, reduced: autocast bf16, no_grad, synchronised wall time."""
-    import timm
-    import torch
-
-    model = timm.create_model(name, pretrained=False, img_size=res).to(device).eval()
-    x = torch.randn(batch, 3, res, res, device=device)
-    if channels_last:
-        model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
-    if compile:
-        model = torch.compile(model)
-    synchronize = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-    with torch.no_grad(), torch.autocast(device, dtype=torch.bfloat16):
-        for _ in range(warmup):
-            model(x)
-        synchronize()
-        started = time.perf_counter()
-        for _ in range(steps):
-            model(x)
-        synchronize()
-    return {"img_per_s": batch * steps / (time.perf_counter() - started)}
 
 
 def streaming(check: Check, folder: Path, ckpt: Path, n_images: int) -> None:
@@ -121,9 +101,9 @@ def streaming(check: Check, folder: Path, ckpt: Path, n_images: int) -> None:
                 "wait_fraction": t["wait_fraction"], "data_bound": t["data_bound"], "startup_s": t["startup_s"]})
         if result.returncode:
             check.put(f"eval_folder_w{workers}_error", result.stderr[-600:])
-    loop = check.sh("timm loop", [sys.executable, Path(__file__).parent / "imagenet_like.py", "timm-loop", "--folder",
-                                  folder, "--checkpoint", ckpt, "--name", "deit_small_patch16_224", "--workers", 8,
-                                  "--batch-size", check.scale["batch"], "--device", check.device], 600)
+    loop = check.sh("timm loop", fresh(f"timm_loop(Path({str(folder.resolve())!r}), Path({str(ckpt.resolve())!r}), "
+                                       f"'deit_small_patch16_224', 224, 0.875, 8, {check.scale['batch']}, None, "
+                                       f"{check.device!r})"), 600, cwd=HERE)
     if loop.returncode == 0:
         row = json.loads(loop.stdout.splitlines()[-1])
         ours = check.results.get("eval_folder_w8_224", {})
@@ -140,10 +120,9 @@ def throughput(check: Check, names: list[str], resolutions: tuple[int, ...], lab
             out = check.work / "profile.jsonl"
             timm_rates, ours = [], []
             for _ in range(2):  # alternate: timm-style loop, pebench, timm-style loop, pebench
-                style = check.sh(f"timm-style {name} {res} {label}", [
-                    sys.executable, "-c", "import sys, json; sys.path.insert(0, 'benchmarks'); from gpu_check import "
-                    f"timm_benchmark_style as b; print(json.dumps(b('{name}', {res}, {check.scale['batch']}, "
-                    f"{label == 'channels_last'}, '{check.device}', compile={label == 'compile'})))"], 300)
+                style = check.sh(f"timm-style {name} {res} {label}", fresh(
+                    f"timm_benchmark_style({name!r}, {res}, {check.scale['batch']}, {label == 'channels_last'}, "
+                    f"{check.device!r}, compile={label == 'compile'})"), 300, cwd=HERE)
                 if style.returncode == 0:
                     timm_rates.append(json.loads(style.stdout.splitlines()[-1])["img_per_s"])
                 out.unlink(missing_ok=True)
@@ -257,11 +236,13 @@ def summary(check: Check) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--out", type=Path, required=True, help="results: eight files at most")
+    parser.add_argument("--out", type=Path, help="results: eight files at most (default: results/gpu/DEVICE-DATE on "
+                                                 "CUDA, a scratch folder for a CPU dry run)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/gpu-check-work"), help="generated data, scratch")
     parser.add_argument("--budget-s", type=float, default=540, help="every step ends by then (a device lease is short)")
-    parser.add_argument("--images", type=int, default=5000)
-    parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"], help="cpu: a dry run of the plumbing")
+    parser.add_argument("--images", type=int, help="JPEGs in the generated folder (default 5000; 40 on the CPU)")
+    parser.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"],
+                        help="auto: cuda when one is visible; cpu: a dry run of the plumbing")
     parser.add_argument("--skip", action="append", default=[], help="step to skip: streaming, zoo, oom_eval, "
                                                                       "oom_profile, torchrun, throughput, "
                                                                       "channels_last, compile")
@@ -269,6 +250,14 @@ def main() -> None:
     import timm
     import torch
 
+    if args.device == "auto":
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    args.images = args.images or (5000 if args.device == "cuda" else 40)
+    if args.out is None:
+        slug = re.sub(r"[^a-z0-9]+", "-", torch.cuda.get_device_name(0).lower()).strip("-") if args.device == "cuda" \
+            else "cpu-dry-run"
+        args.out = (ROOT / "results" / "gpu" / f"{slug}-{time.strftime('%Y-%m-%d')}" if args.device == "cuda"
+                    else args.work / "dry-run")
     args.out.mkdir(parents=True, exist_ok=True)
     args.work.mkdir(parents=True, exist_ok=True)
     check = Check(args.out, args.work, args.device, args.budget_s)

@@ -25,12 +25,10 @@ import time
 from pathlib import Path
 
 import torch
+from helpers import HERE, fresh, make_folder, run_measured, save_random_timm
 
-sys.path.insert(0, str(Path(__file__).parent))
-from imagenet_like import make_folder, run_measured, save_random_timm  # noqa: E402
-
-from pebench.data import parse_data  # noqa: E402
-from pebench.data.stream import SplitStream  # noqa: E402
+from pebench.data import parse_data
+from pebench.data.stream import SplitStream
 
 PEBENCH = [sys.executable, "-c", "from pebench.cli import main; main()"]
 
@@ -73,8 +71,8 @@ def decoding(folder: Path, res: int, images: int, rounds: int) -> None:
 def versus_timm(folder: Path, scratch: Path, rounds: int) -> None:
     checkpoint = save_random_timm("deit_tiny_patch16_224", scratch / "deit_tiny_100.safetensors", 100)
     ours, theirs, counts = [], [], set()
-    loop = [sys.executable, str(Path(__file__).parent / "imagenet_like.py"), "timm-loop", "--folder", str(folder),
-            "--checkpoint", str(checkpoint), "--workers", "2", "--batch-size", "64"]
+    loop = fresh(f"timm_loop(Path({str(folder.resolve())!r}), Path({str(checkpoint.resolve())!r}), "
+                 "'deit_tiny_patch16_224', 224, 0.875, 2, 64, None, 'cpu')")
     for round_ in range(rounds):
         for which in (("pebench", "timm") if round_ % 2 == 0 else ("timm", "pebench")):
             if which == "pebench":
@@ -85,7 +83,7 @@ def versus_timm(folder: Path, scratch: Path, rounds: int) -> None:
                 m = records[0]["metrics"]
                 counts.add(("pebench", m["n"], m["correct_top1"], m["correct_top5"]))
             else:
-                result, _ = run_measured(loop)
+                result, _ = run_measured(loop, cwd=HERE)
                 if result.returncode:
                     raise SystemExit(result.stderr)
                 row = json.loads(result.stdout.splitlines()[-1])

@@ -24,6 +24,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+from pebench.models.checkpoint import save_checkpoint
+from pebench.models.vit import build_model
+
 WRAPPER = ("import atexit\n"
            "def report():\n"
            "    hwm = next(l for l in open('/proc/self/status') if l.startswith('VmHWM'))\n"
@@ -53,10 +56,6 @@ def main() -> None:
     parser.add_argument("--specs", default="relpos_table,spvit,alibi,cpb,lookhere,fire,rpe:mode=bias")
     parser.add_argument("--pythonpath", help="run the eval commands with this pebench checkout first on the path")
     args = parser.parse_args()
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from pebench.models.checkpoint import save_checkpoint
-    from pebench.models.vit import build_model
-
     specs = ["none", *args.specs.split(",")]
     bias_mib = 3 * 4097**2 * 4 / 2**20
     with tempfile.TemporaryDirectory() as scratch:

@@ -227,7 +227,7 @@ def test_empty_image_folder_is_an_error(tmp_path):
 
 @pytest.mark.slow
 def test_where_by_geometry_bins_each_where_image_by_its_disk_to_border_gap(tmp_path):
-    """benchmarks/where_by_geometry.py: hits made right exactly when the gap is >= 2 patches read back
+    """tools/where_by_geometry.py: hits made right exactly when the gap is >= 2 patches read back
     as 0% in the two nearer bins and 100% in the two further ones, with every *where* image binned once."""
     import json
     import re
@@ -235,16 +235,12 @@ def test_where_by_geometry_bins_each_where_image_by_its_disk_to_border_gap(tmp_p
     import sys
     from pathlib import Path
 
+    from pebench.data.synthetic import disk_border_gap
     from pebench.results import pack_hits
 
     root = Path(__file__).resolve().parents[1]
-    sys.path.insert(0, str(root / "benchmarks"))
-    try:
-        from where_by_geometry import disk_border_gap
-    finally:
-        sys.path.pop(0)
     spec, n = "synthetic:seed=0,train=10000,val=1000", 400
-    where, gap = disk_border_gap(spec, n)
+    where, gap = disk_border_gap(0, "val", n)
     hits = [False] * n
     for index, share in zip(where, gap, strict=True):
         hits[index] = share * 224 / 16 >= 2
@@ -253,7 +249,7 @@ def test_where_by_geometry_bins_each_where_image_by_its_disk_to_border_gap(tmp_p
               "data": {"spec": spec, "split": "val", "n": n},
               "metrics": {"n": n, "image_hits": pack_hits(hits)}}
     (tmp_path / "results.jsonl").write_text(json.dumps(record) + "\n")
-    out = subprocess.run([sys.executable, str(root / "benchmarks" / "where_by_geometry.py"), str(tmp_path)],
+    out = subprocess.run([sys.executable, str(root / "tools" / "where_by_geometry.py"), str(tmp_path)],
                          capture_output=True, text=True, check=True).stdout
     row = next(line for line in out.splitlines() if line.startswith("m "))
     cells = [(float(share), int(count)) for share, count in re.findall(r"([\d.]+) \(\s*(\d+)\)", row)]

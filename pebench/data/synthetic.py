@@ -237,6 +237,16 @@ def render(scenes: Scenes, res, crops: np.ndarray | None = None) -> torch.Tensor
     return image.clamp(0, 1)
 
 
+def disk_border_gap(seed: int, split: str, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(positions of the *where* scenes among the first ``n`` of a split, the gap between each one's red disk
+    and the nearest image border, as a share of the image side): how near the border the position signal
+    sits, which a zero-padded convolution can read (tools/where_by_geometry.py)."""
+    scenes = sample_scenes(seed, split, range(n))
+    where = np.flatnonzero(scenes.label < POSITION_CLASSES)
+    center, radius = scenes.center[where, DISK], scenes.radius[where, DISK]
+    return where, np.minimum(center, 1 - center).min(axis=1) - radius
+
+
 @dataclass(frozen=True)
 class SyntheticData:
     seed: int = 0

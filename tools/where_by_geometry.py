@@ -7,7 +7,7 @@ the synthetic val split that kept each image's hit (``metrics.image_hits``), rec
 from the data spec, and bins the *where* images by the gap between the disk's edge and the nearest
 border, in patches of the evaluated grid.
 
-    python benchmarks/where_by_geometry.py results/zoo [--models peg,peg_x5] [--res 224]
+    python tools/where_by_geometry.py [RESULTS (default results/zoo)] [--models peg,peg_x5] [--res 224]
 """
 
 from __future__ import annotations
@@ -18,26 +18,16 @@ from pathlib import Path
 import numpy as np
 
 from pebench.data import parse_data
-from pebench.data.synthetic import DISK, POSITION_CLASSES, sample_scenes
-from pebench.measure.evaluate import unpack_hits
-from pebench.reports.tables import load_results
+from pebench.data.synthetic import disk_border_gap
+from pebench.results import load_results, unpack_hits
 
 BIN_EDGES = (0.0, 1.0, 2.0, 3.0, np.inf)
 
 
-def disk_border_gap(spec: str, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """(indices of the *where* images among the first n, their disk-edge-to-border gap as a share of the side)."""
-    data = parse_data(spec)
-    scenes = sample_scenes(data.seed, "val", range(n))
-    where = np.flatnonzero(scenes.label < POSITION_CLASSES)
-    center, radius = scenes.center[where, DISK], scenes.radius[where, DISK]
-    gap = np.minimum(center, 1 - center).min(axis=1) - radius
-    return where, gap
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("results", type=Path, help="a results .jsonl file or a run folder")
+    parser.add_argument("results", type=Path, nargs="?", default=Path(__file__).resolve().parent.parent / "results"
+                        / "zoo", help="a results .jsonl file or a run folder (default: the zoo suite's, results/zoo)")
     parser.add_argument("--models", default=None, help="comma-separated model names (default: all)")
     parser.add_argument("--res", default=None, help="comma-separated resolutions (default: all)")
     args = parser.parse_args()
@@ -59,7 +49,7 @@ def main() -> None:
         n = record["metrics"]["n"]
         key = (record["data"]["spec"], n)
         if key not in geometry:
-            geometry[key] = disk_border_gap(*key)
+            geometry[key] = disk_border_gap(parse_data(key[0]).seed, "val", n)
         where, gap = geometry[key]
         hits = np.array(unpack_hits(hits_hex, n))[where]
         patches = gap * record["res"] / record["model"]["patch"]

@@ -1,17 +1,15 @@
-"""Helpers the image-folder benchmarks share: an ImageNet-shaped folder, timm's validation loop, and a
-memory meter for a process tree (the DataLoader workers included).
+"""What the benchmark scripts share (imported as ``helpers``: a script run by path has its own folder first
+on ``sys.path``): an ImageNet-shaped folder of JPEGs, a random-weight timm checkpoint, timm's own
+validation loop and benchmark loop as references, a memory meter for a process tree (the DataLoader
+workers included), and :func:`fresh` to run one of these in a fresh interpreter.
 
-    python benchmarks/imagenet_like.py timm-loop --folder DIR --checkpoint F --res 224 --workers 2 --n N
-prints one JSON line: timm's own way of evaluating a folder (ImageDataset + create_transform +
-DataLoader with workers and pinned memory, the model under inference_mode, bf16 autocast on CUDA).
+Not a benchmark: nothing runs when this file is run.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
 import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -103,9 +101,19 @@ class TreeMemory:
             time.sleep(0.05)
 
 
-def run_measured(command: list[str]) -> tuple[subprocess.CompletedProcess, float]:
+HERE = Path(__file__).resolve().parent
+
+
+def fresh(call: str) -> list[str]:
+    """A command that prints ``json.dumps(helpers.<call>)`` from a fresh interpreter (a measurement that must
+    not share a process with the one before it); run it with ``cwd=HERE``, where ``helpers`` imports."""
+    return [sys.executable, "-c", f"import json; from pathlib import Path; import helpers; "
+                                  f"print(json.dumps(helpers.{call}))"]
+
+
+def run_measured(command: list[str], cwd: Path | None = None) -> tuple[subprocess.CompletedProcess, float]:
     """Run a command; returns its result and the peak PSS (MB) of its process tree."""
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd)
     with TreeMemory(process.pid) as meter:
         out, err = process.communicate()
     return subprocess.CompletedProcess(command, process.returncode, out, err), meter.peak_mb
@@ -144,22 +152,25 @@ def timm_loop(folder: Path, checkpoint: Path, name: str, res: int, crop_pct: flo
     return {"images": images, "correct_top1": correct1, "correct_top5": correct5, "img_per_s": images / wall}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("what", choices=["timm-loop"])
-    parser.add_argument("--folder", type=Path, required=True)
-    parser.add_argument("--checkpoint", type=Path, required=True)
-    parser.add_argument("--name", default="deit_tiny_patch16_224")
-    parser.add_argument("--res", type=int, default=224)
-    parser.add_argument("--crop-pct", type=float, default=0.875)
-    parser.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1))
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--n", type=int)
-    parser.add_argument("--device", default="cpu")
-    args = parser.parse_args()
-    print(json.dumps(timm_loop(args.folder, args.checkpoint, args.name, args.res, args.crop_pct, args.workers,
-                               args.batch_size, args.n, args.device)))
+def timm_benchmark_style(name: str, res: int, batch: int, channels_last: bool, device: str = "cuda",
+                         compile: bool = False, warmup: int = 10, steps: int = 40) -> dict:
+    """timm's benchmark.py inference loop, reduced: autocast bf16, no_grad, synchronised wall time."""
+    import timm
+    import torch
 
-
-if __name__ == "__main__":
-    main()
+    model = timm.create_model(name, pretrained=False, img_size=res).to(device).eval()
+    x = torch.randn(batch, 3, res, res, device=device)
+    if channels_last:
+        model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+    if compile:
+        model = torch.compile(model)
+    synchronize = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    with torch.no_grad(), torch.autocast(device, dtype=torch.bfloat16):
+        for _ in range(warmup):
+            model(x)
+        synchronize()
+        started = time.perf_counter()
+        for _ in range(steps):
+            model(x)
+        synchronize()
+    return {"img_per_s": batch * steps / (time.perf_counter() - started)}

@@ -6,8 +6,8 @@ renders them (shuffled epochs, random-resized crops, jitter), AdamW with pebench
 linear warm-up then cosine to the end, label smoothing 0.1, validation on the first 300 val images
 at 224 (top-1 overall, on the *where* and on the *what* classes).
 
-    python benchmarks/learning_speed.py ENCODING [--batch-size 32] [--lr 1e-3] [--steps 600] [--every 100]
-        [--warmup 50] [--crop-min 0.08]
+    python tools/learning_speed.py [ENCODING (default ape:init=sincos)] [--batch-size 32] [--lr 1e-3]
+        [--steps 600] [--every 100] [--warmup 50] [--crop-min 0.08]
 """
 
 from __future__ import annotations
@@ -17,14 +17,14 @@ import time
 
 import torch
 
-from pebench.data import parse_data, read_split
+from pebench.data import parse_data
 from pebench.models import build_model
 from pebench.training.train import TrainConfig, accuracy, epoch_order, lr_at, param_groups, set_lr, training_batch
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("encoding")
+    parser.add_argument("encoding", nargs="?", default="ape:init=sincos")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--steps", type=int, default=600)
@@ -43,7 +43,6 @@ def main() -> None:
                       where_share=args.where_share)
     if args.crop_min >= 1:
         cfg.crop_ratio = (1.0, 1.0)
-    val_images, val_labels = read_split(data, "val", 224, limit=300)
     model = build_model(args.size, args.encoding, num_classes=data.num_classes)
     optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay, args.position_lr_scale), lr=args.lr)
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
@@ -66,7 +65,7 @@ def main() -> None:
         seen += len(y)
         if (step + 1) % args.every == 0:
             rate = seen / (time.perf_counter() - started)
-            val = accuracy(model, val_images, val_labels)
+            val = accuracy(model, data, 224, "native", limit=300)
             print(f"{args.encoding} step {step + 1} samples {(step + 1) * args.batch_size} train acc "
                   f"{correct / seen:.3f} val top-1 {val['top1']:.3f} (where {val['where']:.3f}, "
                   f"what {val['what']:.3f}) {rate:.0f} img/s", flush=True)
