@@ -100,14 +100,14 @@ def main() -> None:
           f"{[round(r['no_grad']['mean_img_per_s'], 1) for r in timm_runs]}")
     print(f"  pebench profile (inference_mode, median):      {ours:.1f} img/s  "
           f"{[round(r['median_img_per_s'], 1) for r in pebench_runs]}")
-    print(f"  ratio pebench / timm: {ours / timm_way:.3f}")
-    print("  the causes, one at a time:")
+    print("  the causes of a difference, one at a time:")
     print(f"    timm's loop, median over steps instead of mean: "
           f"{median_of(timm_runs, 'no_grad', 'median_img_per_s') / timm_way:.3f} x")
     print(f"    timm's loop under inference_mode instead of no_grad (means): "
           f"{median_of(timm_runs, 'inference_mode', 'mean_img_per_s') / timm_way:.3f} x")
     print(f"    pebench's own mean instead of its median: "
           f"{median_of(pebench_runs, 'mean_img_per_s') / ours:.3f} x")
+    print(f"ratio pebench / timm: {ours / timm_way:.3f}")
 
 
 if __name__ == "__main__":

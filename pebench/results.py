@@ -8,7 +8,8 @@ Schema (``schema_version`` 2; version 1 records, written before streaming evalua
                     name ("eval" / "profile" for the one-row suites of `pebench eval` / `pebench profile`)
     kind            "eval"
     model           {name, source ("zoo" | "file" | "timm"), path, size (timm: the timm name), encoding,
-                     train_res, patch, checkpoint_sha256}
+                     train_res, patch, checkpoint_sha256, finetune (a `pebench finetune` checkpoint: its
+                     sidecar's fine-tune record)}; built once, by :func:`model_entry`
     res, mode       evaluation resolution: its label, the int 384 (square) or "384x512" (height x width);
                     mode "native" | "interp" | "scale=S" | "tuned" (pebench.modes)
     position_scale  [rows, cols] factor on positions the mode stands for: native [1, 1], interp
@@ -33,7 +34,8 @@ Schema (``schema_version`` 2; version 1 records, written before streaming evalua
                      class_groups {name: [class index, ...]} (the dataset's groups of classes; synthetic:
                      "where" [0, 1, 2], told apart only by position, and "what" [3..9], by shape and colour;
                      {} for an image folder); class_names [name per class index], only for datasets of at
-                     most 100 classes (pebench.runner.runner.MAX_NAMED_CLASSES: ImageNet's 1000 would bloat every line)}
+                     most 100 classes (pebench.runner.evaluation.MAX_NAMED_CLASSES: ImageNet's 1000 would
+                     bloat every line)}
     metrics         {n, correct_top1, correct_top5, top1, top1_ci95 [lo, hi] (Wilson), top5,
                      groups {name: {n, correct_top1, top1, top1_ci95}} per class group of data.class_groups
                      ({} when the dataset has none; top1 null when none of the group's images was scored),
@@ -180,13 +182,13 @@ def repair_torn_tail(path: Path) -> None:
             f.truncate(data.rfind(b"\n") + 1)
 
 
-def load_results(paths: list[Path]) -> list[dict]:
+def load_results(paths: list[Path | str]) -> list[dict]:
     """Records of results files (a directory means every ``*.jsonl`` in it, e.g. the shards of a run).
 
     A cell present in several files (overlapping shards, a rerun) is kept once: the last one read.
     """
     files: list[Path] = []
-    for path in paths:
+    for path in map(Path, paths):
         if path.is_dir():
             files += sorted(path.glob("*.jsonl"))
         elif path.exists():
