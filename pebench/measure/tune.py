@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import math
 
-from pebench.modes import scale_mode
+from pebench.modes import position_scale, scale_mode
 
 
 def interp_scale(trained_grid: tuple[int, int], grid: tuple[int, int]) -> float:
     """G0/G, one number for both axes (their geometric mean when the grid is not square)."""
-    return math.sqrt(trained_grid[0] / grid[0] * trained_grid[1] / grid[1])
+    rows, cols = position_scale("interp", trained_grid, grid)
+    return math.sqrt(rows * cols)
 
 
 def candidate_scales(trained_grid: tuple[int, int], grid: tuple[int, int], points: int,
