@@ -11,7 +11,8 @@ from pebench.cli.suites import load_suite
 from pebench.runner.cells import expand
 
 ROOT = Path(__file__).resolve().parent.parent
-PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "benchmarks" / "README.md"]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "benchmarks" / "README.md",
+         ROOT / "suites" / "README.md"]
 LINK = re.compile(r"\]\(([^)\s]+)\)")
 
 
