@@ -18,7 +18,6 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
 import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -32,6 +31,7 @@ from pebench.models.checkpoint import save_checkpoint
 from pebench.models.resolve import built, resolve_model
 from pebench.models.sizes import check_resolution
 from pebench.models.vit import VisionTransformer, build_model
+from pebench.randomness import STREAMS_VERSION, numpy_stream, torch_seed, torch_stream
 from pebench.training.recipe import TrainConfig
 
 
@@ -88,7 +88,7 @@ def training_batch(data: SyntheticData, cfg: TrainConfig, positions: list[int], 
                    generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """Normalised, augmented images and labels of these training items; the crops depend only on
     (seed, epoch, step), so a resumed run draws the same ones."""
-    rng = np.random.default_rng([cfg.seed, epoch, step])
+    rng = numpy_stream("crops", cfg.seed, epoch, step)
     images, labels = data.read_crops("train", cfg.res, positions, rng, cfg.crop_scale, cfg.crop_ratio)
     x = normalize(images)
     b = len(labels)
@@ -137,14 +137,14 @@ def train(cfg: TrainConfig, out: Path, command: str = "", console=None,
     data = parse_data(cfg.data)
     if not isinstance(data, SyntheticData):
         raise PebenchError(f"training runs on the synthetic dataset only, not '{cfg.data}'")
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(torch_seed("init", cfg.seed))
     start = _starting_point(cfg, data)
     model = start[0] if start else build_model(cfg.size, cfg.encoding, num_classes=data.num_classes, img_size=cfg.res)
     optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay, cfg.position_lr_scale), lr=cfg.lr)
     state_path = out.with_name(out.name + ".state.pt")
     start_epoch = 0
     if state_path.exists():
-        state = torch.load(state_path, weights_only=False)
+        state = torch.load(state_path, weights_only=True)  # tensors and plain Python values: no code runs
         saved = state["config"]
         if (saved["encoding"], saved["size"], saved.get("init"), saved["res"], saved.get("mode", "native")) != (
                 str(model.spec), cfg.size, cfg.init, cfg.res, cfg.mode):
@@ -166,7 +166,7 @@ def train(cfg: TrainConfig, out: Path, command: str = "", console=None,
         task = progress.add_task(f"{cfg.encoding}", total=total, completed=start_epoch * steps_per_epoch, stats="")
         for epoch in range(start_epoch, cfg.epochs):
             model.train()
-            generator = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
+            generator = torch_stream("epoch", cfg.seed, epoch)
             order = epoch_order(data, cfg.where_share, generator)
             seen = correct = 0
             loss_sum = 0.0
@@ -223,7 +223,8 @@ def train(cfg: TrainConfig, out: Path, command: str = "", console=None,
         "augmentation": {"random_resized_crop": {"scale": list(cfg.crop_scale), "ratio": list(cfg.crop_ratio),
                                                  "rendered": "analytically from the scene",
                                                  "window": "grown to hold every shape of the scene"},
-                         "brightness": JITTER, "contrast": JITTER, "flip": False, "render_version": RENDER_VERSION},
+                         "brightness": JITTER, "contrast": JITTER, "flip": False, "render_version": RENDER_VERSION,
+                         "random_streams": STREAMS_VERSION},
         "learning_curve": cfg.history,
         "command": command,
     }
