@@ -5,8 +5,11 @@ recipe and learning curve).
 Enters: a shipped name. Leaves: its encoding spec and the path of its checkpoint in this folder
 (loaded by :mod:`pebench.models.resolve`), and the accuracy bars the zoo is held to.
 
-The learned APE models start from the 2D sin-cos grid (``ape:init=sincos``): from DeiT's random
-0.02 init, position use did not emerge within this zoo's training budget (README, "Measured so far").
+Two kinds of learned APE are shipped. ``ape`` and ``ape+peg`` start from the 2D sin-cos grid
+(``ape:init=sincos``): in early exploratory runs, position use did not emerge from DeiT's random 0.02
+init within this zoo's training budget (docs/zoo.md, "Measured so far"). ``ape_random`` and
+``ape_random+peg`` start as DeiT's and CPVT's do, from the truncated normal (``ape``, ``ape+peg``), and
+are trained with the zoo's default recipe: the ones to set beside DeiT's and CPVT's published APE.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ ZOO: dict[str, str] = {
     "ape+peg": "ape:init=sincos+peg",
     "lookhere": "lookhere",
     "fire": "fire",
+    "ape_random": "ape",
+    "ape_random+peg": "ape+peg",
     "none": "none",
 }
 
