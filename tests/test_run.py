@@ -264,33 +264,105 @@ def test_validate_prints_the_cell_count(workspace):
     assert counts and int(counts[1]) == 8 + int(counts[2]) and int(counts[2]) > 0
 
 
-def test_the_committed_quick_baseline_gates(tmp_path):
-    """Results equal to results/baselines/quick.json pass; the same baseline claiming 10 more points on one
-    cell fails - the CI gate can fail."""
+COMMITTED = Path(__file__).parent.parent / "results" / "baselines" / "quick.json"
+
+
+def _records_of(baseline: dict) -> list[dict]:
+    """Eval records holding exactly the baseline's counts, overall and per class group."""
     from pebench.measure.evaluate import wilson_interval
 
-    baseline = json.loads((Path(__file__).parent.parent / "results" / "baselines" / "quick.json").read_text())
-    assert {c["model"] for c in baseline["cells"]} == {"ape", "sincos", "irpe", "peg", "rope_axial"}
+    def top1(n: int, correct: int) -> dict:
+        return {"n": n, "correct_top1": correct, "top1": correct / n, "top1_ci95": list(wilson_interval(correct, n))}
+
+    records = []
+    for cell in baseline["cells"]:
+        ok = cell["status"] == "ok"
+        metrics = top1(cell["n"], cell["correct"]) | {
+            "correct_top5": cell["n"], "top5": 1.0,
+            "groups": {name: top1(g["n"], g["correct"]) for name, g in cell["groups"].items()}} if ok else None
+        records.append({"schema_version": 2, "kind": "eval", "model": {"name": cell["model"], "encoding": "?"},
+                        "res": cell["res"], "mode": cell["mode"], "status": cell["status"], "reason": None,
+                        "data": {"spec": cell["data"], "n": cell["n"]}, "metrics": metrics, "device": "cpu",
+                        "env": baseline["env"] | {"machine": "x", "threads": 2}})
+    return records
+
+
+def _gate(records: list[dict], baseline: Path, tmp_path, *flags) -> tuple[subprocess.CompletedProcess, dict]:
+    """The command's result, and each row's status by label (pebench.reports.check.compare, as CI runs it)."""
+    from pebench.reports.check import compare, read_baseline
+
     results = tmp_path / "results.jsonl"
-    with results.open("w") as f:
-        for cell in baseline["cells"]:
-            ok = cell["status"] == "ok"
-            metrics = {"n": cell["n"], "correct_top1": cell["correct"], "correct_top5": cell["n"],
-                       "top1": cell["value"], "top1_ci95": list(wilson_interval(cell["correct"], cell["n"])),
-                       "top5": 1.0} if ok else None
-            record = {"schema_version": 1, "kind": "eval", "model": {"name": cell["model"], "encoding": "?"},
-                      "res": cell["res"], "mode": cell["mode"], "status": cell["status"], "reason": None,
-                      "data": {"spec": cell["data"], "n": cell["n"]}, "metrics": metrics, "device": "cpu",
-                      "env": baseline["env"] | {"machine": "x", "threads": 2}}
-            f.write(json.dumps(record) + "\n")
-    committed = Path(__file__).parent.parent / "results" / "baselines" / "quick.json"
-    assert cli("check", results, "--baseline", committed).returncode == 0
-    edited = next(c for c in baseline["cells"] if c["status"] == "ok" and c["value"] <= 0.85)
-    edited["correct"] += edited["n"] // 10
-    edited["value"] = edited["correct"] / edited["n"]
-    (tmp_path / "edited.json").write_text(json.dumps(baseline))
-    failed = cli("check", results, "--baseline", tmp_path / "edited.json")
-    assert failed.returncode == 1 and "regressed" in failed.stdout
+    results.write_text("".join(json.dumps(r) + "\n" for r in records))
+    rows = compare(records, read_baseline(baseline, "top1"), 1.0, baseline, 3.0)
+    return (cli("check", results, "--baseline", baseline, "--max-drop", "1.0", "--max-group-drop", "3.0", *flags),
+            {row.label: row.status for row in rows})
+
+
+def _lose_where_hits(record: dict, count: int) -> None:
+    """``count`` of the record's right *where* images turn wrong: a position signal lost, nothing else."""
+    where, metrics = record["metrics"]["groups"]["where"], record["metrics"]
+    for m in (where, metrics):
+        m["correct_top1"] -= count
+        m["top1"] = m["correct_top1"] / m["n"]
+
+
+def test_the_committed_quick_baseline_covers_every_family_and_its_where_classes(tmp_path):
+    from pebench.encodings import REGISTRY
+    from pebench.zoo import ZOO
+
+    baseline = json.loads(COMMITTED.read_text())
+    assert {ZOO[c["model"]].split(":")[0] for c in baseline["cells"]} == set(REGISTRY)
+    assert all(c["groups"]["where"]["n"] == 60 for c in baseline["cells"] if c["status"] == "ok")
+    passed, rows = _gate(_records_of(baseline), COMMITTED, tmp_path, "--both-ways")
+    assert passed.returncode == 0 and "check passed" in passed.stdout and set(rows.values()) == {"unchanged"}
+
+
+@pytest.mark.parametrize("model", ["none", "ape", "sincos", "irpe", "relpos_table", "cpb", "spvit", "peg_x5",
+                                   "rope_axial", "alibi", "lookhere", "fire"])
+def test_a_lost_position_signal_fails_the_gate_in_every_family(model, tmp_path):
+    """Half of a cell's right *where* images (at least 3) turn wrong; the gate fails on its *where* row. `none` and
+    ALiBi are at chance on *where* (10 and 19 of 60): they have no signal to lose, so for them all their *where*
+    hits go (half of them would be within chance on 60 images)."""
+    records = _records_of(json.loads(COMMITTED.read_text()))
+    record = next(r for r in records if r["model"]["name"] == model and r["res"] == 224 and r["mode"] == "native")
+    hits = record["metrics"]["groups"]["where"]["correct_top1"]
+    _lose_where_hits(record, hits if model in ("none", "alibi") else max(3, -(-hits // 2)))
+    failed, rows = _gate(records, COMMITTED, tmp_path)
+    assert failed.returncode == 1 and "check failed" in failed.stdout
+    assert rows[f"{model} @ 224 native [where]"] == "regressed"
+
+
+def test_the_where_gate_sees_a_loss_the_top1_gate_does_not(tmp_path):
+    """ape at 224: 199/200 top-1, 60/60 where; 3 where images lost read -1.5 points of top-1 (not significant)
+    but -5 points of where."""
+    records = _records_of(json.loads(COMMITTED.read_text()))
+    record = next(r for r in records if r["model"]["name"] == "ape" and r["res"] == 224 and r["mode"] == "native")
+    _lose_where_hits(record, 3)
+    failed, rows = _gate(records, COMMITTED, tmp_path)
+    assert failed.returncode == 1
+    assert rows["ape @ 224 native"] == "unchanged" and rows["ape @ 224 native [where]"] == "regressed"
+
+
+def test_native_computing_interp_fails_the_two_sided_gate(tmp_path, monkeypatch):
+    """A real regression: a bug that makes native mode run interp's positions lifts rope_axial at 384 native
+    from 91% to 100%. The one-sided gate calls that an improvement and passes; --both-ways fails."""
+    import pebench.encodings.base as base
+    from pebench import modes
+
+    monkeypatch.setenv("PEBENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(base, "position_scale", lambda mode, trained, grid: modes.position_scale(
+        "interp" if mode == "native" else mode, trained, grid))
+    out = tmp_path / "bug.jsonl"
+    assert cli("eval", "-m", "rope_axial", "--res", 384, "--mode", "native", "--data", "synthetic:val=200",
+               "--batch-size", 50, "--workers", 0, "--out", out).returncode == 0
+    baseline = json.loads(COMMITTED.read_text())
+    baseline["cells"] = [c for c in baseline["cells"] if (c["model"], c["res"], c["mode"]) == ("rope_axial", 384,
+                                                                                              "native")]
+    (tmp_path / "one.json").write_text(json.dumps(baseline))
+    one_sided = cli("check", out, "--baseline", tmp_path / "one.json", "--max-group-drop", "3.0")
+    assert one_sided.returncode == 0 and "improved" in one_sided.stdout
+    both_ways = cli("check", out, "--baseline", tmp_path / "one.json", "--max-group-drop", "3.0", "--both-ways")
+    assert both_ways.returncode == 1 and "an improvement fails with --both-ways" in both_ways.stdout
 
 
 @pytest.mark.slow

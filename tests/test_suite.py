@@ -31,13 +31,17 @@ def test_frontier_suite_reaches_1024_in_every_mode_with_a_holdout():
     assert tuned.config["tune_points"] == 3 and tuned.config["n"] == 100
 
 
-def test_quick_suite_spans_the_families_the_ci_gate_watches():
+def test_quick_suite_spans_every_family_the_ci_gate_watches():
+    from pebench.encodings import REGISTRY
     from pebench.zoo import ZOO
 
     suite = load_suite(SUITES / "quick.yaml")
-    families = {ZOO[m].split(":")[0] for m in suite.models}
-    assert {"ape", "sincos", "rpe", "peg", "rope"} <= families
-    assert suite.resolutions == (224, 384, 448, 512) and suite.modes == ("native", "interp")
+    assert {ZOO[m].split(":")[0] for m in suite.models} == set(REGISTRY)
+    assert suite.resolutions == (224, 384) and suite.modes == ("native", "interp")
+
+
+def test_the_zoo_suite_keeps_its_own_resolutions():
+    assert load_suite(SUITES / "zoo.yaml").resolutions == (224, 384, 448, 512)
 
 
 def test_include_inherits_and_overrides(tmp_path):

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from pebench.cli.options import console
 from pebench.errors import PebenchError
-from pebench.reports.check import METRICS, compare, environment_warnings, read_baseline, write_baseline
+from pebench.reports.check import METRICS, compare, environment_warnings, failed, read_baseline, write_baseline
 from pebench.reports.published import PUBLISHED
 from pebench.reports.write import REPORT_FORMATS, write_report
 from pebench.results import load_results
@@ -56,35 +56,46 @@ def check(
     results: Annotated[list[Path], typer.Argument(help="results .jsonl files or run folders")],
     baseline: Annotated[Path, typer.Option(help="baseline JSON file")],
     max_drop: Annotated[float, typer.Option(help="tolerated drop in points before a cell can regress")] = 1.0,
+    max_group_drop: Annotated[float | None, typer.Option(help="the same for a class group's top-1 (synthetic: "
+                                                              "where); default --max-drop")] = None,
+    both_ways: Annotated[bool, typer.Option("--both-ways", help="fail on a change beyond tolerance and chance in "
+                                                                "either direction: an 'improvement' too, until "
+                                                                "the baseline is regenerated")] = False,
     metric: Annotated[str, typer.Option(help="top1 or top5")] = "top1",
     update_baseline: Annotated[bool, typer.Option("--update-baseline", help="write the baseline from these "
                                                   "results instead of comparing")] = False,
 ) -> None:
-    """Compare results with a baseline; exit 1 when a cell regressed beyond tolerance and chance, or is missing."""
+    """Compare results with a baseline; exit 1 when a cell or class group regressed beyond tolerance and chance
+    (with --both-ways: changed either way), or is missing."""
     if metric not in METRICS:
         raise PebenchError(f"unknown --metric '{metric}'; choose from {', '.join(METRICS)}")
-    if max_drop < 0:
-        raise PebenchError(f"--max-drop must be >= 0 points, got {max_drop}")
+    if max_drop < 0 or (max_group_drop is not None and max_group_drop < 0):
+        raise PebenchError(f"--max-drop and --max-group-drop must be >= 0 points, got {max_drop}, {max_group_drop}")
     records = load_results(results)
     if update_baseline:
         count = write_baseline(records, baseline, metric)
         console.print(f"wrote baseline {baseline} ({count} cells, metric {metric})")
         return
     base = read_baseline(baseline, metric)
-    comparisons = compare(records, base, max_drop, baseline)
+    comparisons = compare(records, base, max_drop, baseline, max_group_drop)
     for warning in environment_warnings(records, base):
         console.print(f"[yellow]warning[/] {warning}: accuracy may differ for that reason alone")
-    table = Table(title=f"{metric} vs baseline {baseline} (max drop {max_drop} points)")
+    group_drop = max_drop if max_group_drop is None else max_group_drop
+    table = Table(title=f"{metric} vs baseline {baseline} (max drop {max_drop} points, class groups {group_drop}"
+                        f"{'; both ways' if both_ways else ''})")
     for column in ("cell", "status", "baseline", "now", "detail"):
         table.add_column(column)
-    colours = {"regressed": "red", "missing": "red", "improved": "green", "new": "cyan", "unchanged": "dim"}
+    colours = {"regressed": "red", "missing": "red", "improved": "red" if both_ways else "green", "new": "cyan",
+               "unchanged": "dim"}
     for c in sorted(comparisons, key=lambda c: (c.status == "unchanged", c.status)):
         table.add_row(c.label, f"[{colours[c.status]}]{c.status}[/]", _percent(c.baseline), _percent(c.current),
                       c.detail)
     console.print(table)
     counts = {s: sum(c.status == s for c in comparisons) for s in colours}
     console.print(", ".join(f"{k} {v}" for k, v in counts.items()))
-    if counts["regressed"] or counts["missing"]:
-        console.print("[red]check failed[/]")
+    if failed(comparisons, both_ways):
+        console.print("[red]check failed[/]" + (" (an improvement fails with --both-ways: regenerate the baseline "
+                                                "with --update-baseline if it is meant)" if both_ways and
+                                               counts["improved"] else ""))
         raise typer.Exit(1)
     console.print("[green]check passed[/]")
