@@ -62,16 +62,28 @@ def test_interp_is_the_native_computation_where_nothing_interpolates(spec, image
         assert torch.equal(model(x, "interp"), model(x, "native"))
 
 
+#: specs with a learned APE grid: native has no values off the trained grid (asserted below, not skipped)
+WITH_APE = [s for s in SPECS if "ape" in {part.split(":")[0] for part in s.split("+")}]
+
+
 @pytest.mark.parametrize("spec", [s for s in SPECS if s not in ("none", "peg", "peg:blocks=0-4,separable=true",
-                                                                   "peg:gap=true")])
+                                                                   "peg:gap=true", *WITH_APE)])
 def test_interp_differs_from_native_off_the_training_grid(spec, images):
     model = perturbed_model(spec)
-    assert not model.pos_encoding.interp_is_native
-    if model.applicability(384, "native"):
-        return  # learned APE: native is not applicable, covered above
+    assert not model.pos_encoding.interp_is_native and model.applicability(384, "native") is None
     x = images(384)
     with torch.inference_mode():
         assert not torch.allclose(model(x, "interp"), model(x, "native"))
+
+
+@pytest.mark.parametrize("spec", WITH_APE)
+def test_a_learned_ape_grid_has_no_native_mode_off_its_grid_and_says_why(spec, images):
+    model = perturbed_model(spec)
+    assert not model.pos_encoding.interp_is_native
+    assert model.applicability(384, "native") == "learned APE exists only on its trained 14x14 grid; use interp mode"
+    assert model.applicability(224, "native") is None
+    with pytest.raises(NotApplicable, match="trained 14x14 grid"), torch.inference_mode():
+        model(images(384), "native")
 
 
 def _shuffle_patches(x: torch.Tensor, patch: int, seed: int = 0) -> torch.Tensor:

@@ -14,34 +14,44 @@ from pebench.zoo import BELOW_WHERE_BAR, TOP1_BAR, WHERE_BAR, ZOO, zoo_path
 
 
 @pytest.fixture(scope="module")
-def val_224(tmp_path_factory):
+def measured(tmp_path_factory):
+    """name -> top-1 overall, *where* and *what* of the shipped model, measured here on the full 1,000-image
+    val split at 224 (each model once per test session)."""
+    scores: dict[str, dict] = {}
+
+    def measure(name: str) -> dict:
+        if name not in scores:
+            scores[name] = accuracy(resolve_model(name).net, SyntheticData(), 224, "native")
+        return scores[name]
+
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PEBENCH_CACHE", str(tmp_path_factory.mktemp("cache")))
-        yield SyntheticData()
+        yield measure
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(ZOO))
-def test_shipped_model_is_what_its_sidecar_says_and_reproduces_its_accuracy(name, val_224):
+def test_shipped_model_is_what_its_sidecar_says_and_reproduces_its_accuracy(name, measured):
     loaded = resolve_model(name)
-    model, meta, source = loaded.net, loaded.meta, loaded.source
-    assert source == "zoo"
+    meta = loaded.meta
+    assert loaded.source == "zoo"
     assert meta["encoding"] == str(parse_spec(ZOO[name]))
     assert (meta["size"], meta["train_res"], meta["dtype"]) == ("micro", 224, "float16")
     assert meta["data"] == SyntheticData().spec
-    assert meta["learning_curve"][-1]["val_top1"] == meta["val_top1"]
-    # val_top1 was measured in float32 just before the weights were saved in float16:
-    # rounding may flip a handful of borderline images of the 1,000, not more
-    assert accuracy(model, val_224, 224, "native")["top1"] == pytest.approx(meta["val_top1"], abs=0.005)
-    if name != "none":
-        assert meta["val_top1"] >= 0.70
-    learned_position = meta["val_where"] >= WHERE_BAR and meta["val_top1"] >= TOP1_BAR
+    scores = measured(name)
+    # the sidecar's figures were measured in float32 just before the weights were saved in float16:
+    # rounding may flip a handful of borderline images (of 1,000 overall, 300 *where*), not more
+    assert scores["top1"] == pytest.approx(meta["val_top1"], abs=0.005)
+    assert scores["where"] == pytest.approx(meta["val_where"], abs=0.01)
+    assert scores["what"] >= 0.95  # every shipped model learned the shapes, whatever it made of position
+    learned_position = scores["where"] >= WHERE_BAR and scores["top1"] >= TOP1_BAR
     assert learned_position != (name in BELOW_WHERE_BAR), BELOW_WHERE_BAR.get(name, "below the bar")
 
 
-def test_position_blind_model_is_clearly_below_learned_ape():
-    none, ape = (resolve_model(name).meta["val_top1"] for name in ("none", "ape"))
-    assert ape - none >= 0.05
+@pytest.mark.slow
+def test_position_blind_model_is_clearly_below_a_learned_ape(measured):
+    none, ape = measured("none"), measured("ape_random")
+    assert ape["top1"] - none["top1"] >= 0.05 and none["where"] <= 0.40 <= ape["where"]
 
 
 @pytest.mark.parametrize("name", list(ZOO))
