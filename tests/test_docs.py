@@ -78,3 +78,16 @@ def test_the_python_examples_run_as_written(page, monkeypatch):
     for block in re.findall(r"```python\n(.*?)```", page.read_text(encoding="utf-8"), flags=re.S):
         namespace = {"images_384": torch.randn(2, 3, 384, 384)}
         exec(compile(block, f"{page.name} example", "exec"), namespace)  # noqa: S102 - the page's own code
+
+
+def test_every_generated_table_matches_its_records():
+    """tools/docs_tables.py regenerates each marked table of README and docs/ from the committed records it names;
+    a number edited by hand, or records changed without regenerating, fail here."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, str(ROOT / "tools" / "docs_tables.py"), "--check"], capture_output=True,
+                            text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    pages = [p for p in PAGES if "<!-- table " in p.read_text(encoding="utf-8")]
+    assert len(pages) >= 5  # README, zoo, cost, data, fine-tune
