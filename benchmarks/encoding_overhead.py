@@ -23,6 +23,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from helpers import kept
+
 BARS_512 = {"relpos_table": (0, 1.15), "cpb": (0, 1.15), "alibi": (0, 1.15), "rpe:mode=bias": (0, 1.15),
             "rope": (0, 1.15), "rope:variant=mixed": (0, 1.15), "peg": (0, 1.05)}
 BARS_224 = {"ape:init=sincos": (0.95, 1.10), "sincos": (0.95, 1.10), "rope": (0.95, 1.10)}
@@ -75,4 +77,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with kept(__file__):
+        main()

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import torch
+from helpers import kept
 
 from pebench.data import SyntheticData, normalize, read_split
 from pebench.data.stream import SplitStream
@@ -67,4 +68,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with kept(__file__):
+        main()

@@ -37,7 +37,7 @@ import sys
 import time
 from pathlib import Path
 
-from helpers import HERE, fresh, make_folder, save_random_timm
+from helpers import HERE, fresh, kept, make_folder, save_random_timm
 
 ROOT = Path(__file__).resolve().parent.parent
 PEBENCH = [sys.executable, "-m", "pebench.cli"]
@@ -291,4 +291,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with kept(__file__):
+        main()

@@ -8,11 +8,15 @@ Not a benchmark: nothing runs when this file is run.
 
 from __future__ import annotations
 
+import os
+import platform
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -102,6 +106,46 @@ class TreeMemory:
 
 
 HERE = Path(__file__).resolve().parent
+#: where a benchmark run with no arguments keeps what it printed (the figures benchmarks/README.md cites)
+OUTPUTS = HERE.parent / "results" / "benchmarks"
+
+
+class _Both:
+    def __init__(self, *streams):
+        self.streams = streams
+
+    def write(self, text: str) -> int:
+        for stream in self.streams:
+            stream.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        for stream in self.streams:
+            stream.flush()
+
+
+@contextmanager
+def kept(script: str) -> Iterator[None]:
+    """Print as usual; run with no arguments (the documented figure), also keep what the script prints in
+    results/benchmarks/SCRIPT.txt, under lines naming the command, the machine, the date and the commit."""
+    if len(sys.argv) > 1:
+        yield
+        return
+    name = Path(script).stem
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=HERE).stdout
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
+    OUTPUTS.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    with (OUTPUTS / f"{name}.txt").open("w") as log:
+        log.write(f"# python benchmarks/{name}.py (no arguments)\n# machine: {cpu}, {os.cpu_count()} cores; date: "
+                  f"{time.strftime('%Y-%m-%d', time.gmtime())}; commit: {commit.strip()}\n")
+        out, sys.stdout = sys.stdout, _Both(sys.stdout, log)
+        try:
+            yield
+        finally:
+            sys.stdout = out
+            log.write(f"# {time.time() - started:.0f} s\n")
 
 
 def fresh(call: str) -> list[str]:

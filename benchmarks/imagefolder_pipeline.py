@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 import torch
-from helpers import HERE, fresh, make_folder, run_measured, save_random_timm
+from helpers import HERE, fresh, kept, make_folder, run_measured, save_random_timm
 
 from pebench.data import parse_data
 from pebench.data.stream import SplitStream
@@ -113,4 +113,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with kept(__file__):
+        main()

@@ -24,6 +24,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from helpers import kept
+
 from pebench.models.checkpoint import save_checkpoint
 from pebench.models.vit import build_model
 
@@ -81,4 +83,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with kept(__file__):
+        main()

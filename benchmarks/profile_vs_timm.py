@@ -25,6 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from helpers import kept
+
 
 def timm_method(name: str, res: int, batch: int, warmup: int = 10, steps: int = 40) -> dict:
     """benchmark.py's loop under no_grad (its way) and under inference_mode; mean and median over steps."""
@@ -111,4 +113,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with kept(__file__):
+        main()

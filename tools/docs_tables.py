@@ -182,13 +182,32 @@ def imagefolder() -> str:
     return _markdown(["target", "measured", "bar"], rows)
 
 
+def benchmarks() -> str:
+    """Each benchmark's last kept output: its closing line (the ratio, printed last), the machine and the date."""
+    rows = []
+    for script in sorted((ROOT / "benchmarks").glob("*.py")):
+        output = ROOT / "results" / "benchmarks" / f"{script.stem}.txt"
+        if not output.exists():
+            continue
+        lines = output.read_text().splitlines()
+        machine = re.search(r"# machine: (.*?); date: (\S+); commit: (\w+)", lines[1])
+        last = next(line for line in reversed(lines) if line.strip() and not line.startswith("#"))
+        dry = "a CPU dry run of the plumbing, its figures mean nothing: " if "cpu (dry run)" in "\n".join(lines) \
+            else ""
+        rows.append([f"`{script.name}`", dry + last.strip().lstrip("- ").replace("`", "").replace("|", "/"),
+                     f"{machine[1]}, {machine[2]}, {machine[3]}",
+                     f"[{output.name}](../results/benchmarks/{output.name})"])
+    return _markdown(["script", "the last line it printed", "machine, date, commit", "output"], rows)
+
+
 #: table name -> its generator (the source each reads is named in its page's marker)
 TABLES: dict[str, Callable[[], str]] = {
     "zoo-resolution": zoo_resolution, "zoo-training": zoo_training, "zoo-cost": zoo_cost, "frontier": frontier,
     "finetune": finetune, "overhead-224": overhead("encoding_overhead_224.txt"),
     "overhead-512": overhead("encoding_overhead.txt"), "memory-1024": memory_1024, "imagefolder": imagefolder,
+    "benchmarks": benchmarks,
 }
-PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "benchmarks" / "README.md"]
 
 
 def refresh(check: bool) -> list[str]:
