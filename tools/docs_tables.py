@@ -21,6 +21,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from pebench.reports.findings import findings_table
 from pebench.resolution import sort_key
 from pebench.results import load_results
 from pebench.training.recipe import ZOO_RECIPES, TrainConfig
@@ -133,6 +134,18 @@ def zoo_cost() -> str:
     return _markdown(["model", *(f"time x none @{r}" for r in resolutions), f"peak MiB @{resolutions[-1]}"], rows)
 
 
+def findings(folder: str) -> Callable[[], str]:
+    """The published-findings table of a committed run, compact: claim, measured (points, 95% CI), verdict."""
+    def table() -> str:
+        header, rows = findings_table([r for r in load_results([ROOT / folder]) if r["kind"] == "eval"])
+        # the estimate and interval, without the cells' values; a comparison with every other model keeps them all
+        measured = [row[3] if row[5] == "not measured" or "; vs " in row[3] else row[3].split("; ")[0] for row in rows]
+        return _markdown(["finding", "claim (claimed sign)", "measured, points (95% CI)", "verdict"],
+                         [[row[0], row[1], text.replace("|", "/"), row[5]] for row, text in zip(rows, measured,
+                                                                                               strict=True)])
+    return table
+
+
 def _lines(name: str) -> list[str]:
     return (ROOT / "results" / "benchmarks" / name).read_text().splitlines()
 
@@ -205,7 +218,8 @@ TABLES: dict[str, Callable[[], str]] = {
     "zoo-resolution": zoo_resolution, "zoo-training": zoo_training, "zoo-cost": zoo_cost, "frontier": frontier,
     "finetune": finetune, "overhead-224": overhead("encoding_overhead_224.txt"),
     "overhead-512": overhead("encoding_overhead.txt"), "memory-1024": memory_1024, "imagefolder": imagefolder,
-    "benchmarks": benchmarks,
+    "benchmarks": benchmarks, "zoo-findings": findings("results/zoo"),
+    "frontier-findings": findings("results/frontier"),
 }
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "benchmarks" / "README.md"]
 
