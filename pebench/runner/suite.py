@@ -275,8 +275,8 @@ def _flatten(raw: dict, file: Path) -> dict:
                     raise PebenchError(f"{file}: unknown key '{key}.{sub}'{did_you_mean(str(sub), fields)}; "
                                        f"allowed in '{key}': {', '.join(fields)}")
                 flat[_NESTED[key, sub]] = sub_value
-            if key != "tune":
-                flat.setdefault(key, True)  # a profile: or diagnostics: mapping turns the feature on
+            if (key, "enabled") in _NESTED:  # a profile: or diagnostics: mapping turns the feature on
+                flat.setdefault(_NESTED[key, "enabled"], True)
         else:
             flat[key] = value
     return flat
