@@ -8,8 +8,6 @@ Not a benchmark: nothing runs when this file is run.
 
 from __future__ import annotations
 
-import os
-import platform
 import subprocess
 import sys
 import threading
@@ -20,6 +18,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+import torch
+
+from pebench.env import cpu_cores, device_name, git_state
 
 
 def _write_jpeg(args: tuple[Path, int]) -> None:
@@ -132,14 +133,13 @@ def kept(script: str) -> Iterator[None]:
         yield
         return
     name = Path(script).stem
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=HERE).stdout
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
+    sha, dirty = git_state()
+    commit = f"{(sha or 'unknown')[:7]}{' (with uncommitted changes)' if dirty else ''}"
     OUTPUTS.mkdir(parents=True, exist_ok=True)
     started = time.time()
     with (OUTPUTS / f"{name}.txt").open("w") as log:
-        log.write(f"# python benchmarks/{name}.py (no arguments)\n# machine: {cpu}, {os.cpu_count()} cores; date: "
-                  f"{time.strftime('%Y-%m-%d', time.gmtime())}; commit: {commit.strip()}\n")
+        log.write(f"# python benchmarks/{name}.py (no arguments)\n# machine: {device_name(torch.device('cpu'))}, "
+                  f"{cpu_cores()} cores; date: {time.strftime('%Y-%m-%d', time.gmtime())}; commit: {commit}\n")
         out, sys.stdout = sys.stdout, _Both(sys.stdout, log)
         try:
             yield
