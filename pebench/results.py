@@ -60,7 +60,9 @@ Schema (``schema_version`` 2; version 1 records, written before streaming evalua
 
 Profile records (``kind`` "profile") share ``schema_version``, ``key``, ``suite``, ``model``
 (``source`` "built" for random-weight models built from a spec; ``weights`` "trained", "random", or
-"random (no checkpoint: ...)" for a timm model profiled without weights), ``res``, ``mode``,
+"random (no checkpoint: ...)" for a timm model profiled without weights; ``encoding`` as in eval records,
+for a timm model its family's encoding: profile records made before 2026-12-04 held "timm:NAME" there),
+``res``, ``mode``,
 ``status``, ``reason``, ``same_as_native``, ``resize_api``, ``device``, ``dtype``, ``env`` (plus
 ``env.device_name``) and add::
 
