@@ -91,3 +91,25 @@ def test_every_generated_table_matches_its_records():
     assert result.returncode == 0, result.stdout + result.stderr
     pages = [p for p in PAGES if "<!-- table " in p.read_text(encoding="utf-8")]
     assert len(pages) >= 5  # README, zoo, cost, data, fine-tune
+
+
+def test_a_quoted_number_is_checked_against_its_record(monkeypatch):
+    """A number quoted in prose is compared with the value it names, at its written decimals: the zoo's
+    sin-cos native at 512 read 87.2 top-1, so 87.2 passes, a planted 88.2 and a cell that does not exist fail,
+    and an `in FILE` quote fails when the file does not hold the number."""
+    monkeypatch.syspath_prepend(str(ROOT / "tools"))
+    from docs_tables import QUOTE, _quote
+
+    def problems(text: str) -> list[str]:
+        found: list[str] = []
+        QUOTE.sub(lambda match: _quote(match, found), text)
+        return found
+
+    assert problems("falls to 87.2<!-- zoo sincos native 512 top1 --> at 512") == []
+    assert problems("falls to 87<!-- zoo sincos native 512 top1 --> at 512") == []
+    assert "the record says 87.2" in problems("falls to 88.2<!-- zoo sincos native 512 top1 -->")[0]
+    assert "names no value" in problems("reads 99.0<!-- zoo sincos native 999 top1 -->")[0]
+    assert problems("ratio 0.993<!-- in results/benchmarks/profile_vs_timm.txt -->") == []
+    assert "does not hold" in problems("ratio 0.994<!-- in results/benchmarks/profile_vs_timm.txt -->")[0]
+    assert problems("range 0.975<!-- in results/gpu/h100-2026-11-23/README.md -->-0.995<!-- in "
+                    "results/gpu/h100-2026-11-23/README.md -->") == []

@@ -24,21 +24,14 @@ from pebench.results import load_results, unpack_hits
 BIN_EDGES = (0.0, 1.0, 2.0, 3.0, np.inf)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("results", type=Path, nargs="?", default=Path(__file__).resolve().parent.parent / "results"
-                        / "zoo", help="a results .jsonl file or a run folder (default: the zoo suite's, results/zoo)")
-    parser.add_argument("--models", default=None, help="comma-separated model names (default: all)")
-    parser.add_argument("--res", default=None, help="comma-separated resolutions (default: all)")
-    args = parser.parse_args()
-    models = set(args.models.split(",")) if args.models else None
-    resolutions = {int(r) for r in args.res.split(",")} if args.res else None
+LABELS = [f"[{lo:g},{hi:g})" for lo, hi in zip(BIN_EDGES[:-1], BIN_EDGES[1:], strict=True)]
 
-    labels = [f"[{lo:g},{hi:g})" for lo, hi in zip(BIN_EDGES[:-1], BIN_EDGES[1:], strict=True)]
-    print("where top-1 % (images) by the gap between the disk's edge and the nearest border, in patches")
-    print(f"{'model':<14} {'res':>4} {'mode':<8} " + " ".join(f"{label:>14}" for label in labels))
-    geometry = {}
-    for record in load_results([args.results]):
+
+def by_border_gap(results: Path, models: set[str] | None = None,
+                  resolutions: set[int] | None = None) -> list[tuple[str, int, str, list[tuple[float, int] | None]]]:
+    """Per eval record (model, res, mode): per gap bin, the *where* accuracy % and image count (None if empty)."""
+    geometry, rows = {}, []
+    for record in load_results([results]):
         if record.get("kind") != "eval" or record.get("status") != "ok":
             continue
         hits_hex, name = record["metrics"].get("image_hits"), record["model"]["name"]
@@ -52,13 +45,29 @@ def main() -> None:
             geometry[key] = disk_border_gap(parse_data(key[0]).seed, "val", n)
         where, gap = geometry[key]
         hits = np.array(unpack_hits(hits_hex, n))[where]
-        patches = gap * record["res"] / record["model"]["patch"]
-        bins = np.digitize(patches, BIN_EDGES[1:-1])
-        cells = []
-        for b in range(len(labels)):
-            chosen = hits[bins == b]
-            cells.append(f"{100 * chosen.mean():5.1f} ({chosen.size:>4})" if chosen.size else f"{'-':>14}")
-        print(f"{name:<14} {record['res']:>4} {record['mode']:<8} " + " ".join(f"{c:>14}" for c in cells))
+        bins = np.digitize(gap * record["res"] / record["model"]["patch"], BIN_EDGES[1:-1])
+        cells = [(100 * hits[bins == b].mean(), int((bins == b).sum())) if (bins == b).any() else None
+                 for b in range(len(LABELS))]
+        rows.append((name, record["res"], record["mode"], cells))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("results", type=Path, nargs="?", default=Path(__file__).resolve().parent.parent / "results"
+                        / "zoo", help="a results .jsonl file or a run folder (default: the zoo suite's, results/zoo)")
+    parser.add_argument("--models", default=None, help="comma-separated model names (default: all)")
+    parser.add_argument("--res", default=None, help="comma-separated resolutions (default: all)")
+    args = parser.parse_args()
+    models = set(args.models.split(",")) if args.models else None
+    resolutions = {int(r) for r in args.res.split(",")} if args.res else None
+
+    print("where top-1 % (images) by the gap between the disk's edge and the nearest border, in patches")
+    print(f"{'model':<14} {'res':>4} {'mode':<8} " + " ".join(f"{label:>14}" for label in LABELS))
+    for name, res, mode, cells in by_border_gap(args.results, models, resolutions):
+        shown = [f"{share:5.1f} ({count:>4})" if count else "-" for share, count in
+                 (cell or (0.0, 0) for cell in cells)]
+        print(f"{name:<14} {res:>4} {mode:<8} " + " ".join(f"{c:>14}" for c in shown))
 
 
 if __name__ == "__main__":
