@@ -121,6 +121,8 @@ from pebench.resolution import Label
 SCHEMA_VERSION = 2
 READABLE_VERSIONS = (1, 2)
 KINDS = ("eval", "diagnostics", "profile")
+#: the records file of a run folder
+RESULTS_NAME = "results.jsonl"
 
 
 def model_entry(model, kind: str) -> dict:

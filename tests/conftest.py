@@ -104,6 +104,13 @@ def cli_process(*args, env: dict | None = None) -> subprocess.CompletedProcess:
                           env=None if env is None else os.environ | env)
 
 
+@pytest.fixture(autouse=True)
+def private_runs(tmp_path, monkeypatch):
+    """Run folders (commands without --out) of this test's own, never the working directory's results/runs."""
+    monkeypatch.setenv("PEBENCH_RUNS", str(tmp_path / "runs"))
+    return tmp_path / "runs"
+
+
 @pytest.fixture
 def private_cache(tmp_path, monkeypatch):
     """A cache folder of this test's own: no test reads splits another one decoded."""

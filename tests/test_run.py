@@ -85,12 +85,12 @@ def test_rerun_skips_finished_cells_and_redoes_only_missing_ones(workspace, fini
     path.write_text("".join(lines[:5]) + lines[5][: len(lines[5]) // 2])
     result = cli("run", suite, "--out", out)
     assert result.returncode == 0, result.stderr
-    assert "5 of 8 cells already" in result.stdout
+    assert "resuming: 5 of 8 cells are finished" in result.stdout
     records = read_records(path)
     assert len(records) == 8 and len({r["key"] for r in records}) == 8
     assert [json.loads(line)["key"] for line in lines[:5]] == [r["key"] for r in records[:5]]  # untouched
     again = cli("run", suite, "--out", out)
-    assert "8 of 8 cells already" in again.stdout and len(read_records(path)) == 8
+    assert "all 8 cells are finished" in again.stdout and len(read_records(path)) == 8
 
 
 def test_results_of_another_config_are_not_mixed(workspace, finished):

@@ -213,7 +213,8 @@ def test_interrupted_pass_leaves_no_partial_record_and_the_rerun_resumes(tmp_pat
 
     monkeypatch.setattr(evaluate.Tally, "step", interrupt_at_384)
     stopped = cli(*args)
-    assert stopped.returncode == 130 and "interrupted; rerun the same command to resume" in stopped.stderr
+    assert stopped.returncode == 130 and "rerun the same command to resume" in stopped.stderr
+    assert "kept 4 new records" in stopped.stderr  # the 224 px pass's, of both models and modes
     kept = read_records(out)
     assert [(r["res"], r["mode"]) for r in kept] == [(224, "native"), (224, "interp")] * 2
     monkeypatch.setattr(evaluate.Tally, "step", real_step)

@@ -14,9 +14,10 @@ from rich.console import Console
 from pebench import __version__
 from pebench.cli.evaluation import eval_, inspect, tune
 from pebench.cli.listing import models_table, presets_table, print_encodings, sizes_table, timm_table
-from pebench.cli.options import console
+from pebench.cli.options import PebenchCommand, console
 from pebench.cli.profiling import profile
 from pebench.cli.records import check, report
+from pebench.cli.runs import interrupted_message
 from pebench.cli.suites import run, validate
 from pebench.cli.training import finetune, train
 from pebench.errors import PebenchError
@@ -35,7 +36,7 @@ class Listing(str, Enum):
     sizes = "sizes"
 
 
-@app.command("list")
+@app.command("list", cls=PebenchCommand)
 def list_(
     what: Annotated[Listing | None, typer.Argument(help="what to list; everything when omitted")] = None,
 ) -> None:
@@ -50,16 +51,9 @@ def list_(
         console.print(sizes_table())
 
 
-app.command()(train)
-app.command()(finetune)
-app.command("eval")(eval_)
-app.command()(tune)
-app.command()(inspect)
-app.command()(profile)
-app.command()(validate)
-app.command()(run)
-app.command()(report)
-app.command()(check)
+for command, name in ((train, None), (finetune, None), (eval_, "eval"), (tune, None), (inspect, None),
+                      (profile, None), (validate, None), (run, None), (report, None), (check, None)):
+    app.command(name, cls=PebenchCommand)(command)
 
 
 def _versions_line() -> str:
@@ -76,7 +70,7 @@ def _versions_line() -> str:
     return f"pebench {__version__}  torch {of('torch')}  timm {of('timm')}  python {platform.python_version()}"
 
 
-@app.command()
+@app.command(cls=PebenchCommand)
 def version() -> None:
     """Print pebench's version and the versions it runs with (same as --version)."""
     console.print(_versions_line(), highlight=False)
@@ -106,5 +100,5 @@ def main() -> None:
         sys.exit(error.exit_code)
     except SystemExit as exit_:
         if exit_.code == 130:  # typer turns Ctrl-C (KeyboardInterrupt) into exit code 130, silently
-            Console(stderr=True).print("interrupted; rerun the same command to resume", highlight=False)
+            Console(stderr=True).print(interrupted_message(), highlight=False, soft_wrap=True)
         raise

@@ -26,6 +26,7 @@ from pebench.cli.options import (
     ResOption,
     WorkersOption,
     attach_checkpoint,
+    check_device_name,
     console,
     parse_cache,
     parse_crop_pct,
@@ -34,7 +35,9 @@ from pebench.cli.options import (
     parse_resolutions,
     parse_scales,
 )
+from pebench.cli.runs import check_writable, finish_run, results_file, start_run
 from pebench.errors import PebenchError
+from pebench.models.preflight import preflight
 from pebench.modes import FIXED, TUNED, fixed_mode
 from pebench.reports.diagnostics import diagnostics_table
 from pebench.reports.summaries import print_data_problems, print_passes, print_tuning
@@ -54,21 +57,40 @@ def live_terminal(header: str):
     return LiveRun(console, header)
 
 
-def records_of(records: list[dict], out: Path | None, keys: set[str]) -> list[dict]:
-    """This command's records: the new ones, or with --out every finished one (a resumed run's too)."""
-    if out is None or not out.exists():
+def records_of(records: list[dict], path: Path, keys: set[str]) -> list[dict]:
+    """This command's records: every finished one in its results file (a resumed run's too), or the new
+    ones when the file could not be read back."""
+    if not path.exists():
         return records
-    return list({r["key"]: r for r in read_records(out) if r.get("key") in keys}.values())
+    return list({r["key"]: r for r in read_records(path) if r.get("key") in keys}.values())
+
+
+def scored_title(records: list[dict], spec: str) -> str:
+    """'SPEC, val split, n=N' from what the records scored (not what was asked for), naming the skipped."""
+    done = [r for r in records if r["status"] == "ok"]
+    scored = sorted({r["data"]["n"] for r in done})
+    skipped = max((r["data"].get("skipped", 0) for r in done), default=0)
+    held = max((r["data"].get("holdout", 0) for r in done), default=0)
+    n = "/".join(f"{k:,}" for k in scored) or "0"
+    return (f"{spec}, val split, n={n} scored" + (f" after {held} held out to tune S" if held else "")
+            + (f", {skipped} unreadable skipped" if skipped else ""))
+
+
+def warn_class_mismatch(models: dict, data) -> None:
+    """A dataset whose classes are not the model's head: accuracy is then read against the wrong labels."""
+    for name, loaded in models.items():
+        classes = loaded.meta.get("num_classes")
+        if classes is not None and classes != data.num_classes:
+            console.print(f"[yellow]warning[/] {name} has {classes} output classes but {data.spec} has "
+                          f"{data.num_classes} ({', '.join(data.class_names[:5])}"
+                          f"{', ...' if data.num_classes > 5 else ''}): labels are matched by index, so accuracy "
+                          "means little unless the data's classes are the model's, in order", highlight=False)
 
 
 def _evaluate(model, res, modes: tuple[str, ...], data, n, batch_size, device, workers, cache, out, crop_pct,
-              checkpoint, tune=None, diagnostics=None) -> list[dict]:
+              checkpoint, command: str, tune=None, diagnostics=None) -> list[dict]:
     """`pebench eval`, `tune` and (with ``diagnostics``, its settings) `inspect`: a one-row suite through
-    the cell runner; prints the table."""
-    from pebench.data import parse_data
-    from pebench.runner.cells import expand
-    from pebench.runner.runner import prepare, run_cells
-
+    the cell runner; prints the table. What can be checked without torch is checked first."""
     if n is not None and n <= 0:
         raise PebenchError(f"--n must be a positive number of images, got {n}")
     if batch_size <= 0:
@@ -77,12 +99,21 @@ def _evaluate(model, res, modes: tuple[str, ...], data, n, batch_size, device, w
         raise PebenchError(f"--workers must be 0 (in-process) or more, got {workers}")
     resolutions = parse_resolutions(res)
     crop = parse_crop_pct(crop_pct)
-    dataset = parse_data(data, crop)
-    torch_device = parse_device(device)
+    check_device_name(device)
     names = attach_checkpoint(model, checkpoint) or [name for name in ZOO if zoo_path(name).exists()]
     if not names:
         raise PebenchError("no shipped model is built in this install; pass --model PATH or build the zoo with "
                            "`pebench train --all`")
+    preflight(names, resolutions, "--res")
+    if out is not None:
+        check_writable(results_file(out))
+
+    from pebench.data import parse_data
+    from pebench.runner.cells import expand
+    from pebench.runner.runner import prepare, run_cells
+
+    dataset = parse_data(data, crop)
+    torch_device = parse_device(device)
     if not model and len(names) < len(ZOO):
         console.print(f"[yellow]not built, skipped:[/] {', '.join(n for n in ZOO if n not in names)}")
     suite = Suite(name="eval", models=tuple(names), resolutions=resolutions, modes=modes, data=data, n=n,
@@ -93,27 +124,23 @@ def _evaluate(model, res, modes: tuple[str, ...], data, n, batch_size, device, w
         raise PebenchError(f"--tune-n {suite.tune.n} leaves no image to score out of {count}; lower --tune-n or "
                            "raise --n")
     kind = "diagnostics" if diagnostics else "eval"
-    job = prepare(suite, torch_device, {kind}, option="--res")
-    job.data = dataset
     cells = [c for c in expand(suite) if c.kind == kind]
     keys = {c.key for c in cells}
+    path = start_run(out, command, keys)
+    job = prepare(suite, torch_device, {kind}, option="--res")
+    job.data = dataset
+    warn_class_mismatch(job.models, dataset)
     if diagnostics:
         count = min(suite.diagnostics.n, dataset.size("val"))
-    scored = (f"n={count - suite.tune.n:,} after {suite.tune.n} held out to tune S" if TUNED in modes
-              else f"n={count:,}")
-    with live_terminal(f"{dataset.spec} (val, {scored}) on {torch_device}") as live:
-        records = run_cells(job, cells, keys, out, live, strict=False)
-    records = records_of(records, out, keys)
-    if diagnostics:
-        console.print(diagnostics_table(records, f"{dataset.spec}, val split, {scored}"))
-        if out is not None:
-            console.print(f"{len(records)} records in {out}; `pebench report {out}` draws the maps")
-        return records
-    console.print(eval_table(records, f"{dataset.spec}, val split, {scored}"))
-    print_passes(console, records)
-    print_data_problems(console, records)
-    if out is not None:
-        console.print(f"{len(records)} records in {out}")
+    with live_terminal(f"{dataset.spec} (val, the first {count:,} images) on {torch_device}") as live:
+        records = run_cells(job, cells, keys, path, live, strict=False)
+    records = records_of(records, path, keys)
+    title = scored_title(records, dataset.spec)
+    console.print(diagnostics_table(records, title) if diagnostics else eval_table(records, title))
+    if not diagnostics:
+        print_passes(console, records)
+        print_data_problems(console, records)
+    finish_run(path, len(records), "draws the maps" if diagnostics else "writes the report with plots")
     return records
 
 
@@ -133,7 +160,8 @@ def eval_(
     checkpoint: CheckpointOption = None,
 ) -> None:
     """Top-1/top-5 accuracy of models at resolutions, natively, interpolated or with a position scale."""
-    _evaluate(model, res, parse_modes(mode), data, n, batch_size, device, workers, cache, out, crop_pct, checkpoint)
+    _evaluate(model, res, parse_modes(mode), data, n, batch_size, device, workers, cache, out, crop_pct, checkpoint,
+              "eval")
 
 
 def tune(
@@ -159,7 +187,7 @@ def tune(
     if tune_n <= 0 or points <= 0:
         raise PebenchError("--tune-n and --points must be positive")
     records = _evaluate(model, res, (*FIXED, TUNED), data, n, batch_size, device, workers, cache, out, crop_pct,
-                        checkpoint, tune=Tune(n=tune_n, scales=parse_scales(scales), points=points))
+                        checkpoint, "tune", tune=Tune(n=tune_n, scales=parse_scales(scales), points=points))
     print_tuning(console, records)
 
 
@@ -186,5 +214,5 @@ def inspect(
     for each in modes:
         fixed_mode(each, what="--mode", tuned_hint="inspect runs fixed modes (tune first to find S, then "
                                                    "inspect scale=S)")
-    _evaluate(model, res, modes, data, None, batch_size, device, workers, cache, out, crop_pct, None,
+    _evaluate(model, res, modes, data, None, batch_size, device, workers, cache, out, crop_pct, None, "inspect",
               diagnostics=Diagnostics(enabled=True, n=n, maps=maps))

@@ -5,19 +5,37 @@ Nothing here imports torch: `pebench --help` and the checks of options stay fast
 
 from __future__ import annotations
 
+import difflib
+import os
+import sys
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from typer.core import TyperCommand
+
+try:  # typer 0.2x parses with its own copy of click, whose errors are not click's
+    from typer._click.exceptions import NoSuchOption
+except ImportError:  # pragma: no cover - a typer that parses with click itself
+    from click.exceptions import NoSuchOption
 
 from pebench.errors import PebenchError
 from pebench.modes import FIXED, parse_mode
 from pebench.resolution import parse_res
 from pebench.settings import DEFAULT_RESOLUTIONS, DEVICES, DTYPES
 
-console = Console()
+def _console() -> Console:
+    """The console commands print to. Not a terminal (a pipe, a file, a CI log) and no COLUMNS set: no
+    width limit, so tables keep their natural width and no number is ever cut."""
+    if sys.stdout.isatty() or os.environ.get("COLUMNS"):
+        return Console()
+    return Console(width=UNLIMITED_WIDTH)
+
+
+UNLIMITED_WIDTH = 100_000
+console = _console()
 
 ModelOption = Annotated[list[str] | None, typer.Option(
     "--model", "-m", help="shipped name, .safetensors path or timm:NAME; repeat for several (default: every built "
@@ -34,11 +52,29 @@ WorkersOption = Annotated[int | None, typer.Option(help="data worker processes t
                                                          "(default min(8, CPU cores); 0 = in this process)")]
 CacheOption = Annotated[str | None, typer.Option(help="folder for decoded splits (uint8, memory-mapped), so reruns "
                                                        "skip decoding; 'off' = none (default: synthetic renders only)")]
-OutOption = Annotated[Path | None, typer.Option(help="append JSON-lines records here; rerun to resume")]
+OutOption = Annotated[Path | None, typer.Option(help="append the records to this .jsonl file, or to results.jsonl in "
+                                                     "this folder (default: a run folder of its own under "
+                                                     "results/runs/, printed); rerun to resume")]
 CropOption = Annotated[str, typer.Option(help="image folders: centre-crop fraction, one value or per resolution, "
                                               "e.g. '224=0.875,384=1.0'")]
 CheckpointOption = Annotated[Path | None, typer.Option(help="weights for the one --model timm:NAME "
                                                             "(.safetensors, .pth, .bin)")]
+
+
+class PebenchCommand(TyperCommand):
+    """A command whose unknown-option error suggests what was probably meant: click offers only close
+    spellings (``--resolution`` gets nothing), this also offers the option a longer or shorter name
+    starts like (``--res``)."""
+
+    def parse_args(self, ctx, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except NoSuchOption as error:
+            known = [name for param in self.params for name in getattr(param, "opts", []) if name.startswith("--")]
+            wrong = error.option_name.split("=")[0]
+            prefix = [name for name in known if len(name) > 3 and (wrong.startswith(name) or name.startswith(wrong))]
+            suggested = prefix or difflib.get_close_matches(wrong, known, n=3)
+            raise NoSuchOption(error.option_name, possibilities=suggested or None, ctx=ctx) from None
 
 
 def attach_checkpoint(models: list[str] | None, checkpoint: Path | None) -> list[str] | None:
@@ -66,11 +102,15 @@ def parse_modes(raw: list[str] | None, default: tuple[str, ...] = FIXED) -> tupl
     return tuple(dict.fromkeys(modes)) or default
 
 
-def parse_device(device: str):
-    import torch  # only once the options are checked: see the module docstring
-
+def check_device_name(device: str) -> None:
     if device not in DEVICES and not device.startswith("cuda:"):
         raise PebenchError(f"unknown device '{device}'; use {' or '.join(DEVICES)}")
+
+
+def parse_device(device: str):
+    check_device_name(device)
+    import torch  # only once the options are checked: see the module docstring
+
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise PebenchError(f"device '{device}' asked for but no CUDA GPU is visible; use --device cpu")
     return torch.device(device)

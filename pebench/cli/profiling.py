@@ -9,8 +9,19 @@ from typing import Annotated
 import typer
 
 from pebench.cli.evaluation import live_terminal, records_of
-from pebench.cli.options import DtypeChoice, ResOption, attach_checkpoint, console, parse_device, parse_resolutions
+from pebench.cli.options import (
+    DtypeChoice,
+    OutOption,
+    ResOption,
+    attach_checkpoint,
+    check_device_name,
+    console,
+    parse_device,
+    parse_resolutions,
+)
+from pebench.cli.runs import check_writable, finish_run, results_file, start_run
 from pebench.errors import PebenchError
+from pebench.models.preflight import preflight
 from pebench.models.sizes import SIZES
 from pebench.modes import fixed_mode
 from pebench.reports.tables import profile_table
@@ -34,14 +45,11 @@ def profile(
     compile_: Annotated[bool, typer.Option("--compile", help="run the model through torch.compile")] = False,
     repeats: Annotated[int, typer.Option(help="interleaved rounds: each times one block of every model and of "
                                               "`none` (medians and IQRs are over rounds)")] = 15,
-    out: Annotated[Path | None, typer.Option(help="append JSON-lines records here; rerun to resume")] = None,
+    out: OutOption = None,
     checkpoint: Annotated[Path | None, typer.Option(help="weights for the one --model timm:NAME "
                                                          "(.safetensors, .pth, .bin)")] = None,
 ) -> None:
     """Params, FLOPs (GMACs), throughput, latency and memory per encoding and resolution, vs `none`."""
-    from pebench.runner.cells import expand
-    from pebench.runner.runner import prepare, run_cells
-
     if mode.strip().lower() == "both":
         raise PebenchError("profile measures one mode at a time; use --mode native, interp or scale=S")
     mode = fixed_mode(mode, what="--mode", tuned_hint="profile measures a fixed mode (a tuned S costs what that "
@@ -50,21 +58,32 @@ def profile(
         raise PebenchError(f"unknown model size '{size}'; choose one of: {', '.join(SIZES)}")
     if batch_size <= 0 or repeats <= 0:
         raise PebenchError("--batch-size and --repeats must be positive")
-    torch_device = parse_device(device)
-    if torch_device.type == "cpu" and dtype.value == "fp16":
+    check_device_name(device)
+    if not device.startswith("cuda") and dtype.value == "fp16":
         raise PebenchError("fp16 autocast is for CUDA; on CPU use --dtype bf16 or fp32")
+    resolutions = parse_resolutions(res)
     names = attach_checkpoint(model, checkpoint) or []
+    preflight(names, resolutions, "--res", need_weights=False)
+    if out is not None:
+        check_writable(results_file(out))
+
+    from pebench.runner.cells import expand
+    from pebench.runner.runner import prepare, run_cells
+
+    torch_device = parse_device(device)
     specs = encoding if encoding is not None else ([] if model else list(dict.fromkeys(ZOO.values())))
-    suite = Suite(name="profile", models=tuple(names), resolutions=parse_resolutions(res), modes=(mode,),
+    suite = Suite(name="profile", models=tuple(names), resolutions=resolutions, modes=(mode,),
                   device=device, profile=Profile(enabled=True, encodings=tuple(specs), size=size, mode=mode,
                                                  batch_size=batch_size, dtype=dtype.value, repeats=repeats,
                                                  channels_last=channels_last, compile=compile_))
-    job = prepare(suite, torch_device, {"profile"}, option="--res")
     cells = [c for c in expand(suite) if c.kind == "profile"]
     keys = {c.key for c in cells}
-    with live_terminal(f"profile on {torch_device}") as live:
-        records = run_cells(job, cells, keys, out, live, strict=False)
-    records = records_of(records, out, keys)
+    path = start_run(out, "profile", keys)
+    job = prepare(suite, torch_device, {"profile"}, option="--res")
+    with live_terminal(f"profile on {torch_device}: {len(job.profile_rows)} rows at "
+                       f"{', '.join(map(str, resolutions))} px") as live:
+        records = run_cells(job, cells, keys, path, live, strict=False)
+    records = records_of(records, path, keys)
     console.print(profile_table(records))
     warned: dict[tuple[int, str], list[str]] = {}
     for record in records:
@@ -76,5 +95,4 @@ def profile(
                               if str(r["model"].get("weights") or "").startswith("random (")):
         console.print(f"{name}: no weights found, profiled with random ones (cost does not depend on them)",
                       highlight=False)
-    if out is not None:
-        console.print(f"{len(records)} records in {out}")
+    finish_run(path, len(records), "writes the cost tables and plots")

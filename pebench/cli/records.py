@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from pebench.cli.options import console
+from pebench.cli.runs import last_run
 from pebench.errors import PebenchError
 from pebench.reports.check import METRICS, compare, environment_warnings, failed, read_baseline, write_baseline
 from pebench.reports.published import PUBLISHED
@@ -18,7 +19,8 @@ from pebench.results import load_results
 
 
 def report(
-    results: Annotated[list[Path], typer.Argument(help="results .jsonl files or run folders (shards are merged)")],
+    results: Annotated[list[Path] | None, typer.Argument(help="results .jsonl files or run folders (shards are "
+                                                              "merged); default: the last run")] = None,
     format_: Annotated[str, typer.Option("--format", help="comma-separated: md, html, csv, json")] = "md,html,csv,json",
     out: Annotated[Path | None, typer.Option(help="folder for the report (default: the first results folder)")] = None,
     published: Annotated[list[str] | None, typer.Option(help="published table to show beside the measured ones "
@@ -29,6 +31,9 @@ def report(
                                                   "suite's")] = None,
 ) -> None:
     """Write Markdown, HTML (self-contained, with plots), CSV and JSON reports from result records."""
+    if not results:
+        results = [last_run()]
+        console.print(f"the last run: {results[0]}", highlight=False, soft_wrap=True)
     formats = [f.strip() for f in format_.split(",") if f.strip()]
     for fmt in formats:
         if fmt not in REPORT_FORMATS:

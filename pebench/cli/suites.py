@@ -10,8 +10,10 @@ from typing import Annotated
 import typer
 
 from pebench.cli.evaluation import live_terminal
-from pebench.cli.options import console, parse_cache, parse_device
+from pebench.cli.options import check_device_name, console, parse_cache, parse_device
+from pebench.cli.runs import check_writable, runs_root, start_run
 from pebench.errors import PebenchError, did_you_mean
+from pebench.models.preflight import preflight
 from pebench.reports.published import PUBLISHED
 from pebench.reports.summaries import print_data_problems, print_passes
 from pebench.reports.write import REPORT_FORMATS, write_report
@@ -43,7 +45,8 @@ def validate(suite: Annotated[Path, typer.Argument(help="suite YAML file")]) -> 
 
 def run(
     suite: Annotated[Path, typer.Argument(help="suite YAML file")],
-    out: Annotated[Path | None, typer.Option(help="results folder (default results/runs/<suite name>)")] = None,
+    out: Annotated[Path | None, typer.Option(help="results folder (default results/runs/<suite name>, or under "
+                                                  "$PEBENCH_RUNS)")] = None,
     shard: Annotated[str | None, typer.Option(help="run shard i of n of the cells, e.g. 1/2")] = None,
     workers: Annotated[int | None, typer.Option(help="data worker processes (overrides the suite's; default "
                                                      "min(8, CPU cores); 0 = in this process)")] = None,
@@ -51,8 +54,6 @@ def run(
                                                    "none")] = None,
 ) -> None:
     """Run every cell of a suite (skipping cells already finished in the results), then write the report."""
-    from pebench.runner.cells import expand, parse_shard, shard_cells
-    from pebench.runner.runner import finished_keys, prepare, results_path, run_cells, write_suite_file
 
     loaded = load_suite(suite)
     if workers is not None and workers < 0:
@@ -61,18 +62,24 @@ def run(
     if cache is not None:
         overrides["cache"] = parse_cache(cache)
     loaded = dataclasses.replace(loaded, **overrides)
+    check_device_name(loaded.device)
+    preflight(list(loaded.models), loaded.resolutions, need_weights=False)
+    out_dir = out or runs_root() / loaded.name
+    check_writable(out_dir / "suite.json")
+
+    from pebench.runner.cells import expand, parse_shard, shard_cells
+    from pebench.runner.runner import finished_keys, prepare, results_path, run_cells, write_suite_file
+
     shard_spec = parse_shard(shard) if shard else None
     torch_device = parse_device(loaded.device)
     all_cells = expand(loaded)
-    job = prepare(loaded, torch_device, {c.kind for c in all_cells})
     cells = shard_cells(all_cells, *shard_spec) if shard_spec else all_cells
-    out_dir = out or Path("results") / "runs" / loaded.name
     path = results_path(out_dir, shard_spec)
+    finished_keys(path, {c.key for c in all_cells})  # refuses another suite's records before any work
+    path = start_run(path, f"run-{loaded.name}", set())
+    job = prepare(loaded, torch_device, {c.kind for c in all_cells})
     write_suite_file(loaded, out_dir)
-    skipped = len({c.key for c in cells} & finished_keys(path, {c.key for c in all_cells}))
-    if skipped:
-        console.print(f"{skipped} of {len(cells)} cells already in {path}; running the other {len(cells) - skipped}")
-    with live_terminal(f"suite {loaded.name}: {len(cells) - skipped} cells, {loaded.data}") as live:
+    with live_terminal(f"suite {loaded.name}: {len(cells)} cells, {loaded.data}") as live:
         run_cells(job, cells, {c.key for c in all_cells}, path, live)
     if shard_spec:
         console.print(f"shard {shard} done: {path}; merge shards with `pebench report {out_dir}`")

@@ -88,6 +88,7 @@ class SplitStream:
         # a memory-mapped read is a copy: worker processes would only add start-up and a second copy
         self.workers = 0 if self.cached else workers
         self.stats = PassStats(self.workers, "cache" if self.cached else "decoded")
+        self.consumed = 0  # positions read so far (in order), the batch being yielded included
         self.writing = bool(fill_cache and cache and not self.cached and positions == list(range(len(positions))))
         if self.writing:
             self._check_space()
@@ -133,6 +134,7 @@ class SplitStream:
                     self.stats.wait_s += now - waited
                 if writer:
                     writer.write(batch.positions, batch.items)
+                self.consumed += len(batch.positions)
                 batch = _scored_part(batch, self.score_from)
                 self._count(batch)
                 if batch.positions:
@@ -141,6 +143,11 @@ class SplitStream:
         finally:
             if writer:
                 writer.commit() if complete else writer.abort()
+
+    @property
+    def next_position(self) -> int | None:
+        """The first position not read yet; None once every position is."""
+        return self.positions[self.consumed] if self.consumed < len(self.positions) else None
 
     def _count(self, batch: Batch) -> None:
         self.stats.batches += 1

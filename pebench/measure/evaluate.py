@@ -22,7 +22,7 @@ import torch
 from pebench.data import IMAGENET_MEAN, IMAGENET_STD, normalize
 from pebench.data.stream import PassStats, SplitStream
 from pebench.models.interface import LoadedModel
-from pebench.results import pack_hits
+from pebench.results import pack_hits, unpack_hits
 
 #: a pass counts as data-bound when the models waited this share of its time (after start-up) for batches
 DATA_BOUND_WAIT = 0.2
@@ -112,6 +112,22 @@ class Tally:
             self.timed_n += len(y)
         self.n += len(y)
 
+    def state(self) -> dict:
+        """The counts so far as JSON, for a pass's checkpoint (:mod:`pebench.runner.partial`)."""
+        hits = torch.cat(self.image_hits).tolist() if self.image_hits else []
+        return {"mode": self.mode, "batch_size": self.batch_size, "correct1": self.correct1,
+                "correct5": self.correct5, "n": self.n, "timed_n": self.timed_n, "model_s": self.model_s,
+                "class_n": self.class_n.tolist(), "class_correct1": self.class_correct1.tolist(),
+                "image_hits": pack_hits(hits), "hits_n": len(hits)}
+
+    def restore(self, state: dict) -> None:
+        """Continue from counts :meth:`state` saved."""
+        self.batch_size, self.correct1, self.correct5 = state["batch_size"], state["correct1"], state["correct5"]
+        self.n, self.timed_n, self.model_s = state["n"], state["timed_n"], state["model_s"]
+        self.class_n = torch.tensor(state["class_n"], dtype=torch.int64)
+        self.class_correct1 = torch.tensor(state["class_correct1"], dtype=torch.int64)
+        self.image_hits = [torch.tensor(unpack_hits(state["image_hits"], state["hits_n"]), dtype=torch.bool)]
+
     @property
     def running_top1(self) -> float | None:
         return self.correct1 / self.n if self.n else None
@@ -170,9 +186,11 @@ def _reduce(tallies: list[Tally], stats: PassStats, wall: float, device: torch.d
 
 @torch.inference_mode()
 def run_pass(tallies: list, stream: SplitStream, device: torch.device,
-             on_batch: Callable[[int], None] | None = None, sharded: bool = True) -> float:
+             on_batch: Callable[[int], None] | None = None, sharded: bool = True,
+             on_step: Callable[[int], None] | None = None) -> float:
     """Feed every batch of ``stream`` to every tally (anything with ``model`` and ``step(x, y,
-    autocast)``); returns the pass's wall time (seconds).
+    autocast)``); returns the pass's wall time (seconds). ``on_step(images)`` is told after each tally
+    has run a batch, ``on_batch(images)`` after all of them have.
 
     On CUDA the models run under bf16 autocast. Under torch.distributed each process streams its
     own shard and the counts are summed at the end, so the result equals one process's (``sharded``
@@ -186,6 +204,8 @@ def run_pass(tallies: list, stream: SplitStream, device: torch.device,
         inputs = {key: normalize(images, mean, std) for key, (mean, std) in norms.items()}
         for tally in tallies:
             tally.step(inputs[input_norm(tally.model)], labels, autocast)
+            if on_step:
+                on_step(len(labels))
         if on_batch:
             on_batch(len(labels))
     wall = time.perf_counter() - started

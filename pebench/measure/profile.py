@@ -144,11 +144,21 @@ def _runnable(name: str, forward: Callable, res: Label, mode: Mode, settings: Sp
 
 
 @torch.inference_mode()
-def measure(rows: dict[str, Callable], res: Label, mode: Mode, settings: SpeedSettings) -> dict[str, dict]:
-    """Throughput, batch-1 latency and memory of every forward in ``rows``, timed in interleaved rounds.
+def measure(rows: dict[str, Callable], res: Label, mode: Mode, settings: SpeedSettings,
+            on_progress: Callable[[int, int], None] | None = None) -> dict[str, dict]:
+    """Throughput, batch-1 latency and memory of every forward in ``rows``, timed in interleaved rounds;
+    ``on_progress(done, total)`` is told after each row's memory is measured and after each round.
 
     Returns name -> {"speed": Timed, "latency": Timed, "memory": {...}}; ratios between rows are
     fair whatever their order (see :mod:`pebench.measure.speed`)."""
+    total, done = len(rows) + 2 * settings.repeats, 0
+
+    def step() -> None:
+        nonlocal done
+        done += 1
+        if on_progress:
+            on_progress(done, total)
+
     measured = {}
     for name, forward in rows.items():
         speed, memory = _runnable(name, forward, res, mode, settings)
@@ -159,11 +169,12 @@ def measure(rows: dict[str, Callable], res: Label, mode: Mode, settings: SpeedSe
                 return forward(one, mode)
 
         measured[name] = {"speed": speed, "latency": Timed(name, single, 1), "memory": memory}
+        step()
     device = settings.device
     interleaved_rounds([m["speed"] for m in measured.values()], device, settings.repeats, settings.min_block_s,
-                       settings.warmup_s)
+                       settings.warmup_s, step)
     interleaved_rounds([m["latency"] for m in measured.values()], device, settings.repeats,
-                       settings.min_block_s / 4, settings.warmup_s / 4)
+                       settings.min_block_s / 4, settings.warmup_s / 4, step)
     return measured
 
 
@@ -185,9 +196,11 @@ def _timing(speed: Timed, latency: Timed, reference: Timed) -> dict:
 
 
 def profile_models(models: list[LoadedModel], resolutions: list[Label], mode: Mode, settings: SpeedSettings,
-                   on_record: Callable[[dict], None]) -> None:
+                   on_record: Callable[[dict], None],
+                   on_progress: Callable[[Label, int, int], None] | None = None) -> None:
     """Profile every (model, resolution) cell; the records of a resolution go to ``on_record`` in
-    ``models`` order once they are all measured.
+    ``models`` order once they are all measured, and ``on_progress(res, done, total)`` hears of each
+    step of its measurement (:func:`measure`).
 
     At each resolution every runnable model and a ``none`` twin per architecture are timed together in
     interleaved rounds, so each overhead vs ``none`` compares blocks measured seconds apart, in rotating
@@ -219,7 +232,8 @@ def profile_models(models: list[LoadedModel], resolutions: list[Label], mode: Mo
             if str(net.spec) != "none":  # a `none` row is its own twin: measured once, ratio 1
                 forwards[loaded.name], flops[loaded.name] = prepare(net, settings), count_flops(net, res, mode)
             runnable.append(loaded.name)
-        measured = measure(forwards, res, mode, settings) if forwards else {}
+        progress = (lambda done, total, res=res: on_progress(res, done, total)) if on_progress else None
+        measured = measure(forwards, res, mode, settings, progress) if forwards else {}
         for loaded in models:
             net = loaded.net
             record = header("profile", loaded, res, mode, settings.device.type, env) | {

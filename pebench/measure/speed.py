@@ -98,8 +98,9 @@ class Timed:
 
 
 def interleaved_rounds(items: list[Timed], device: torch.device, rounds: int, min_block_s: float,
-                       max_warmup_s: float) -> None:
-    """Warm every item up, then time one block of each per round, rotating the order each round."""
+                       max_warmup_s: float, on_round: Callable[[], None] | None = None) -> None:
+    """Warm every item up, then time one block of each per round, rotating the order each round
+    (``on_round`` is told after each round)."""
     for item in items:
         item.warm_up(device, min_block_s, max_warmup_s)
     gc_was_enabled = gc.isenabled()
@@ -109,6 +110,8 @@ def interleaved_rounds(items: list[Timed], device: torch.device, rounds: int, mi
             shift = r % len(items)
             for item in items[shift:] + items[:shift]:
                 item.seconds_per_call.append(item.block(device))
+            if on_round:
+                on_round()
     finally:
         if gc_was_enabled:
             gc.enable()

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import torch
 
-from pebench.errors import PebenchError, did_you_mean
 from pebench.models.checkpoint import load_checkpoint
 from pebench.models.interface import LoadedModel
+from pebench.models.preflight import not_built, unknown_model
 from pebench.models.timm_adapter import PREFIX, build_timm_model
 from pebench.models.vit import build_model
 from pebench.zoo import ZOO, ZOO_BUILD, zoo_path
@@ -47,16 +47,14 @@ def resolve_model(name: str, need_weights: bool = True) -> LoadedModel:
             if not need_weights:
                 return built(name, build_model(ZOO_BUILD["size"], ZOO[name], num_classes=ZOO_BUILD["num_classes"],
                                                img_size=ZOO_BUILD["train_res"]))
-            raise PebenchError(f"shipped model '{name}' is not built in this install ({path}); "
-                               "rebuild the zoo with `pebench train --all`")
+            raise not_built(name)
         net, meta = load_checkpoint(path)
         return LoadedModel(name, net, meta, "zoo", path)
     path = Path(name)
     if path.suffix == ".safetensors" or path.exists():
         net, meta = load_checkpoint(path)
         return LoadedModel(name, net, meta, "file", path)
-    raise PebenchError(f"unknown model '{name}'{did_you_mean(name, list(ZOO))}: not a shipped "
-                       f"model ({', '.join(ZOO)}), a .safetensors checkpoint, nor timm:NAME")
+    raise unknown_model(name)
 
 
 def profile_row(name: str, size: str | None) -> LoadedModel:

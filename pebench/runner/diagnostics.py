@@ -37,7 +37,7 @@ def diagnose_resolution(res: Label, cells: list[Cell], job: Job) -> list[dict]:
         stream = val_stream(data, res, range(requested), suite.batch_size, suite.workers, job.device, suite.cache)
         observer.pass_started(res, requested, tallies, stage="diagnostics")
         wall = run_pass(list(tallies.values()), stream, job.device, lambda k: observer.batch_done(res, k),
-                        sharded=False)
+                        sharded=False, on_step=lambda k: observer.step_done(res, k))
         observer.pass_finished(res, stream.stats, wall, stage="diagnostics")
         if stream.stats.valid == 0:
             raise PebenchError(f"no image of {data.spec} could be decoded at {res} px; check the files")

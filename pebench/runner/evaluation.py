@@ -3,14 +3,16 @@ streamed pass (two with a tuned cell: the tune part first).
 
 Not applicable cells (native APE off its grid) carry their reason; interp cells that run exactly the
 native computation (``same_as_native``) take the native cell's figures (``measured_as: "native"``).
-Records are emitted only when the pass has finished, so an interrupted pass leaves no partial record.
+Records are emitted only when the pass has finished; until then the pass is saved as it goes
+(:mod:`pebench.runner.partial`), so an interrupted pass resumes where it stopped.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
-from pebench.data.stream import val_stream
+from pebench.data.stream import PassStats, val_stream
 from pebench.errors import PebenchError
 from pebench.measure.evaluate import Tally, metrics_of, run_pass, timing_of
 from pebench.measure.tune import candidate_scales, choose_scale, interp_scale
@@ -19,6 +21,7 @@ from pebench.resolution import Label
 from pebench.results import header
 from pebench.runner.cells import Cell
 from pebench.runner.job import Job
+from pebench.runner.partial import PassCheckpoint, restore_stream
 
 #: records name their dataset's classes (data.class_names) up to this many; ImageNet's 1000 would bloat every line
 MAX_NAMED_CLASSES = 100
@@ -62,7 +65,8 @@ def _tune(res: Label, cells: list[Cell], job: Job, holdout: int) -> dict[Cell, d
     stream = _stream(job, res, range(job.rank, holdout, job.world), fill_cache=False)
     shown = {Cell("tune", cell.model, res, scale_mode(scale), {}, ""): t for (cell, scale), t in tallies.items()}
     observer.pass_started(res, len(stream.positions), shown, stage="tuning")
-    wall = run_pass(list(tallies.values()), stream, job.device, lambda k: observer.batch_done(res, k))
+    wall = run_pass(list(tallies.values()), stream, job.device, lambda k: observer.batch_done(res, k),
+                    on_step=lambda k: observer.step_done(res, k))
     observer.pass_finished(res, stream.stats, wall, stage="tuning")
     chosen = {}
     for cell in cells:
@@ -80,6 +84,37 @@ def _tune(res: Label, cells: list[Cell], job: Job, holdout: int) -> dict[Cell, d
     return chosen
 
 
+def _stream_pass(res: Label, tallies: dict[Cell, Tally], tuning: dict, holdout: int, requested: int, job: Job,
+                 checkpoint: PassCheckpoint | None, saved: dict | None) -> tuple[float, PassStats]:
+    """Streams the scored images through every tally, saving the pass as it goes and resuming a saved one;
+    returns the pass's wall time (both runs' when resumed) and its stream's counts."""
+    observer, total = job.observer, requested - holdout
+    if saved:
+        for cell, tally in tallies.items():
+            tally.restore(saved["tallies"][cell.key])
+        stream = _stream(job, res, range(saved["next_position"], requested))
+        restore_stream(stream, saved)
+        observer.pass_resumed(res, saved["next_position"] - holdout, total)
+    else:
+        stream = _stream(job, res, range(holdout + job.rank, requested, job.world))
+        if holdout and job.world == 1 and not stream.cached and stream.cache:  # read the tune part too: the cache fills
+            stream = _stream(job, res, range(requested), score_from=holdout)
+    before = saved["wall_s"] if saved else 0.0
+    started = time.perf_counter()
+    observer.pass_started(res, total if stream.score_from or saved else len(stream.positions), tallies,
+                          done=saved["next_position"] - holdout if saved else 0)
+
+    def batch_done(images: int) -> None:
+        observer.batch_done(res, images)
+        if checkpoint:
+            checkpoint.save(tallies, stream, before + time.perf_counter() - started, tuning)
+
+    wall = before + run_pass(list(tallies.values()), stream, job.device, batch_done,
+                             on_step=lambda k: observer.step_done(res, k))
+    observer.pass_finished(res, stream.stats, wall)
+    return wall, stream.stats
+
+
 def _requested(job: Job) -> int:
     data = job.dataset()
     return min(job.suite.n or data.size("val"), data.size("val"))
@@ -87,7 +122,7 @@ def _requested(job: Job) -> int:
 
 def evaluate_resolution(res: Label, cells: list[Cell], job: Job) -> list[dict]:
     """Records of the eval ``cells`` at ``res``, in cell order."""
-    data, suite, observer, device, models = job.dataset(), job.suite, job.observer, job.device, job.models
+    data, suite, device, models = job.dataset(), job.suite, job.device, job.models
     requested = _requested(job)
     holdout = cells[0].config.get("holdout", 0)
     if holdout >= requested:
@@ -112,17 +147,16 @@ def evaluate_resolution(res: Label, cells: list[Cell], job: Job) -> list[dict]:
             to_tune.append(cell)
         elif not takes_native(cell, cells, job):
             tallies[cell] = Tally(models[cell.model], cell.mode, suite.batch_size, data.num_classes)
-    tuning = _tune(res, to_tune, job, holdout) if to_tune else {}
+    checkpoint = job.checkpoint(res, [*tallies, *to_tune], range(holdout, requested))
+    saved = checkpoint.load() if checkpoint else None
+    if saved:
+        tuning = {cell: saved["tuning"][cell.key] for cell in to_tune}
+    else:
+        tuning = _tune(res, to_tune, job, holdout) if to_tune else {}
     for cell, chosen in tuning.items():
         tallies[cell] = Tally(models[cell.model], scale_mode(chosen["scale"]), suite.batch_size, data.num_classes)
     if tallies:
-        stream = _stream(job, res, range(holdout + job.rank, requested, job.world))
-        if holdout and job.world == 1 and not stream.cached and stream.cache:  # read the tune part too: the cache fills
-            stream = _stream(job, res, range(requested), score_from=holdout)
-        observer.pass_started(res, requested - holdout if stream.score_from else len(stream.positions), tallies)
-        wall = run_pass(list(tallies.values()), stream, device, lambda k: observer.batch_done(res, k))
-        stats = stream.stats
-        observer.pass_finished(res, stats, wall)
+        wall, stats = _stream_pass(res, tallies, tuning, holdout, requested, job, checkpoint, saved)
         if stats.valid == 0:
             raise PebenchError(f"no image of {data.spec} could be decoded at {res} px ({len(stats.skipped)} "
                                f"skipped, e.g. {stats.skipped[0] if stats.skipped else '-'}); check the files")
@@ -176,3 +210,5 @@ def run_eval(cells: list[Cell], job: Job) -> Iterator[tuple[Cell, dict]]:
     for res in dict.fromkeys(c.res for c in cells):
         at_res = [c for c in cells if c.res == res]
         yield from zip(at_res, evaluate_resolution(res, at_res, job), strict=True)
+        for checkpoint in job.checkpoints.pop(res, []):  # its records are in the results file now
+            checkpoint.discard()

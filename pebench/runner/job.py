@@ -4,6 +4,7 @@ already, and the :class:`Observer` that a user interface (the live terminal) imp
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
@@ -13,6 +14,7 @@ from pebench.models.interface import LoadedModel
 from pebench.models.resolve import load_models
 from pebench.resolution import Label
 from pebench.runner.cells import Cell
+from pebench.runner.partial import PassCheckpoint
 from pebench.runner.suite import Suite
 
 
@@ -22,10 +24,17 @@ class Observer:
     def started(self, todo: list[Cell], passes: list[tuple[Label, int, float]]) -> None:
         """``passes``: (resolution, images, cells' worth of work) of every resolution still to run."""
 
-    def pass_started(self, res: Label, images: int, tallies: dict, stage: str = "eval") -> None:
+    def resuming(self, done: int, total: int, path) -> None:
+        """``done`` of this run's ``total`` cells are finished in the results file ``path`` already and kept."""
+
+    def pass_resumed(self, res: Label, done: int, images: int) -> None:
+        """An interrupted pass at ``res`` resumes: ``done`` of its ``images`` were counted before."""
+
+    def pass_started(self, res: Label, images: int, tallies: dict, stage: str = "eval", done: int = 0) -> None:
         """``tallies``: Cell -> the running :class:`pebench.measure.evaluate.Tally` of each computed cell;
         ``stage``: "eval", "tuning" for the pass over the tune part that chooses tuned cells' scales, or
-        "diagnostics" (tallies of :class:`pebench.measure.diagnostics.AttentionTally`)."""
+        "diagnostics" (tallies of :class:`pebench.measure.diagnostics.AttentionTally`); ``done``: images of
+        ``images`` an interrupted run counted already."""
 
     def batch_done(self, res: Label, images: int) -> None:
         pass
@@ -33,8 +42,14 @@ class Observer:
     def pass_finished(self, res: Label, stats, wall: float, stage: str = "eval") -> None:
         """``stats``: the pass's :class:`pebench.data.stream.PassStats`; ``wall``: its seconds."""
 
+    def step_done(self, res: Label, images: int) -> None:
+        """One cell of the pass at ``res`` has run a batch of ``images``."""
+
     def cell_started(self, cell: Cell) -> None:
         pass
+
+    def profile_progress(self, res: Label, done: int, total: int) -> None:
+        """Profiling at ``res`` has done ``done`` of its ``total`` steps (rows measured, timing rounds)."""
 
     def record(self, cell: Cell, record: dict) -> None:
         pass
@@ -56,11 +71,22 @@ class Job:
     natives: dict = field(default_factory=dict)
     profile_rows: dict = field(default_factory=dict)
     env: dict = field(default_factory=environment)
+    #: the results file's folder, where passes are saved as they go (its partial/); None: not saved
+    run_folder: Path | None = None
+    checkpoints: dict[Label, list[PassCheckpoint]] = field(default_factory=dict)
 
     def load(self, names) -> dict[str, LoadedModel]:
         """The models of ``names``, loading those not loaded yet."""
         self.models |= load_models([n for n in names if n not in self.models], self.device)
         return self.models
+
+    def checkpoint(self, res: Label, cells: list[Cell], positions: range) -> PassCheckpoint | None:
+        """Where the pass of ``cells`` over ``positions`` at ``res`` is saved (one process only)."""
+        if self.run_folder is None or self.world > 1 or not cells:
+            return None
+        checkpoint = PassCheckpoint.of(self.run_folder, res, cells, positions)
+        self.checkpoints.setdefault(res, []).append(checkpoint)
+        return checkpoint
 
     def dataset(self):
         if self.data is None:

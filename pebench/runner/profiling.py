@@ -24,5 +24,5 @@ def run_profile(cells: list[Cell], job: Job) -> Iterator[tuple[Cell, dict]]:
         job.observer.cell_started(at_res[0])
         records: list[dict] = []  # in row order; the `none` reference is measured once per resolution
         profile_models([job.profile_rows[c.model, c.config["size"]] for c in at_res], [res], profile.mode, settings,
-                       records.append)
+                       records.append, job.observer.profile_progress)
         yield from zip(at_res, records, strict=True)

@@ -17,6 +17,9 @@ runs every n-th cell, for several machines; `pebench report` merges the shard fi
 from __future__ import annotations
 
 import json
+import os
+import tempfile
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,11 +27,11 @@ from pathlib import Path
 import torch
 
 from pebench.atomic import atomic_path
-from pebench.errors import PebenchError
+from pebench.errors import PebenchError, RunFailed
 from pebench.models.resolve import profile_row
 from pebench.models.sizes import check_resolution
 from pebench.resolution import as_hw
-from pebench.results import append_record, read_records, repair_torn_tail
+from pebench.results import RESULTS_NAME, append_record, read_records, repair_torn_tail
 from pebench.runner.cells import Cell, profile_rows
 from pebench.runner.diagnostics import run_diagnostics
 from pebench.runner.distributed import barrier, init_distributed, leave_distributed
@@ -36,8 +39,6 @@ from pebench.runner.evaluation import pass_plan, run_eval
 from pebench.runner.job import Job, Observer
 from pebench.runner.profiling import run_profile
 from pebench.runner.suite import Suite
-
-RESULTS_NAME = "results.jsonl"
 
 
 @dataclass(frozen=True)
@@ -124,17 +125,50 @@ def run_cells(job: Job, cells: list[Cell], suite_keys: set[str], path: Path | No
     records: list[dict] = []
     eval_cells = [c for c in todo if c.kind == "eval"]
     job.load(c.model for c in eval_cells)
+    job.run_folder = path.parent if path is not None and job.rank == 0 else None
+    if len(todo) < len(cells):
+        job.observer.resuming(len(cells) - len(todo), len(cells), path)
     job.observer.started(todo, pass_plan(eval_cells, job))
+    sink = RecordSink(path if job.rank == 0 else None)
     for name, kind in KINDS.items():
         of_kind = [c for c in todo if c.kind == name]
         if not of_kind or not (kind.every_process or job.rank == 0):
             continue
         for cell, record in kind.run(of_kind, job):
             record |= {"key": cell.key, "suite": job.suite.name}
-            if job.rank == 0 and path is not None:
-                append_record(path, record)
+            sink.append(record)
             records.append(record)
             job.observer.record(cell, record)
     barrier(job.world)
     leave_distributed()
+    sink.close()
     return records
+
+
+class RecordSink:
+    """Appends each finished record to the results file as soon as it exists. If a write fails (the disk
+    filled up, the folder turned read-only), the run goes on and this and every later record go to a
+    rescue file in the temporary folder instead; :meth:`close` then fails naming both, so that nothing
+    computed is lost."""
+
+    def __init__(self, path: Path | None):
+        self.path, self.rescue, self.error, self.rescued = path, None, None, 0
+
+    def append(self, record: dict) -> None:
+        if self.path is None:
+            return
+        if self.rescue is None:
+            try:
+                append_record(self.path, record)
+                return
+            except OSError as error:
+                self.error = error.strerror or str(error)
+                self.rescue = Path(tempfile.gettempdir()) / f"pebench-rescued-{os.getpid()}-{int(time.time())}.jsonl"
+        append_record(self.rescue, record)
+        self.rescued += 1
+
+    def close(self) -> None:
+        if self.rescue is not None:
+            raise RunFailed(f"could not write {self.path} ({self.error}); the {self.rescued} records computed "
+                            f"since are kept in {self.rescue}: once {self.path} is writable, append them to it "
+                            f"(cat {self.rescue} >> {self.path}) and rerun the same command to resume")
