@@ -45,7 +45,10 @@ def list_(
         print_encodings(console)
         console.print(presets_table())
     if what in (None, Listing.models):
-        console.print(models_table())
+        table, notes = models_table()
+        console.print(table)
+        for note in notes:
+            console.print(note, highlight=False, markup=False, soft_wrap=True)
         console.print(timm_table())
     if what in (None, Listing.sizes):
         console.print(sizes_table())

@@ -87,6 +87,28 @@ def warn_class_mismatch(models: dict, data) -> None:
                           "means little unless the data's classes are the model's, in order", highlight=False)
 
 
+#: a run estimated to take longer than this says so before it starts, and how to take a first look
+LONG_RUN_S = 300.0
+
+
+def say_how_long(cells: list, path: Path, job, images: int) -> None:
+    """Before a long evaluation: about how long it will take here, and a --n that gives a first look in about
+    two minutes."""
+    from pebench.cli.live import duration
+    from pebench.runner.evaluation import estimate_seconds
+    from pebench.runner.runner import finished_keys
+
+    done = finished_keys(path, {c.key for c in cells}, strict=False) if path.exists() else set()
+    seconds = estimate_seconds([c for c in cells if c.key not in done], job)
+    if seconds is None or seconds < LONG_RUN_S:
+        return
+    first = max(20, int(images * 120 / seconds) // 10 * 10)
+    console.print(f"[yellow]this run is about {duration(seconds)} of work here[/] ({len(cells) - len(done)} cells "
+                  f"over {images:,} images, estimated from one timed batch); for a first look in about two minutes "
+                  f"add --n {first}, or narrow it with --model and --res. Ctrl-C keeps what is done; rerun to resume.",
+                  highlight=False, soft_wrap=True)
+
+
 def _evaluate(model, res, modes: tuple[str, ...], data, n, batch_size, device, workers, cache, out, crop_pct,
               checkpoint, command: str, tune=None, diagnostics=None) -> list[dict]:
     """`pebench eval`, `tune` and (with ``diagnostics``, its settings) `inspect`: a one-row suite through
@@ -130,6 +152,8 @@ def _evaluate(model, res, modes: tuple[str, ...], data, n, batch_size, device, w
     job = prepare(suite, torch_device, {kind}, option="--res")
     job.data = dataset
     warn_class_mismatch(job.models, dataset)
+    if not diagnostics:
+        say_how_long(cells, path, job, count)
     if diagnostics:
         count = min(suite.diagnostics.n, dataset.size("val"))
     with live_terminal(f"{dataset.spec} (val, the first {count:,} images) on {torch_device}") as live:

@@ -1,13 +1,23 @@
 """What `pebench list` prints: encodings with their options, modes and papers; presets; shipped models;
-timm families; backbone sizes. Everything is read from the code, so the listing cannot go stale; what
-imports torch (encodings, checkpoints, timm families) is imported by the listing that needs it."""
+timm families; backbone sizes. It imports no torch: what the registries say is kept in catalogue.json
+(written from the code by :func:`catalogue`, checked equal by the tests), the shipped models are read
+from their sidecars."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
 from pebench.models.sizes import SIZES
+from pebench.zoo import BELOW_WHERE_BAR, ZOO, zoo_path
+
+#: what `pebench list` shows of the encodings, presets and timm families, read from the code by
+#: :func:`catalogue` and kept as JSON so that listing needs no torch (tests/test_cli.py holds them equal;
+#: `python -m pebench.cli.listing` rewrites it)
+CATALOGUE = Path(__file__).with_name("catalogue.json")
 
 
 def options_text(cls) -> str:
@@ -19,58 +29,69 @@ def options_text(cls) -> str:
     return ", ".join(items) or "none"
 
 
-def print_encodings(console: Console) -> None:
-    from pebench.encodings import REGISTRY
+def catalogue() -> dict:
+    """The listing's content, from the registries themselves (imports torch)."""
+    from pebench.encodings import PRESETS, REGISTRY
+    from pebench.models.timm_families import FAMILIES
 
+    encodings = {name: {"summary": cls.summary, "paper": cls.paper, "options": options_text(cls),
+                        "native": cls.native_means, "interp": cls.interp_means,
+                        "scale=S": cls.scale_means or f"not applicable: {cls.scale_unsupported or 'nothing to scale'}"}
+                 for name, cls in REGISTRY.items()}
+    presets = {name: family + ":" + ",".join(f"{k}={v}" for k, v in opts.items())
+               for name, (family, opts) in PRESETS.items()}
+    timm = [{"family": f.name, "patterns": list(f.patterns), "native": f.native, "interp": f.interp}
+            for f in FAMILIES]
+    return {"encodings": encodings, "presets": presets, "timm": timm}
+
+
+def read_catalogue() -> dict:
+    return json.loads(CATALOGUE.read_text(encoding="utf-8"))
+
+
+def print_encodings(console: Console) -> None:
     console.print("[bold]Position encodings[/] (spec: name[:key=value,...]; combine with '+', e.g. ape+peg)\n")
-    for name, cls in REGISTRY.items():
-        console.print(f"[bold cyan]{name}[/]  {cls.summary}", highlight=False)
-        scale = cls.scale_means or f"not applicable: {cls.scale_unsupported or 'nothing to scale'}"
-        for label, text in (("paper", cls.paper), ("options", options_text(cls)),
-                            ("native", cls.native_means), ("interp", cls.interp_means), ("scale=S", scale)):
-            console.print(f"    {label:8}{text}", highlight=False, markup=False)
+    for name, entry in read_catalogue()["encodings"].items():
+        console.print(f"[bold cyan]{name}[/]  {entry['summary']}", highlight=False)
+        for label in ("paper", "options", "native", "interp", "scale=S"):
+            console.print(f"    {label:8}{entry[label]}", highlight=False, markup=False)
         console.print()
 
 
 def presets_table() -> Table:
-    from pebench.encodings import PRESETS
-
     table = Table(title="Presets")
     table.add_column("name")
     table.add_column("same as")
-    for name, (family, opts) in PRESETS.items():
-        table.add_row(name, family + ":" + ",".join(f"{k}={v}" for k, v in opts.items()))
+    for name, same_as in read_catalogue()["presets"].items():
+        table.add_row(name, same_as)
     return table
 
 
-def models_table() -> Table:
-    from pebench.data import parse_data
-    from pebench.models.checkpoint import read_sidecar
-    from pebench.zoo import BELOW_WHERE_BAR, ZOO, zoo_path
-
+def models_table() -> tuple[Table, list[str]]:
+    """The shipped models, and the notes printed below the table (why a model is below the bar)."""
     table = Table(title="Shipped models (micro ViT trained by pebench on synthetic at 224)")
     for column in ("name", "encoding", "val top-1 at 224", "where (position classes)", "samples seen",
                    "training steps"):
         table.add_column(column)
-    total_s = 0.0
+    total_s, notes = 0.0, []
     for name, spec in ZOO.items():
         path = zoo_path(name)
         if not path.exists():
             table.add_row(name, spec, "[dim]not built: pebench train --all[/]", "", "", "")
             continue
-        meta = read_sidecar(path)
+        meta = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
         curve = meta["learning_curve"]
-        val_size = parse_data(meta["data"]).size("val")
         where = f"{100 * meta['val_where']:.1f}%"
         if name in BELOW_WHERE_BAR:
-            where += f" [yellow]below the bar: {BELOW_WHERE_BAR[name]}[/]"
+            notes.append(f"[{len(notes) + 1}] {name}: {BELOW_WHERE_BAR[name]}")
+            where += f" [yellow]below the bar [{len(notes)}][/]"
         seconds = training_seconds(curve)
         total_s += seconds
-        table.add_row(name, meta["encoding"], f"{100 * meta['val_top1']:.1f}% (n={val_size:,}, {meta['data']})",
+        table.add_row(name, meta["encoding"], f"{100 * meta['val_top1']:.1f}% ({meta['data']}, val split)",
                       where, str(curve[-1]["samples"]), f"{seconds / 60:.0f} min")
     table.caption = (f"training steps: {total_s / 3600:.1f} h in all, from each epoch's samples and img/s in the "
                      "sidecars (one process; `pebench train --all --jobs 2` runs two at once)")
-    return table
+    return table, notes
 
 
 def training_seconds(curve: list[dict]) -> float:
@@ -83,13 +104,12 @@ def training_seconds(curve: list[dict]) -> float:
 
 
 def timm_table() -> Table:
-    from pebench.models.timm_families import FAMILIES
-
     table = Table(title="timm families (model spec timm:NAME, weights from --checkpoint or the local HF cache)")
     for column in ("family", "timm names", "native off the trained grid", "interp"):
         table.add_column(column)
-    for family in FAMILIES:
-        table.add_row(family.name, " ".join(family.patterns), family.native or "[dim]not applicable[/]", family.interp)
+    for family in read_catalogue()["timm"]:
+        table.add_row(family["family"], " ".join(family["patterns"]), family["native"] or "[dim]not applicable[/]",
+                      family["interp"])
     return table
 
 
@@ -100,3 +120,8 @@ def sizes_table() -> Table:
     for name, s in SIZES.items():
         table.add_row(name, str(s.dim), str(s.depth), str(s.num_heads))
     return table
+
+
+if __name__ == "__main__":
+    CATALOGUE.write_text(json.dumps(catalogue(), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    print(f"wrote {CATALOGUE}")

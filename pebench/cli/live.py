@@ -160,7 +160,7 @@ class LiveRun(Observer):
     def _print_finished(self, kind: str, res: Label) -> None:
         done = [r for c, r in self.finished.items() if c.kind == kind and c.res == res]
         if kind == "eval":
-            self.console.print(eval_table(done, f"{res} px"))
+            self.console.print(eval_table(done, f"{res} px: finished"))
         elif kind == "profile":
             self.console.print(profile_table(done))
 

@@ -26,6 +26,7 @@ from pebench.modes import FIXED, parse_mode
 from pebench.resolution import parse_res
 from pebench.settings import DEFAULT_RESOLUTIONS, DEVICES, DTYPES
 
+
 def _console() -> Console:
     """The console commands print to. Not a terminal (a pipe, a file, a CI log) and no COLUMNS set: no
     width limit, so tables keep their natural width and no number is ever cut."""

@@ -63,7 +63,7 @@ def profile(
         raise PebenchError("fp16 autocast is for CUDA; on CPU use --dtype bf16 or fp32")
     resolutions = parse_resolutions(res)
     names = attach_checkpoint(model, checkpoint) or []
-    preflight(names, resolutions, "--res", need_weights=False)
+    preflight(names, resolutions, "--res", need_weights=False, built_specs=encoding is not None or not model)
     if out is not None:
         check_writable(results_file(out))
 

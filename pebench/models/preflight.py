@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 from pebench.errors import PebenchError, did_you_mean
-from pebench.models.sizes import check_resolution
+from pebench.models.sizes import DEFAULT_PATCH, check_resolution
 from pebench.resolution import Label, as_hw
 from pebench.zoo import ZOO, zoo_path
 
@@ -54,10 +54,11 @@ def sidecar_patch(name: str, need_weights: bool = True) -> int | None:
 
 
 def preflight(names: list[str], resolutions: tuple[Label, ...], option: str | None = None,
-              need_weights: bool = True) -> None:
-    """Every model spec of ``names`` resolvable and every resolution a multiple of its patch size."""
-    for name in names:
-        patch = sidecar_patch(name, need_weights)
+              need_weights: bool = True, built_specs: bool = False) -> None:
+    """Every model spec of ``names`` resolvable and every resolution a multiple of its patch size (and of
+    :data:`DEFAULT_PATCH`, with ``built_specs``: encoding specs pebench builds, as `pebench profile` does)."""
+    for name in [*names, *([None] if built_specs else [])]:
+        patch = DEFAULT_PATCH if name is None else sidecar_patch(name, need_weights)
         for res in resolutions if patch else ():
             check_resolution(*as_hw(res), patch, what=f"{option} {res}" if option else
                              f"resolution {res} for model {name}")

@@ -14,6 +14,9 @@ class Size:
     num_heads: int
 
 
+#: the patch size of every backbone pebench builds unless told otherwise (the zoo's, the profile's rows)
+DEFAULT_PATCH = 16
+
 SIZES: dict[str, Size] = {
     "micro": Size(96, 6, 3),
     "tiny": Size(192, 12, 3),  # DeiT-Ti

@@ -26,7 +26,7 @@ from pebench.encodings.composite import PositionEncoding
 from pebench.encodings.registry import REGISTRY
 from pebench.encodings.spec import EncodingSpec, parse_spec
 from pebench.errors import PebenchError
-from pebench.models.sizes import SIZES, check_resolution
+from pebench.models.sizes import DEFAULT_PATCH, SIZES, check_resolution
 from pebench.resolution import as_hw
 
 
@@ -133,7 +133,7 @@ class VisionTransformer(nn.Module):
         size: str = "micro",
         num_classes: int = 1000,
         img_size: int = 224,
-        patch: int = 16,
+        patch: int = DEFAULT_PATCH,
         mlp_ratio: float = 4.0,
     ):
         super().__init__()

@@ -12,12 +12,14 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
+import torch
+
 from pebench.data.stream import PassStats, val_stream
 from pebench.errors import PebenchError
 from pebench.measure.evaluate import Tally, metrics_of, run_pass, timing_of
 from pebench.measure.tune import candidate_scales, choose_scale, interp_scale
 from pebench.modes import TUNED, scale_mode
-from pebench.resolution import Label
+from pebench.resolution import Label, as_hw, side
 from pebench.results import header
 from pebench.runner.cells import Cell
 from pebench.runner.job import Job
@@ -202,6 +204,30 @@ def pass_plan(cells: list[Cell], job: Job) -> list[tuple[Label, int, float]]:
                 work += len(_candidates(c, job)) * holdout / max(images - holdout, 1)
         plan.append((res, images - holdout, work))
     return plan
+
+
+def estimate_seconds(cells: list[Cell], job: Job) -> float | None:
+    """What the eval ``cells`` will take here, roughly: 4 images timed through each model once, at the first
+    pass's resolution, scaled to every pass by images x cells x (side / that side)^2 (as the live estimate
+    starts). None when nothing is computed."""
+    plan = [p for p in pass_plan(cells, job) if p[2]]
+    if not plan:
+        return None
+    res = plan[0][0]
+    first = {}
+    for cell in cells:
+        if cell.res == res and not job.models[cell.model].net.applicability(res, runs_as(cell.mode)):
+            first.setdefault(cell.model, cell.mode)
+    images = torch.zeros(4, 3, *as_hw(res), device=job.device)
+    seconds = 0.0
+    with torch.inference_mode():
+        for name, mode in first.items():
+            job.models[name].net(images[:1], mode)  # a first call pays one-off set-up
+            started = time.perf_counter()
+            job.models[name].net(images, mode)
+            seconds += time.perf_counter() - started
+    per_image = seconds / len(images) / len(first)
+    return sum(count * work * per_image * (side(r) / side(res)) ** 2 for r, count, work in plan)
 
 
 def run_eval(cells: list[Cell], job: Job) -> Iterator[tuple[Cell, dict]]:

@@ -12,6 +12,8 @@ Settings of one feature form a section, written either nested or flat (the older
     diagnostics: {n: 64, maps: 4}      or  diagnostics: true, diagnostics_n: 64, diagnostics_maps: 4
 
 A ``profile:`` or ``diagnostics:`` mapping turns the feature on (unless it says ``enabled: false``).
+Wherever a list is expected (models, resolutions, modes, published, finetuned, profile encodings, tune
+scales) one value stands for a one-item list. Every problem in a file is reported at once.
 :data:`SCHEMA` lists every key with its meaning (`docs/suites.md` shows it as a table).
 """
 
@@ -124,6 +126,7 @@ def _modes(raw: Any) -> tuple[str, ...]:
 
 
 def _scales(raw: Any) -> tuple[float, ...] | None:
+    raw = [raw] if _is_number(raw) else raw
     if raw is not None and not (isinstance(raw, list) and raw and all(_is_number(x) and x > 0 for x in raw)):
         raise _Invalid("must be a list of positive position scales, e.g. [0.25, 0.5, 1.0], or null (automatic), "
                        f"not {raw!r}")
@@ -264,16 +267,18 @@ _SECTIONS = {"tune": Tune, "profile": Profile, "diagnostics": Diagnostics}
 _NESTED = {(key.section, key.field): key.name for key in SCHEMA if key.section}
 
 
-def _flatten(raw: dict, file: Path) -> dict:
-    """One file's mapping with nested sections (``profile: {mode: native}``) written as flat keys."""
+def _flatten(raw: dict, file: Path, problems: list[str]) -> dict:
+    """One file's mapping with nested sections (``profile: {mode: native}``) written as flat keys; an
+    unknown nested key is added to ``problems``."""
     flat = {}
     for key, value in raw.items():
         if key in _SECTIONS and isinstance(value, dict):
             fields = [f for s, f in _NESTED if s == key]
             for sub, sub_value in value.items():
                 if (key, sub) not in _NESTED:
-                    raise PebenchError(f"{file}: unknown key '{key}.{sub}'{did_you_mean(str(sub), fields)}; "
-                                       f"allowed in '{key}': {', '.join(fields)}")
+                    problems.append(f"{file}: unknown key '{key}.{sub}'{did_you_mean(str(sub), fields)}; "
+                                    f"allowed in '{key}': {', '.join(fields)}")
+                    continue
                 flat[_NESTED[key, sub]] = sub_value
             if (key, "enabled") in _NESTED:  # a profile: or diagnostics: mapping turns the feature on
                 flat.setdefault(_NESTED[key, "enabled"], True)
@@ -282,13 +287,22 @@ def _flatten(raw: dict, file: Path) -> dict:
     return flat
 
 
-def _validate(raw: dict, file: Path) -> Suite:
-    """Check every key and value of a merged, flattened suite mapping; ``file`` is named in every error."""
+def _raise_all(problems: list[str]) -> None:
+    """Every problem found in a suite at once: one line when there is one, else a count and one line each."""
+    if len(problems) == 1:
+        raise PebenchError(problems[0])
+    if problems:
+        raise PebenchError(f"{len(problems)} problems in the suite:\n" + "\n".join(f"  {p}" for p in problems))
+
+
+def _validate(raw: dict, file: Path, problems: list[str]) -> Suite:
+    """Check every key and value of a merged, flattened suite mapping; ``file`` is named in every error, and
+    every problem (with those already in ``problems``) is reported at once."""
     known = list(_BY_NAME) + list(_SECTIONS)
     for key in raw:
         if key not in _BY_NAME:
-            raise PebenchError(f"{file}: unknown key '{key}'{did_you_mean(str(key), known)}; "
-                               f"allowed: {', '.join(sorted(set(known), key=known.index))}")
+            problems.append(f"{file}: unknown key '{key}'{did_you_mean(str(key), known)}; "
+                            f"allowed: {', '.join(sorted(set(known), key=known.index))}")
     top: dict[str, Any] = {"name": file.stem}
     sections: dict[str, dict[str, Any]] = {name: {} for name in _SECTIONS}
     for key in SCHEMA:
@@ -297,12 +311,14 @@ def _validate(raw: dict, file: Path) -> Suite:
         try:
             value = key.parse(raw[key.name])
         except _Invalid as problem:
-            raise PebenchError(f"{file}: '{key.name}' {problem}") from None
+            problems.append(f"{file}: '{key.name}' {problem}")
+            continue
         except PebenchError as error:  # a parser's own message; it may start with the key already
             text = str(error)
-            raise PebenchError(f"{file}: {text}" if text.startswith(f"'{key.name}'") else
-                               f"{file}: '{key.name}': {text}") from None
+            problems.append(f"{file}: {text}" if text.startswith(f"'{key.name}'") else f"{file}: '{key.name}': {text}")
+            continue
         (sections[key.section] if key.section else top)[key.field] = value
+    _raise_all(problems)
     suite = Suite(**top, **{name: _SECTIONS[name](**values) for name, values in sections.items()})
     if not suite.models and not suite.finetuned and not (suite.profile.enabled and suite.profile.encodings):
         raise PebenchError(f"{file}: the suite has nothing to run; list 'models', or 'profile_encodings' "
@@ -329,14 +345,14 @@ def _read_yaml(file: Path) -> dict:
     return raw
 
 
-def _merged(file: Path, chain: tuple[Path, ...] = ()) -> dict:
+def _merged(file: Path, problems: list[str], chain: tuple[Path, ...] = ()) -> dict:
     file = file.resolve()
     if file in chain:
         cycle = " -> ".join(p.name for p in (*chain, file))
         raise PebenchError(f"{chain[-1]}: include cycle {cycle}; remove one of the includes")
     raw = _read_yaml(file)
     parent = raw.pop("include", None)
-    raw = _flatten(raw, file)
+    raw = _flatten(raw, file, problems)
     if parent is None:
         return raw
     if not isinstance(parent, str):
@@ -344,7 +360,7 @@ def _merged(file: Path, chain: tuple[Path, ...] = ()) -> dict:
     parent_path = (file.parent / parent)
     if not parent_path.exists():
         raise PebenchError(f"{file}: 'include' names {parent_path}, which does not exist; fix the path")
-    base = _merged(parent_path, (*chain, file))
+    base = _merged(parent_path, problems, (*chain, file))
     base.pop("name", None)  # a suite is named by its own file unless it says otherwise
     return base | raw
 
@@ -353,4 +369,5 @@ def read_suite(path: Path | str) -> Suite:
     """Read, merge (``include``) and validate a suite file; the names of published tables are the report's
     to check (:func:`pebench.cli.suites.load_suite`)."""
     path = Path(path)
-    return _validate(_merged(path), path)
+    problems: list[str] = []
+    return _validate(_merged(path, problems), path, problems)
