@@ -199,7 +199,7 @@ def test_each_finished_resolution_prints_its_rows_and_the_whole_table_comes_once
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert out.count("256 px: 8 images through") == 1
-    assert out.index("224 px: finished") < out.index("256 px: 2 cells over")  # 224's rows before 256 starts
+    assert out.index("224 px finished") < out.index("256 px: 2 cells over")  # 224's rows before 256 starts
     assert out.count("n=8 scored") == 1  # the final table, once
 
 

@@ -25,11 +25,20 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from rich.table import Table
 
 from pebench.modes import mode_order
-from pebench.reports.class_groups import group_summary
-from pebench.reports.tables import eval_table, profile_table
+from pebench.reports.class_groups import group_names, group_summary
+from pebench.reports.tables import profile_table
 from pebench.resolution import Label, side, sort_key
 from pebench.runner.cells import Cell
 from pebench.runner.job import Observer
+
+
+def _figures(record: dict, groups: list[str]) -> str:
+    """'99.5 / 100.0 / 99.3': top-1 overall, then per class group; 'n/a' where the mode does not apply."""
+    if record["status"] != "ok":
+        return "n/a"
+    metrics = record["metrics"]
+    shown = [metrics, *((metrics.get("groups") or {}).get(name) or {"top1": None} for name in groups)]
+    return " / ".join("-" if m["top1"] is None else f"{100 * m['top1']:.1f}" for m in shown)
 
 
 def duration(seconds: float) -> str:
@@ -160,7 +169,12 @@ class LiveRun(Observer):
     def _print_finished(self, kind: str, res: Label) -> None:
         done = [r for c, r in self.finished.items() if c.kind == kind and c.res == res]
         if kind == "eval":
-            self.console.print(eval_table(done, f"{res} px: finished"))
+            groups = group_names(done)
+            self.say(f"{res} px finished, top-1 % ({' / '.join(['all', *groups])}):")
+            width = max(len(r["model"]["name"]) for r in done)
+            for model in dict.fromkeys(r["model"]["name"] for r in done):
+                cells = sorted((r for r in done if r["model"]["name"] == model), key=lambda r: mode_order(r["mode"]))
+                self.say(f"  {model:<{width}}  " + "  ".join(f"{r['mode']} {_figures(r, groups)}" for r in cells))
         elif kind == "profile":
             self.console.print(profile_table(done))
 
@@ -228,7 +242,7 @@ class LiveRun(Observer):
                 record, tally = self.records.get(cell), self.tallies.get(cell)
                 if record is not None:
                     metrics = record.get("metrics") or {}
-                    groups = group_summary(metrics)  # e.g. "where 93.1 / what 99.9"
+                    groups = group_summary(metrics, (record.get("data") or {}).get("class_groups"))
                     row.append("[dim]n/a[/]" if record["status"] != "ok" else f"{100 * metrics['top1']:.1f}"
                                + (f"\n[dim]{groups}[/]" if groups else ""))
                 elif tally is not None and tally.n:

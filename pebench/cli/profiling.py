@@ -80,6 +80,11 @@ def profile(
     keys = {c.key for c in cells}
     path = start_run(out, "profile", keys)
     job = prepare(suite, torch_device, {"profile"}, option="--res")
+    if not model and encoding is None:
+        console.print(f"[yellow]a bare profile measures {len(job.profile_rows)} encodings at {len(resolutions)} "
+                      f"resolutions, {repeats} interleaved rounds each[/]: on a laptop CPU that is many minutes; "
+                      "-e SPEC, --res and --repeats 5 narrow it (the time left shows after the first steps)",
+                      highlight=False, soft_wrap=True)
     with live_terminal(f"profile on {torch_device}: {len(job.profile_rows)} rows at "
                        f"{', '.join(map(str, resolutions))} px") as live:
         records = run_cells(job, cells, keys, path, live, strict=False)

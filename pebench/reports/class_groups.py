@@ -19,9 +19,13 @@ POSITION_GROUP = "where"
 
 
 def group_names(records: list[dict]) -> list[str]:
-    """The class groups of the evaluation records' metrics, in the order first seen."""
-    return list(dict.fromkeys(name for r in records if r["kind"] == "eval" and r["status"] == "ok"
-                              for name in (r["metrics"].get("groups") or {})))
+    """The class groups of the evaluation records' metrics, ordered by their first class (synthetic: where,
+    then what); records are stored with sorted keys, so the order they were written in is not kept."""
+    first_class = {name: min(classes, default=0) for r in records if r["kind"] == "eval"
+                   for name, classes in ((r.get("data") or {}).get("class_groups") or {}).items()}
+    names = dict.fromkeys(name for r in records if r["kind"] == "eval" and r["status"] == "ok"
+                          for name in (r["metrics"].get("groups") or {}))
+    return sorted(names, key=lambda name: first_class.get(name, 0))
 
 
 def group_metrics(name: str) -> Callable[[dict], dict | None]:
@@ -46,11 +50,13 @@ def _span(classes: list[int]) -> str:
     return "classes " + ", ".join(map(str, classes))
 
 
-def group_summary(metrics: dict | None) -> str:
-    """'where 93.1 / what 99.9': one cell's top-1 % per class group ('' when it has no groups)."""
+def group_summary(metrics: dict | None, class_groups: dict | None = None) -> str:
+    """'where 93.1 / what 99.9': one cell's top-1 % per class group ('' when it has no groups), ordered by
+    each group's first class when ``class_groups`` (the record's ``data.class_groups``) is given."""
     groups = (metrics or {}).get("groups") or {}
-    return " / ".join(f"{name} " + ("-" if g["top1"] is None else f"{100 * g['top1']:.1f}")
-                      for name, g in groups.items())
+    first = {name: min(classes, default=0) for name, classes in (class_groups or {}).items()}
+    return " / ".join(f"{name} " + ("-" if groups[name]["top1"] is None else f"{100 * groups[name]['top1']:.1f}")
+                      for name in sorted(groups, key=lambda name: first.get(name, 0)))
 
 
 def position_blind_cap(record: dict, group: str | None = None) -> float | None:

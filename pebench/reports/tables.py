@@ -34,8 +34,9 @@ def _cell_text(record: dict, reference: dict | None) -> str:
     if delta is not None:
         text += f" [{'green' if delta >= 0 else 'red'}]{delta:+.1f}[/]"
     text += f"\n[dim]({100 * lo:.1f}-{100 * hi:.1f})[/]\ntop-5 {100 * m['top5']:.1f}"
-    if group_summary(m):
-        text += f"\n{group_summary(m)}"
+    summary = group_summary(m, (record.get("data") or {}).get("class_groups"))
+    if summary:
+        text += f"\n{summary}"
     if record["mode"] == "interp" and record["same_as_native"] and record["res"] != record["model"]["train_res"]:
         text += " [dim](= native)[/]"
     if record["mode"] == TUNED:
