@@ -250,3 +250,26 @@ def test_every_problem_of_a_suite_is_reported_at_once_and_one_value_is_a_one_ite
     suite = read_suite(scalars)
     assert (suite.models, suite.resolutions, suite.modes, suite.tune.scales) == (("sincos",), (384,), ("native",),
                                                                                  (0.5,))
+
+
+@pytest.mark.slow
+def test_readme_first_run_prints_what_the_readme_shows():
+    """README's first screen: its command, run as written, prints the lines it shows (all but the ones that
+    name a folder or a speed)."""
+    import re
+    import shlex
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## A first run"):]
+    command = re.search(r"```bash\n(pebench eval .*?)\n```", section)[1]
+    shown = re.search(r"```text\n(.*?)\n```", section, re.S)[1].splitlines()
+    result = cli(*shlex.split(command)[1:])
+    assert result.returncode == 0, result.stderr
+
+    def steady(lines: list[str]) -> list[str]:
+        varying = re.compile(r"^records: |records in |img/s|images through .* in \d")
+        return [line.rstrip() for line in lines if not varying.search(line)]
+
+    assert steady(result.stdout.splitlines()) == steady(shown)
+    assert len(steady(shown)) > 25  # the per-resolution lines and the whole table are compared

@@ -9,6 +9,7 @@ Records are emitted only when the pass has finished; until then the pass is save
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterator
 
@@ -206,28 +207,37 @@ def pass_plan(cells: list[Cell], job: Job) -> list[tuple[Label, int, float]]:
     return plan
 
 
-def estimate_seconds(cells: list[Cell], job: Job) -> float | None:
-    """What the eval ``cells`` will take here, roughly: 4 images timed through each model once, at the first
-    pass's resolution, scaled to every pass by images x cells x (side / that side)^2 (as the live estimate
-    starts). None when nothing is computed."""
-    plan = [p for p in pass_plan(cells, job) if p[2]]
-    if not plan:
-        return None
-    res = plan[0][0]
-    first = {}
+def _seconds_per_image(cells: list[Cell], res: Label, job: Job, images: int) -> float:
+    """Mean forward time per image and computed cell at ``res``: ``images`` timed through each model once."""
+    first: dict[str, str] = {}
     for cell in cells:
-        if cell.res == res and not job.models[cell.model].net.applicability(res, runs_as(cell.mode)):
+        if not job.models[cell.model].net.applicability(res, runs_as(cell.mode)):
             first.setdefault(cell.model, cell.mode)
-    images = torch.zeros(4, 3, *as_hw(res), device=job.device)
+    batch = torch.zeros(images, 3, *as_hw(res), device=job.device)
     seconds = 0.0
     with torch.inference_mode():
         for name, mode in first.items():
-            job.models[name].net(images[:1], mode)  # a first call pays one-off set-up
+            job.models[name].net(batch[:1], mode)  # a first call pays one-off set-up
             started = time.perf_counter()
-            job.models[name].net(images, mode)
+            job.models[name].net(batch, mode)
             seconds += time.perf_counter() - started
-    per_image = seconds / len(images) / len(first)
-    return sum(count * work * per_image * (side(r) / side(res)) ** 2 for r, count, work in plan)
+    return seconds / images / max(1, len(first))
+
+
+def estimate_seconds(cells: list[Cell], job: Job) -> float | None:
+    """What the eval ``cells`` will take here, roughly: each model timed on a few images at the smallest and
+    the largest resolution, every pass scaled by images x cells x side^k with k fitted to those two (as the
+    live estimate does once passes are measured). None when nothing is computed."""
+    plan = [p for p in pass_plan(cells, job) if p[2]]
+    if not plan:
+        return None
+    small, large = min((p[0] for p in plan), key=side), max((p[0] for p in plan), key=side)
+    at_small = _seconds_per_image(cells, small, job, 4)
+    k = 2.0
+    if side(large) > side(small):
+        at_large = _seconds_per_image(cells, large, job, 2)
+        k = min(4.0, max(1.0, math.log(at_large / at_small) / math.log(side(large) / side(small))))
+    return sum(count * work * at_small * (side(r) / side(small)) ** k for r, count, work in plan)
 
 
 def run_eval(cells: list[Cell], job: Job) -> Iterator[tuple[Cell, dict]]:
