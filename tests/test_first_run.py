@@ -65,6 +65,7 @@ def test_report_without_a_last_run_says_what_to_pass():
     (["profile", "--res", 390], "--res 390 is not a multiple of the patch size 16"),
     (["eval", "--model", "{tmp}/missing.safetensors"], "does not exist"),
     (["eval", "--model", "sincoss"], "did you mean 'sincos'"),
+    (["eval", "--data", "imagefolder:{tmp}/no-such-folder"], "is not a folder"),
     (["run", "{tmp}/bad.yaml"], "2 problems in the suite"),
 ])
 def test_bad_input_fails_before_torch_loads(tmp_path, args, message):
@@ -273,3 +274,29 @@ def test_readme_first_run_prints_what_the_readme_shows():
 
     assert steady(result.stdout.splitlines()) == steady(shown)
     assert len(steady(shown)) > 25  # the per-resolution lines and the whole table are compared
+
+
+def test_ctrl_c_in_training_says_whether_an_epoch_was_kept(tmp_path, monkeypatch):
+    import pebench.training.train as training
+
+    out = tmp_path / "m.safetensors"
+    args = ["train", "-e", "ape", "--data", "synthetic:train=64,val=8", "--epochs", 2, "--batch-size", 32,
+            "--out", out]
+    real_accuracy = training.accuracy
+    calls = []
+
+    def interrupt_second_validation(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_accuracy(*args, **kwargs)
+
+    monkeypatch.setattr(training, "accuracy", interrupt_second_validation)
+    stopped = cli(*args)
+    assert stopped.returncode == 130 and "kept the finished epochs in m.safetensors.state.pt" in stopped.stderr
+    state = out.with_name(out.name + ".state.pt")
+    state.unlink()
+    calls.clear()
+    monkeypatch.setattr(training, "accuracy", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+    early = cli(*args)
+    assert "interrupted before a training epoch finished; there is nothing to resume" in early.stderr

@@ -26,6 +26,7 @@ from pebench.cli.options import (
     ResOption,
     WorkersOption,
     attach_checkpoint,
+    check_data_spec,
     check_device_name,
     console,
     parse_cache,
@@ -122,6 +123,7 @@ def _evaluate(model, res, modes: tuple[str, ...], data, n, batch_size, device, w
     resolutions = parse_resolutions(res)
     crop = parse_crop_pct(crop_pct)
     check_device_name(device)
+    check_data_spec(data)
     names = attach_checkpoint(model, checkpoint) or [name for name in ZOO if zoo_path(name).exists()]
     if not names:
         raise PebenchError("no shipped model is built in this install; pass --model PATH or build the zoo with "

@@ -103,6 +103,15 @@ def parse_modes(raw: list[str] | None, default: tuple[str, ...] = FIXED) -> tupl
     return tuple(dict.fromkeys(modes)) or default
 
 
+def check_data_spec(spec: str) -> None:
+    """What a dataset spec names, checked before torch loads: an image folder must be a folder (the data
+    package checks the rest, and the synthetic options, when it opens the data)."""
+    kind, _, rest = spec.partition(":")
+    if kind == "imagefolder" and not Path(rest).expanduser().is_dir():
+        raise PebenchError(f"--data {spec}: '{rest}' is not a folder; give imagefolder:PATH with one subfolder "
+                           "per class")
+
+
 def check_device_name(device: str) -> None:
     if device not in DEVICES and not device.startswith("cuda:"):
         raise PebenchError(f"unknown device '{device}'; use {' or '.join(DEVICES)}")

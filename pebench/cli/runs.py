@@ -22,6 +22,8 @@ from pebench.results import RESULTS_NAME
 
 #: the results file of the run this process is doing and how many lines it held before: what Ctrl-C reports
 _active: list[tuple[Path, int]] = []
+#: the checkpoints `pebench train` / `finetune` are writing, and whether each existed before: what Ctrl-C kept
+_training: list[tuple[Path, bool]] = []
 
 RUNS_ENV = "PEBENCH_RUNS"
 
@@ -98,6 +100,7 @@ def start_run(out: Path | None, command: str, keys: set[str]) -> Path:
     path = results_file(out) if out is not None else default_run_folder(command, keys) / RESULTS_NAME
     check_writable(path)
     remember_last(path.parent)
+    _training.clear()
     _active[:] = [(path, _lines(path))]
     console.print(f"records: {path}", highlight=False, soft_wrap=True)
     return path
@@ -108,8 +111,26 @@ def finish_run(path: Path, count: int, report_does: str) -> None:
                   highlight=False, soft_wrap=True)
 
 
+def start_training(checkpoints: list[Path]) -> None:
+    """Training into ``checkpoints``: an interrupt reports the epochs their resume states kept."""
+    _active.clear()
+    _training[:] = [(path, path.exists()) for path in checkpoints]
+
+
+def _training_message() -> str:
+    written = [path.name for path, existed in _training if path.exists() and not existed]
+    states = [path.name + ".state.pt" for path, _ in _training if path.with_name(path.name + ".state.pt").exists()]
+    if not written and not states:
+        return "interrupted before a training epoch finished; there is nothing to resume"
+    kept = ([f"{len(written)} finished models"] if written else []) + (
+        [f"the finished epochs in {', '.join(states)}"] if states else [])
+    return f"interrupted; kept {' and '.join(kept)}: rerun the same command to resume"
+
+
 def interrupted_message() -> str:
     """What an interrupted run kept, and how to resume, only when something was kept."""
+    if _training:
+        return _training_message()
     if not _active:
         return "interrupted"
     from pebench.runner.partial import partial_files

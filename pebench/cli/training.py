@@ -15,6 +15,7 @@ from rich.console import Console
 import pebench.zoo as zoo
 from pebench.atomic import claimed
 from pebench.cli.options import console
+from pebench.cli.runs import start_training
 from pebench.errors import PebenchError
 from pebench.modes import fixed_mode
 from pebench.training.recipe import ZOO_RECIPES, TrainConfig
@@ -56,6 +57,7 @@ def train(
             else [(encoding, out, {})])
     options = {"size": size, "data": data, "epochs": epochs, "batch_size": batch_size, "lr": lr,
                "position_lr_scale": position_lr_scale, "where_share": where_share, "seed": seed}
+    start_training([path for _, path, _ in work])
     if jobs == 1:
         _train_each(work, options, command, zoo=all_)
         return
@@ -137,6 +139,7 @@ def finetune(
     out = out or Path(f"{Path(model).stem}-ft{res}-{mode.replace('=', '')}.safetensors")
     cfg = TrainConfig(init=model, res=res, mode=mode, epochs=epochs, lr=lr, min_lr=lr / 100, warmup_epochs=0.1,
                       batch_size=batch_size, data=data, seed=seed, val_limit=val_n)
+    start_training([out])
     sidecar = train_model(cfg, out, command=shlex.join(["pebench", *sys.argv[1:]]), console=console)
     cost = sidecar["finetune"]
     console.print(f"wrote {out}: val top-1 {sidecar['val_top1']:.3f} at {res} px {mode} after {cost['samples']:,} "
