@@ -9,7 +9,9 @@ Schema (``schema_version`` 2; version 1 records, written before streaming evalua
     kind            "eval"
     model           {name, source ("zoo" | "file" | "timm"), path, size (timm: the timm name), encoding,
                      train_res, patch, checkpoint_sha256, finetune (a `pebench finetune` checkpoint: its
-                     sidecar's fine-tune record)}; built once, by :func:`model_entry`
+                     sidecar's fine-tune record), plugins (only when a component of the encoding comes
+                     from a plugin: {name: {distribution, version} or {file, sha256} of the plugin that
+                     ran})}; built once, by :func:`model_entry`
     res, mode       evaluation resolution: its label, the int 384 (square) or "384x512" (height x width);
                     mode "native" | "interp" | "scale=S" | "tuned" (pebench.modes)
     position_scale  [rows, cols] factor on positions the mode stands for: native [1, 1], interp
@@ -134,6 +136,8 @@ def model_entry(model, kind: str) -> dict:
              "patch": meta["patch"], "checkpoint_sha256": meta["checkpoint_sha256"]}
     if meta.get("finetune"):
         entry["finetune"] = meta["finetune"]
+    if meta.get("plugins"):
+        entry["plugins"] = meta["plugins"]
     if kind == "profile":
         entry["weights"] = meta.get("weights", "trained")
     return entry

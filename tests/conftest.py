@@ -105,6 +105,20 @@ def cli_process(*args, env: dict | None = None) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(autouse=True)
+def registry_as_shipped():
+    """Whatever a test registers (a plugin, a docs example) is gone after it: the registry is the shipped one."""
+    from pebench.encodings import plugins
+
+    saved = (dict(REGISTRY), dict(plugins.PRESETS), dict(plugins.PLUGINS), dict(plugins.ORIGIN),
+             plugins._entry_points_read)
+    yield
+    for live, kept in zip((REGISTRY, plugins.PRESETS, plugins.PLUGINS, plugins.ORIGIN), saved, strict=False):
+        live.clear()
+        live.update(kept)
+    plugins._entry_points_read = saved[-1]
+
+
+@pytest.fixture(autouse=True)
 def private_runs(tmp_path, monkeypatch):
     """Run folders (commands without --out) of this test's own, never the working directory's results/runs."""
     monkeypatch.setenv("PEBENCH_RUNS", str(tmp_path / "runs"))

@@ -6,12 +6,14 @@ from their sidecars."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
 from pebench.models.sizes import SIZES
+from pebench.settings import PLUGIN_ENTRY_POINTS as ENTRY_POINT_GROUP
 from pebench.zoo import BELOW_WHERE_BAR, ZOO, zoo_path
 
 #: what `pebench list` shows of the encodings, presets and timm families, read from the code by
@@ -32,17 +34,56 @@ def options_text(cls) -> str:
 def catalogue() -> dict:
     """The listing's content, from the registries themselves (imports torch)."""
     from pebench.encodings import PRESETS, REGISTRY
+    from pebench.encodings.plugins import ORIGIN
     from pebench.models.timm_families import FAMILIES
 
-    encodings = {name: {"summary": cls.summary, "paper": cls.paper, "options": options_text(cls),
-                        "native": cls.native_means, "interp": cls.interp_means,
-                        "scale=S": cls.scale_means or f"not applicable: {cls.scale_unsupported or 'nothing to scale'}"}
-                 for name, cls in REGISTRY.items()}
-    presets = {name: family + ":" + ",".join(f"{k}={v}" for k, v in opts.items())
-               for name, (family, opts) in PRESETS.items()}
+    encodings = {name: describe(cls) for name, cls in REGISTRY.items() if name not in ORIGIN}
+    presets = {name: preset_text(family, opts) for name, (family, opts) in PRESETS.items() if name not in ORIGIN}
     timm = [{"family": f.name, "patterns": list(f.patterns), "native": f.native, "interp": f.interp}
             for f in FAMILIES]
     return {"encodings": encodings, "presets": presets, "timm": timm}
+
+
+def describe(cls) -> dict[str, str]:
+    """What `pebench list` says of one encoding class."""
+    return {"summary": cls.summary, "paper": cls.paper, "options": options_text(cls), "native": cls.native_means,
+            "interp": cls.interp_means,
+            "scale=S": cls.scale_means or f"not applicable: {cls.scale_unsupported or 'nothing to scale'}"}
+
+
+def preset_text(family: str, options: dict) -> str:
+    return family + ":" + ",".join(f"{k}={v}" for k, v in options.items())
+
+
+def plugins_in_use() -> bool:
+    """Whether any plugin was loaded or is installed (then listing imports it, and torch)."""
+    from importlib.metadata import entry_points
+
+    return "pebench.encodings.plugins" in sys.modules or bool(entry_points(group=ENTRY_POINT_GROUP))
+
+
+def print_plugins(console: Console) -> None:
+    """The plugins' encodings and presets, with where each comes from, and every plugin that failed."""
+    from pebench.encodings import PRESETS, REGISTRY
+    from pebench.encodings.plugins import PLUGINS, load_entry_points
+
+    load_entry_points()
+    console.print("[bold]Encodings from plugins[/]\n")
+    for plugin in PLUGINS.values():
+        origin = ", ".join(f"{k} {v}" for k, v in plugin.provenance.items())
+        if plugin.error:
+            console.print(f"[red]failed[/] {plugin.target} ({plugin.source}): {plugin.error}", highlight=False,
+                          markup=False, soft_wrap=True)
+            continue
+        for name in plugin.encodings:
+            console.print(f"[bold cyan]{name}[/]  {REGISTRY[name].summary}", highlight=False)
+            entry = describe(REGISTRY[name]) | {"plugin": f"{plugin.target} ({plugin.source}; {origin})"}
+            for label in ("plugin", "paper", "options", "native", "interp", "scale=S"):
+                console.print(f"    {label:8}{entry[label]}", highlight=False, markup=False)
+            console.print()
+        for name in plugin.presets:
+            console.print(f"preset [bold cyan]{name}[/] = {preset_text(*PRESETS[name])} (plugin {plugin.target})",
+                          highlight=False)
 
 
 def read_catalogue() -> dict:

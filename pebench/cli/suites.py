@@ -24,6 +24,11 @@ from pebench.runner.suite import read_suite
 def load_suite(path: Path):
     """A suite file read and checked, the names of its published tables included (the report owns them)."""
     suite = read_suite(path)
+    if suite.plugins:
+        from pebench.encodings.plugins import load_plugin
+
+        for target in suite.plugins:
+            load_plugin(target, f"suite {path}")
     for name in suite.published:
         if name not in PUBLISHED:
             raise PebenchError(f"{path}: 'published' has unknown table '{name}'{did_you_mean(name, list(PUBLISHED))}; "

@@ -2,23 +2,48 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
 from pebench.encodings.base import Arch, Component, Context
+from pebench.encodings.plugins import ORIGIN
 from pebench.encodings.registry import REGISTRY
 from pebench.encodings.spec import EncodingSpec, parse_spec
+from pebench.errors import PebenchError
 
 
 class PositionEncoding(nn.ModuleDict):
-    """The components of an encoding spec, keyed by family name, applied in spec order."""
+    """The components of an encoding spec, keyed by family name, applied in spec order. What a plugin's
+    component returns is checked (shapes, exceptions) and a failure names the plugin."""
 
     def __init__(self, spec: EncodingSpec, arch: Arch):
         super().__init__({c.name: REGISTRY[c.name](arch, **c.kwargs) for c in spec.components})
         self.spec = spec
+        self.head_dim = arch.head_dim
+        self.plugins = {name: ORIGIN[name].target for name in spec.names if name in ORIGIN}
 
     def parts(self) -> list[Component]:
         return list(self.values())
+
+    def _call(self, name: str, hook: str, expected: Callable[[object], str | None], *args):
+        """Component ``name``'s ``hook(*args)``; a plugin's failure or wrong result becomes a one-line error."""
+        method = getattr(self[name], hook)
+        if name not in self.plugins:
+            return method(*args)
+        try:
+            result = method(*args)
+        except PebenchError:
+            raise
+        except Exception as error:  # noqa: BLE001 - someone else's code, named in the error
+            raise PebenchError(f"plugin encoding '{name}' ({self.plugins[name]}): {hook} raised "
+                               f"{type(error).__name__}: {error}; fix the plugin") from None
+        problem = expected(result)
+        if problem:
+            raise PebenchError(f"plugin encoding '{name}' ({self.plugins[name]}): {hook} returned {problem}; "
+                               "fix the plugin (docs/plugins.md gives each hook's shapes)")
+        return result
 
     @property
     def interp_is_native(self) -> bool:
@@ -42,28 +67,70 @@ class PositionEncoding(nn.ModuleDict):
         return any(c.explicit_attention(block) for c in self.parts())
 
     def add_to_tokens(self, x: torch.Tensor, ctx: Context) -> torch.Tensor:
-        for part in self.parts():
-            x = part.add_to_tokens(x, ctx)
+        for name in self:
+            x = self._call(name, "add_to_tokens", _shaped(x.shape), x, ctx)
         return x
 
     def after_block(self, block: int, x: torch.Tensor, ctx: Context) -> torch.Tensor:
-        for part in self.parts():
-            x = part.after_block(block, x, ctx)
+        for name in self:
+            x = self._call(name, "after_block", _shaped(x.shape), block, x, ctx)
         return x
 
     def rotate(self, block: int, q: torch.Tensor, k: torch.Tensor, ctx: Context):
-        for part in self.parts():
-            q, k = part.rotate(block, q, k, ctx)
+        for name in self:
+            q, k = self._call(name, "rotate", _pair_shaped(q.shape, k.shape), block, q, k, ctx)
         return q, k
 
     def attention_bias(self, block: int, q: torch.Tensor, k: torch.Tensor, ctx: Context):
-        return _combine([c.attention_bias(block, q, k, ctx) for c in self.parts()], torch.add)
+        scores = (q.shape[0], q.shape[1], q.shape[2], k.shape[2])
+        return _combine([self._call(name, "attention_bias", _broadcasts_to(scores), block, q, k, ctx)
+                         for name in self], torch.add)
 
     def score_multiplier(self, block: int, ctx: Context, like: torch.Tensor):
-        return _combine([c.score_multiplier(block, ctx, like) for c in self.parts()], torch.mul)
+        scores = (like.shape[0], like.shape[1], like.shape[2], like.shape[2])
+        return _combine([self._call(name, "score_multiplier", _broadcasts_to(scores), block, ctx, like)
+                         for name in self], torch.mul)
 
     def value_term(self, block: int, attn: torch.Tensor, ctx: Context, rows: slice):
-        return _combine([c.value_term(block, attn, ctx, rows) for c in self.parts()], torch.add)
+        out = (attn.shape[0], attn.shape[1], attn.shape[2], self.head_dim)
+        return _combine([self._call(name, "value_term", _optional(_shaped(out)), block, attn, ctx, rows)
+                         for name in self], torch.add)
+
+
+def _shaped(shape) -> Callable[[object], str | None]:
+    def check(result) -> str | None:
+        if not isinstance(result, torch.Tensor) or result.shape != shape:
+            return f"{_shape_of(result)} where {tuple(shape)} is needed"
+        return None
+    return check
+
+
+def _optional(check: Callable[[object], str | None]) -> Callable[[object], str | None]:
+    return lambda result: None if result is None else check(result)
+
+
+def _pair_shaped(q_shape, k_shape) -> Callable[[object], str | None]:
+    def check(result) -> str | None:
+        if not (isinstance(result, tuple) and len(result) == 2):
+            return f"{type(result).__name__} where a pair (q, k) is needed"
+        return _shaped(q_shape)(result[0]) or _shaped(k_shape)(result[1])
+    return check
+
+
+def _broadcasts_to(shape: tuple[int, ...]) -> Callable[[object], str | None]:
+    def check(result) -> str | None:
+        if result is None:
+            return None
+        try:
+            fits = isinstance(result, torch.Tensor) and torch.broadcast_shapes(result.shape, shape) == shape
+        except RuntimeError:
+            fits = False
+        return None if fits else f"{_shape_of(result)} where a tensor broadcastable to {shape} is needed"
+    return check
+
+
+def _shape_of(result) -> str:
+    return f"shape {tuple(result.shape)}" if isinstance(result, torch.Tensor) else type(result).__name__
 
 
 def _combine(terms, op):

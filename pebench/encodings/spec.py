@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from pebench.encodings.plugins import failures, load_entry_points
 from pebench.encodings.registry import PRESETS, REGISTRY
 from pebench.errors import PebenchError, did_you_mean
 
@@ -54,13 +55,17 @@ def _format(value: Any) -> str:
 
 def _component(name: str, raw_options: Mapping[str, Any]) -> ComponentSpec:
     name = name.strip()
+    if name not in REGISTRY and name not in PRESETS:
+        load_entry_points()  # an installed plugin's encoding needs no flag
     preset: dict[str, Any] = {}
     if name in PRESETS:
         name, preset = PRESETS[name]
     if name not in REGISTRY:
         known = sorted([*REGISTRY, *PRESETS])
+        broken = "".join(f"; {plugin.error}" for plugin in failures())
         raise PebenchError(
-            f"unknown encoding '{name}'{did_you_mean(name, known)}; known: {', '.join(known)}"
+            f"unknown encoding '{name}'{did_you_mean(name, list(known))}; known: {', '.join(known)} (a plugin's "
+            f"encoding needs --plugin MODULE_OR_FILE or its package installed){broken}"
         )
     declared = REGISTRY[name].options
     values = {key: option.default for key, option in declared.items()}

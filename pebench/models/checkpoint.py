@@ -44,6 +44,19 @@ def read_sidecar(path: Path) -> dict:
         raise PebenchError(f"{side}: not valid JSON ({error.msg} at line {error.lineno})") from None
 
 
+def _plugin_hint(plugins: dict[str, dict]) -> str:
+    """How to get the plugins a sidecar names: install the distribution, or pass the file."""
+    hints = []
+    for name, origin in plugins.items():
+        if origin.get("distribution"):
+            hints.append(f"'{name}': pip install {origin['distribution']}=={origin.get('version', '')}".rstrip("="))
+        elif origin.get("file"):
+            hints.append(f"'{name}': --plugin {origin['file']} (sha256 {origin.get('sha256', '?')[:12]})")
+        else:
+            hints.append(f"'{name}': --plugin {origin.get('module', '?')}")
+    return "; ".join(hints)
+
+
 def load_checkpoint(path: Path) -> tuple[VisionTransformer, dict]:
     """Build the model its sidecar describes and load the weights (as float32).
 
@@ -58,8 +71,14 @@ def load_checkpoint(path: Path) -> tuple[VisionTransformer, dict]:
         tensors = load(raw)
     except Exception as error:  # safetensors raises its own error types for truncated/corrupt files
         raise PebenchError(f"{path}: not a readable safetensors file ({error})") from None
-    model = build_model(meta["size"], meta["encoding"], num_classes=meta["num_classes"],
-                        img_size=meta["train_res"], patch=meta["patch"])
+    try:
+        model = build_model(meta["size"], meta["encoding"], num_classes=meta["num_classes"],
+                            img_size=meta["train_res"], patch=meta["patch"])
+    except PebenchError as error:
+        if not meta.get("plugins") or "unknown encoding" not in str(error):
+            raise
+        raise PebenchError(f"{path}: its encoding '{meta['encoding']}' comes from a plugin that is not loaded "
+                           f"({_plugin_hint(meta['plugins'])})") from None
     expected = model.state_dict()
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))

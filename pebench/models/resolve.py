@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from pebench.encodings.plugins import provenance
 from pebench.models.checkpoint import load_checkpoint
 from pebench.models.interface import LoadedModel
 from pebench.models.preflight import not_built, unknown_model
@@ -25,7 +26,8 @@ from pebench.zoo import ZOO, ZOO_BUILD, zoo_path
 def built(name: str, net, weights: str = "random") -> LoadedModel:
     """A model built in this process (no checkpoint), named ``name``."""
     meta = {"size": net.size, "encoding": str(net.spec), "train_res": net.img_size, "patch": net.patch,
-            "num_classes": net.num_classes, "checkpoint_sha256": None, "weights": weights}
+            "num_classes": net.num_classes, "checkpoint_sha256": None, "weights": weights,
+            "plugins": provenance(net.spec.names)}
     return LoadedModel(name, net, meta, "built", None)
 
 
@@ -53,7 +55,7 @@ def resolve_model(name: str, need_weights: bool = True) -> LoadedModel:
     path = Path(name)
     if path.suffix == ".safetensors" or path.exists():
         net, meta = load_checkpoint(path)
-        return LoadedModel(name, net, meta, "file", path)
+        return LoadedModel(name, net, meta | {"plugins": provenance(net.spec.names)}, "file", path)
     raise unknown_model(name)
 
 

@@ -14,8 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pebench import __version__
+from pebench.encodings.plugins import spec_provenance
 from pebench.errors import PebenchError
 from pebench.models.checkpoint import read_sidecar
+from pebench.models.preflight import TIMM_PREFIX
 from pebench.models.resolve import weights_digest
 from pebench.modes import TUNED
 from pebench.resolution import Label
@@ -47,6 +49,22 @@ def _finetune_cell(path: str) -> tuple[Label, str]:
     return finetune["res"], finetune["mode"]
 
 
+def _plugins(model: str, size: str | None) -> dict:
+    """``{"plugins": ...}`` for a model whose encoding comes (partly) from a plugin, else nothing (so that every
+    other cell keeps its key): an encoding spec row, or a checkpoint whose sidecar names one."""
+    if size is not None:
+        spec = model
+    elif model in ZOO or model.startswith(TIMM_PREFIX) or not Path(model).exists():
+        return {}
+    else:
+        try:
+            spec = read_sidecar(Path(model))["encoding"]
+        except (PebenchError, KeyError):  # loading the model says what is wrong with it, before any work
+            return {}
+    found = spec_provenance(spec)
+    return {"plugins": found} if found else {}
+
+
 def _key(config: dict) -> str:
     text = json.dumps(config | {"pebench": __version__}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -56,13 +74,14 @@ def expand(suite: Suite) -> list[Cell]:
     """Every cell of the suite, in run order: evaluation, then diagnostics, then profiling."""
     cells = []
     digests = {m: weights_digest(m) for m in suite.models}
+    plugins = {m: _plugins(m, None) for m in (*suite.models, *suite.finetuned)}
     # with a tuned mode, the first tune.n images choose S and every eval cell scores the same rest
     tuning = {"holdout": suite.tune.n} if TUNED in suite.modes else {}
 
     def eval_cell(model: str, digest: str | None, res: Label, mode: str) -> Cell:
         config = {"kind": "eval", "model": model, "weights_sha256": digest, "res": res, "mode": mode,
                   "data": suite.data, "n": suite.n, "crop_pct": crop_at(suite.crop_pct, res),
-                  "device": suite.device} | tuning
+                  "device": suite.device} | tuning | plugins[model]
         if mode == TUNED:
             config |= {"tune_scales": suite.tune.scales, "tune_points": suite.tune.points}
         return Cell("eval", model, res, mode, config, _key(config))
@@ -79,7 +98,7 @@ def expand(suite: Suite) -> list[Cell]:
                     config = {"kind": "diagnostics", "model": model, "weights_sha256": digests[model], "res": res,
                               "mode": mode, "data": suite.data, "n": suite.diagnostics.n,
                               "crop_pct": crop_at(suite.crop_pct, res), "maps": suite.diagnostics.maps,
-                              "device": suite.device}
+                              "device": suite.device} | plugins[model]
                     cells.append(Cell("diagnostics", model, res, mode, config, _key(config)))
     profile = suite.profile
     if profile.enabled:
@@ -90,7 +109,7 @@ def expand(suite: Suite) -> list[Cell]:
         for model, size in profile_rows(suite):
             for res in suite.resolutions:
                 config = {"kind": "profile", "model": model, "size": size, "res": res,
-                          "shipped": model in ZOO} | settings
+                          "shipped": model in ZOO} | settings | _plugins(model, size)
                 cells.append(Cell("profile", model, res, profile.mode, config, _key(config)))
     return cells
 

@@ -12,8 +12,10 @@ Settings of one feature form a section, written either nested or flat (the older
     diagnostics: {n: 64, maps: 4}      or  diagnostics: true, diagnostics_n: 64, diagnostics_maps: 4
 
 A ``profile:`` or ``diagnostics:`` mapping turns the feature on (unless it says ``enabled: false``).
-Wherever a list is expected (models, resolutions, modes, published, finetuned, profile encodings, tune
-scales) one value stands for a one-item list. Every problem in a file is reported at once.
+Wherever a list is expected (models, resolutions, modes, published, finetuned, plugins, profile encodings,
+tune scales) one value stands for a one-item list. ``plugins`` (modules, or .py files relative to the
+suite file) are loaded before the suite's encodings are read (:mod:`pebench.encodings.plugins`). Every
+problem in a file is reported at once.
 :data:`SCHEMA` lists every key with its meaning (`docs/suites.md` shows it as a table).
 """
 
@@ -84,6 +86,7 @@ class Suite:
     published: tuple[str, ...] = ()  # published tables the report shows beside the measured ones
     findings: bool = False  # the report's table of published claims vs these results (pebench.reports.findings)
     finetuned: tuple[str, ...] = ()  # `pebench finetune` checkpoints, each evaluated at its own resolution and mode
+    plugins: tuple[str, ...] = ()  # modules or .py files (absolute once read) that register encodings
     tune: Tune = field(default_factory=Tune)
     profile: Profile = field(default_factory=Profile)
     diagnostics: Diagnostics = field(default_factory=Diagnostics)
@@ -245,6 +248,7 @@ SCHEMA: tuple[Key, ...] = (
     Key("published", None, "published", _names),
     Key("findings", None, "findings", _flag),
     Key("finetuned", None, "finetuned", _names),
+    Key("plugins", None, "plugins", _names),
     Key("tune_n", "tune", "n", _positive_int),
     Key("tune_scales", "tune", "scales", _scales),
     Key("tune_points", "tune", "points", _positive_int),
@@ -353,6 +357,10 @@ def _merged(file: Path, problems: list[str], chain: tuple[Path, ...] = ()) -> di
     raw = _read_yaml(file)
     parent = raw.pop("include", None)
     raw = _flatten(raw, file, problems)
+    if isinstance(raw.get("plugins"), (str, list)):  # a plugin file is named relative to the suite that lists it
+        items = raw["plugins"] if isinstance(raw["plugins"], list) else [raw["plugins"]]
+        raw["plugins"] = [str(file.parent / item) if isinstance(item, str) and item.endswith(".py") else item
+                          for item in items]
     if parent is None:
         return raw
     if not isinstance(parent, str):

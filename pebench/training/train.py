@@ -25,6 +25,7 @@ from pebench.atomic import atomic_path
 from pebench.data import SyntheticData, normalize, parse_data
 from pebench.data.stream import val_stream
 from pebench.data.synthetic import CLASS_GROUPS, RENDER_VERSION
+from pebench.encodings.plugins import provenance
 from pebench.errors import PebenchError
 from pebench.measure.evaluate import Tally, metrics_of, run_pass
 from pebench.models.checkpoint import save_checkpoint
@@ -228,6 +229,8 @@ def train(cfg: TrainConfig, out: Path, command: str = "", console=None,
         "learning_curve": cfg.history,
         "command": command,
     }
+    if provenance(model.spec.names):  # a plugin's encoding: the checkpoint names what it needs to load
+        sidecar["plugins"] = provenance(model.spec.names)
     if start:
         sidecar["finetune"] = {"from": cfg.init, "from_sha256": start[1]["checkpoint_sha256"], "res": cfg.res,
                                "mode": cfg.mode, "epochs": cfg.epochs, "samples": cfg.history[-1]["samples"],
