@@ -15,14 +15,14 @@ A number quoted in prose carries its source in a comment right after it, which t
 
     falls to 87.2<!-- zoo sincos native 512 top1 --> at 512
 
-`zoo` and `frontier` name results/zoo and results/frontier, then model, mode, resolution and one of top1,
-where, what (%), where_hits (a count of images), distance (mean attention distance over blocks, as a share of
-the grid's side), distance_patches (the same in patches) or entropy (nats, mean over blocks); `sidecar MODEL
-epoch N top1|where` quotes a shipped model's learning curve, `sidecar MODEL minutes` its training time
-(samples at the img/s its sidecar records) and `sidecar all hours` the whole zoo's. `in PATH` (a committed
-output, e.g. a benchmark's under results/benchmarks) only requires the number to appear in that file as
-written. The number is compared at the decimals it is
-written with.
+`zoo`, `frontier`, `plugin/zoo` and `plugin/frontier` name those folders of results/, then model, mode,
+resolution and one of top1, where, what (%), where_hits (a count of images), distance (mean attention
+distance over blocks, as a share of the grid's side), distance_patches (the same in patches) or entropy
+(nats, mean over blocks). `sidecar MODEL epoch N top1|where` quotes a learning curve (MODEL a shipped name,
+or the path of a committed checkpoint), `sidecar MODEL minutes` its training time (samples at the img/s
+its sidecar records) and `sidecar all hours` the whole zoo's. `in PATH` (a committed output, e.g. a
+benchmark's under results/benchmarks) only requires the number to appear in that file as written. A
+number is compared at the decimals it is written with.
 """
 
 from __future__ import annotations
@@ -95,6 +95,23 @@ def frontier() -> str:
         rows.append([model, *(_by_resolution(records, model, mode, resolutions) for mode in ("native", "interp")),
                      _by_resolution(records, model, "tuned", resolutions) + scale])
     return _markdown(["model", "native", "interp", "tuned"], rows)
+
+
+LIERE = "results/plugin/liere.safetensors"
+
+
+def liere_beside(folder: str, modes: tuple[str, ...]) -> Callable[[], str]:
+    """The plugin example (LieRE, results/plugin/FOLDER) beside the shipped rotations and sin-cos of
+    results/FOLDER, on the same cells."""
+    def table() -> str:
+        plugin, _ = _evals(f"results/plugin/{folder}")
+        shipped, _ = _evals(f"results/{folder}")
+        resolutions = sorted({r["res"] for r in plugin}, key=sort_key)
+        rows = [[name, *(_by_resolution(records, model, mode, resolutions) for mode in modes)]
+                for name, model, records in (("liere (plugin)", LIERE, plugin), ("rope_axial", "rope_axial", shipped),
+                                             ("rope_mixed", "rope_mixed", shipped), ("sincos", "sincos", shipped))]
+        return _markdown(["model", *modes], rows)
+    return table
 
 
 def _recipe_note(name: str) -> str:
@@ -249,12 +266,14 @@ TABLES: dict[str, Callable[[], str]] = {
     "overhead-512": overhead("encoding_overhead.txt"), "memory-1024": memory_1024, "imagefolder": imagefolder,
     "benchmarks": benchmarks, "zoo-findings": findings("results/zoo"),
     "frontier-findings": findings("results/frontier"), "where-by-border": where_by_border,
+    "liere-zoo": liere_beside("zoo", ("native", "interp")),
+    "liere-frontier": liere_beside("frontier", ("native", "interp", "tuned")),
 }
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "benchmarks" / "README.md"]
 
 
 QUOTE = re.compile(r"(?P<number>(?<![>\w.])-?\d+(?:\.\d+)?)"
-                   r"<!-- (?P<source>zoo|frontier|sidecar|in) (?P<key>[^>]+?) -->")
+                   r"<!-- (?P<source>zoo|frontier|plugin/zoo|plugin/frontier|sidecar|in) (?P<key>[^>]+?) -->")
 PERCENT = {"top1": lambda r: r["metrics"]["top1"], "where": _where,
            "what": lambda r: r["metrics"]["groups"]["what"]["top1"]}
 
@@ -276,9 +295,15 @@ def _records_by_cell(folder: str) -> dict:
             for r in load_results([ROOT / "results" / folder]) if r["status"] == "ok"}
 
 
+def _sidecar(model: str) -> dict:
+    """A shipped model's sidecar, or (a path with '/') a committed checkpoint's."""
+    path = ROOT / model if "/" in model else zoo_path(model)
+    return json.loads(path.with_suffix(".json").read_text())
+
+
 def _training_seconds(model: str) -> float:
-    """A shipped model's training steps, in seconds, as `pebench list models` adds them up."""
-    return training_seconds(json.loads(zoo_path(model).with_suffix(".json").read_text())["learning_curve"])
+    """A model's training steps, in seconds, as `pebench list models` adds them up."""
+    return training_seconds(_sidecar(model)["learning_curve"])
 
 
 def quoted_value(source: str, key: str) -> float:
@@ -289,7 +314,7 @@ def quoted_value(source: str, key: str) -> float:
         if key.endswith(" minutes"):
             return _training_seconds(key.split()[0]) / 60
         model, _, epoch, metric = key.split()
-        curve = json.loads(zoo_path(model).with_suffix(".json").read_text())["learning_curve"]
+        curve = _sidecar(model)["learning_curve"]
         return 100 * curve[int(epoch) - 1][{"top1": "val_top1", "where": "val_where"}[metric]]
     model, mode, res, metric = key.split()
     cells = _records_by_cell(source)
