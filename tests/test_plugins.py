@@ -214,3 +214,29 @@ def test_a_plugin_encoding_gives_the_same_cell_keys_only_for_the_same_plugin(goo
     assert first.key != second.key
     shipped = expand(Suite(name="t", profile=Profile(enabled=True, encodings=("alibi",)), resolutions=(224,)))
     assert "plugins" not in shipped[0].config  # shipped encodings keep the keys they always had
+
+
+def test_a_users_records_are_reported_beside_the_zoos_on_the_same_images_only(tmp_path, private_cache):
+    args = ["--res", 224, "--res", 256, "--n", 8, "--data", TINY, "--workers", 0]
+    assert cli("eval", "-m", "sincos", *args, "--out", tmp_path / "zoo").returncode == 0
+    assert cli("eval", "-m", "rope_axial", *args, "--out", tmp_path / "mine").returncode == 0
+    report = cli("report", tmp_path / "mine", "--beside", tmp_path / "zoo", "--out", tmp_path / "report")
+    assert report.returncode == 0, report.stderr
+    assert "beside: 4 cells of" in report.stdout  # sincos at 224 and 256, native and interp
+    page = (tmp_path / "report" / "report.md").read_text()
+    headings = [line for line in page.splitlines() if line.startswith("## ")]
+    assert headings[0] == "## Accuracy vs resolution (measured)"  # the figure first, then the tables
+    assert "| sincos |" in page and "| rope_axial |" in page
+    other = cli("eval", "-m", "sincos", "--res", 224, "--n", 6, "--data", TINY, "--workers", 0,
+                "--out", tmp_path / "other")
+    assert other.returncode == 0
+    refused = cli("report", tmp_path / "mine", "--beside", tmp_path / "other", "--out", tmp_path / "report2")
+    assert refused.returncode == 2 and "n (images asked for): 8 here vs 6 there" in refused.stderr
+
+
+def test_a_table_whose_every_cell_reads_at_least_99_5_is_folded_in_html():
+    from pebench.reports.write import _uninformative
+
+    assert _uninformative([["ape", "100.0 (99.2-100.0)", "99.6 +0.1"], ["peg", "n/a", "99.5"]])
+    assert not _uninformative([["ape", "100.0", "98.9 -1.1"]])
+    assert not _uninformative([["ape", "GMACs 1.2"]])

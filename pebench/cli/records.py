@@ -12,6 +12,7 @@ from rich.table import Table
 from pebench.cli.options import console
 from pebench.cli.runs import last_run
 from pebench.errors import PebenchError
+from pebench.reports.beside import beside as set_beside
 from pebench.reports.check import METRICS, compare, environment_warnings, failed, read_baseline, write_baseline
 from pebench.reports.published import PUBLISHED
 from pebench.reports.write import REPORT_FORMATS, write_report
@@ -29,6 +30,10 @@ def report(
                                                   "(CPVT, LookHere, RoPE-ViT, ...) beside the same comparison measured "
                                                   "on these records, with 95% intervals and verdicts; default: the "
                                                   "suite's")] = None,
+    beside: Annotated[list[Path] | None, typer.Option(help="committed results to set these beside without "
+                                                           "rerunning them, e.g. results/zoo: only their cells on the "
+                                                           "same data, n and crop are kept, and these records' models "
+                                                           "stand out in the figures; repeatable")] = None,
 ) -> None:
     """Write Markdown, HTML (self-contained, with plots), CSV and JSON reports from result records."""
     if not results:
@@ -48,7 +53,15 @@ def report(
     for name in published:
         if name not in PUBLISHED:
             raise PebenchError(f"unknown published table '{name}'; choose from {', '.join(PUBLISHED)}")
-    written = write_report(load_results(results), folder, formats, published, findings=findings)
+    records = load_results(results)
+    highlight: frozenset[str] = frozenset()
+    if beside:
+        highlight = frozenset(r["model"]["name"] for r in records if r["kind"] == "eval")
+        reference = [r for source in beside for r in set_beside(records, load_results([source]), str(source))]
+        console.print(f"beside: {len(reference)} cells of {', '.join(map(str, beside))} measured on the same images",
+                      highlight=False)
+        records = records + reference
+    written = write_report(records, folder, formats, published, findings=findings, highlight=highlight)
     for fmt, path in written.items():
         console.print(f"{fmt}: {path}")
 

@@ -13,8 +13,9 @@ from pebench.reports.diagnostics import diagnostics_figures
 from pebench.resolution import side, sort_key
 
 
-def plots(records: list[dict], plot_dir: Path) -> list[tuple[str, Path]]:
-    """Render the report's figures with matplotlib; returns (caption, png path)."""
+def plots(records: list[dict], plot_dir: Path, highlight: frozenset[str] = frozenset()) -> list[tuple[str, Path]]:
+    """Render the report's figures with matplotlib; returns (caption, png path). With ``highlight``, those models'
+    lines are drawn bold and the others faded."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -25,6 +26,9 @@ def plots(records: list[dict], plot_dir: Path) -> list[tuple[str, Path]]:
     evals = [r for r in records if r["kind"] == "eval"]
     measured = [r for r in evals if r["status"] == "ok"]
     style = line_styles(list(dict.fromkeys(r["model"]["name"] for r in records)))
+    if highlight:
+        style = {name: s | ({"linewidth": 2.6, "zorder": 3} if name in highlight else {"alpha": 0.35})
+                 for name, s in style.items()}
     if measured:
         figures.append(("Accuracy vs resolution (measured)", plot_dir / "accuracy.png"))
         _accuracy_figure(evals, style, lambda r: r["metrics"], "top-1", figures[-1][1], cap=position_blind_cap)

@@ -1,5 +1,6 @@
-"""The report files of a set of records: Markdown and a self-contained HTML page (tables, then figures),
-CSV and JSON (one flat row per cell).
+"""The report files of a set of records: Markdown and a self-contained HTML page, CSV and JSON (one flat row
+per cell). A page opens with the accuracy-vs-resolution figure, then the findings, then the tables (in
+HTML, a table whose every cell reads at least 99.5% is folded), then the other figures.
 
 A report is a list of sections (title, note, header, rows) and figures; each kind of content adds its
 own through :data:`SECTIONS` (accuracy per mode, modes side by side, class groups, fine-tunes,
@@ -167,6 +168,31 @@ def _contents(headings: list[str]) -> list[tuple[str, str]]:
                                                                                    strict=True)]
 
 
+#: the report opens with what a reader came for: this figure, then the findings, then the tables
+LEAD_FIGURE = "Accuracy vs resolution (measured)"
+
+
+def _ordered(sections: list[Section], figures: list[tuple[str, Path]]) -> list[tuple[str, object]]:
+    """("section", Section) and ("figure", (caption, png)) in reading order: the accuracy figure, the findings,
+    the other tables, the other figures."""
+    lead = [("figure", f) for f in figures if f[0] == LEAD_FIGURE]
+    findings = [("section", s) for s in sections if s[0].startswith("Published findings")]
+    rest = [("section", s) for s in sections if not s[0].startswith("Published findings")]
+    return lead + findings + rest + [("figure", f) for f in figures if f[0] != LEAD_FIGURE]
+
+
+def _heading(item: tuple[str, object]) -> str:
+    return item[1][0]
+
+
+def _uninformative(rows: list[list[str]]) -> bool:
+    """A table of percentages every one of which reads at least 99.5 (the *what* classes of a zoo that
+    learned them all): shown folded."""
+    values = [float(m[1]) for row in rows for cell in row[1:] if (m := re.match(r"\s*(\d+\.\d)", cell))]
+    return bool(values) and min(values) >= 99.5 and all(
+        re.match(r"\s*(\d+\.\d|n/a|$)", cell) for row in rows for cell in row[1:])
+
+
 def _html(report: Report) -> str:
     import base64
     from html import escape
@@ -184,17 +210,21 @@ def _html(report: Report) -> str:
     parts.append("<p class='note'>Contents: " + " &middot; ".join(
         f"<a href='#{anchor}'>{escape(text)}</a>" for text, anchor in contents) + "</p>")
     anchors = iter(anchor for _, anchor in contents)
-    for heading, note, header, rows in sections:
+    for kind, item in _ordered(sections, figures):
+        if kind == "figure":
+            caption, path = item
+            encoded = base64.b64encode(path.read_bytes()).decode()
+            parts.append(f"<h2 id='{next(anchors)}'>{escape(caption)}</h2>"
+                         f"<img alt='{escape(caption)}' src='data:image/png;base64,{encoded}'>")
+            continue
+        heading, note, header, rows = item
         css = " class='published'" if heading.startswith("Published") else ""
-        parts.append(f"<h2 id='{next(anchors)}'>{escape(heading)}</h2><p class='note'>{escape(note)}</p>"
-                     f"<table{css}><thead><tr>"
-                     + "".join(f"<th>{escape(h)}</th>" for h in header) + "</tr></thead><tbody>")
-        parts += ["<tr>" + "".join(f"<td>{escape(c)}</td>" for c in row) + "</tr>" for row in rows]
-        parts.append("</tbody></table>")
-    for caption, path in figures:
-        encoded = base64.b64encode(path.read_bytes()).decode()
-        parts.append(f"<h2 id='{next(anchors)}'>{escape(caption)}</h2>"
-                     f"<img alt='{escape(caption)}' src='data:image/png;base64,{encoded}'>")
+        table = (f"<table{css}><thead><tr>" + "".join(f"<th>{escape(h)}</th>" for h in header) + "</tr></thead><tbody>"
+                 + "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in row) + "</tr>" for row in rows)
+                 + "</tbody></table>")
+        if _uninformative(rows):
+            table = f"<details><summary>every cell reads at least 99.5%: shown on request</summary>{table}</details>"
+        parts.append(f"<h2 id='{next(anchors)}'>{escape(heading)}</h2><p class='note'>{escape(note)}</p>{table}")
     parts.append("</body></html>")
     return "\n".join(parts)
 
@@ -220,9 +250,12 @@ def _markdown_table(header: list[str], rows: list[list[str]]) -> str:
 def _markdown(report: Report) -> str:
     body = [f"# {report.title}", "", report.provenance, "",
             "Contents: " + " · ".join(f"[{text}](#{anchor})" for text, anchor in report.contents), ""]
-    for heading, note, header, rows in report.sections:
-        body += [f"## {heading}", "", note, "", _markdown_table(header, rows), ""]
-    body += [f"## {caption}\n\n![{caption}](plots/{path.name})\n" for caption, path in report.figures]
+    for kind, item in _ordered(report.sections, report.figures):
+        if kind == "figure":
+            body.append(f"## {item[0]}\n\n![{item[0]}](plots/{item[1].name})\n")
+        else:
+            heading, note, header, rows = item
+            body += [f"## {heading}", "", note, "", _markdown_table(header, rows), ""]
     return "\n".join(body)
 
 
@@ -256,14 +289,16 @@ REPORT_FORMATS: dict[str, Format] = {
 
 
 def write_report(records: list[dict], out_dir: Path, formats: list[str], published: list[str] = (),
-                 title: str | None = None, findings: bool = False) -> dict[str, Path]:
-    """Write the report files into ``out_dir`` (each one atomically); returns format -> path."""
+                 title: str | None = None, findings: bool = False,
+                 highlight: frozenset[str] = frozenset()) -> dict[str, Path]:
+    """Write the report files into ``out_dir`` (each one atomically); returns format -> path. The models named
+    in ``highlight`` stand out in the figures (a user's models set beside the zoo's)."""
     if not records:
         raise PebenchError("no result records to report; run `pebench run SUITE` first")
     suites = sorted({r.get("suite") or "" for r in records} - {""})
     sections = _sections(records, list(published), findings)
-    figures = plots(records, out_dir / "plots") if any(REPORT_FORMATS[f].figures for f in formats) else []
-    contents = _contents([heading for heading, *_ in sections] + [caption for caption, _ in figures])
+    figures = plots(records, out_dir / "plots", highlight) if any(REPORT_FORMATS[f].figures for f in formats) else []
+    contents = _contents([_heading(item) for item in _ordered(sections, figures)])
     report = Report(title or f"pebench report: {', '.join(suites) or 'results'}", "Measured: " + _provenance(records),
                     contents, sections, figures, records)
     written: dict[str, Path] = {}
