@@ -7,7 +7,7 @@ Schema (``schema_version`` 2; version 1 records, written before streaming evalua
     key, suite      the cell's hash (its resolved config, weights and pebench version) and the suite's
                     name ("eval" / "profile" for the one-row suites of `pebench eval` / `pebench profile`)
     kind            "eval"
-    model           {name, source ("zoo" | "file" | "timm"), path, size (timm: the timm name), encoding,
+    model           {name, source ("zoo" | "file" | "timm" | "py"), path, size (timm: the timm name), encoding,
                      train_res, patch, checkpoint_sha256, finetune (a `pebench finetune` checkpoint: its
                      sidecar's fine-tune record), plugins (only when a component of the encoding comes
                      from a plugin: {name: {distribution, version} or {file, sha256} of the plugin that

@@ -39,8 +39,8 @@ UNLIMITED_WIDTH = 100_000
 console = _console()
 
 ModelOption = Annotated[list[str] | None, typer.Option(
-    "--model", "-m", help="shipped name, .safetensors path or timm:NAME; repeat for several (default: every built "
-                          "shipped model)")]
+    "--model", "-m", help="shipped name, .safetensors path, timm:NAME or py:MODULE_OR_FILE:FACTORY (a model of "
+                          "your own, docs/plugins.md); repeat for several (default: every built shipped model)")]
 ResOption = Annotated[list[str] | None, typer.Option(
     help="resolution in px, square (384) or height x width (384x512); repeat (default 224 384 448 512)")]
 DataOption = Annotated[str, typer.Option(help="dataset spec: synthetic[:options] or imagefolder:PATH")]

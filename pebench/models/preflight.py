@@ -1,7 +1,7 @@
 """Checks of model specs that need no torch, run before any work: the shipped model is built, the
 checkpoint file and its sidecar exist, and every resolution tiles into the model's patches (read from
-the sidecar JSON). :mod:`pebench.models.resolve` raises the same errors when it loads; a timm model's
-patch size is known only once timm builds it, so its resolutions are checked then."""
+the sidecar JSON). :mod:`pebench.models.resolve` raises the same errors when it loads; a timm model's or
+an outside (``py:``) model's patch size is known only once it is built, so its resolutions are checked then."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def not_built(name: str) -> PebenchError:
 def sidecar_patch(name: str, need_weights: bool = True) -> int | None:
     """The patch size a spec's sidecar records; None for timm models and (``need_weights`` False) for a
     shipped model that is not built. A bad spec is a one-line error."""
-    if name.startswith(TIMM_PREFIX):
+    if name.startswith((TIMM_PREFIX, "py:")):  # known once built
         return None
     if name in ZOO:
         path = zoo_path(name)

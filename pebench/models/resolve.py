@@ -1,7 +1,8 @@
 """Every model spec pebench accepts, resolved in one place into a :class:`~pebench.models.interface.LoadedModel`.
 
-A spec is a shipped name (:mod:`pebench.zoo`), a ``.safetensors`` checkpoint with its sidecar, or
-``timm:NAME[@FILE]`` (weights from FILE or the local Hugging Face cache). `pebench profile` also builds
+A spec is a shipped name (:mod:`pebench.zoo`), a ``.safetensors`` checkpoint with its sidecar,
+``timm:NAME[@FILE]`` (weights from FILE or the local Hugging Face cache), or ``py:MODULE:FACTORY[@FILE]``
+(a model from outside, :mod:`pebench.models.outside`). `pebench profile` also builds
 encoding specs at a backbone size with random weights, and, since cost does not depend on the weights,
 profiles a shipped model that is not built here or a timm model without weights with random ones
 (the record says so in ``model.weights``).
@@ -17,6 +18,9 @@ import torch
 from pebench.encodings.plugins import provenance
 from pebench.models.checkpoint import load_checkpoint
 from pebench.models.interface import LoadedModel
+from pebench.models.outside import PREFIX as OUTSIDE
+from pebench.models.outside import build_outside
+from pebench.models.outside import digest as outside_digest
 from pebench.models.preflight import not_built, unknown_model
 from pebench.models.timm_adapter import PREFIX, build_timm_model
 from pebench.models.vit import build_model
@@ -39,6 +43,9 @@ def built_model(spec: str, size: str, num_classes: int = 1000) -> LoadedModel:
 def resolve_model(name: str, need_weights: bool = True) -> LoadedModel:
     """The model a spec names; a bad name or file is a one-line error. Without ``need_weights``
     (profiling), a shipped model not built here and a timm model without weights get random ones."""
+    if name.startswith(OUTSIDE):
+        net, meta = build_outside(name)
+        return LoadedModel(name, net, meta, "py", None)
     if name.startswith(PREFIX):
         spec, _, file = name.partition("@")
         net, meta = build_timm_model(spec, Path(file) if file else None, random_if_missing=not need_weights)
@@ -72,6 +79,8 @@ def load_models(names, device: torch.device) -> dict[str, LoadedModel]:
 def weights_digest(name: str) -> str | None:
     """SHA-256 of the weights file a spec reads (None: weights from the Hugging Face cache, keyed by the
     name alone, or no file), so that retrained weights never pass for the old results."""
+    if name.startswith(OUTSIDE):
+        return outside_digest(name)
     if name.startswith(PREFIX):
         path = Path(name.partition("@")[2]) if "@" in name else None
         if path is None:

@@ -26,7 +26,8 @@ def diagnose_resolution(res: Label, cells: list[Cell], job: Job) -> list[dict]:
     for cell in cells:
         net = models[cell.model].net
         reason = (None if isinstance(net, VisionTransformer) else
-                  "diagnostics read pebench's own ViT blocks; a timm model's attention is not instrumented")
+                  "diagnostics read pebench's own ViT blocks; this model's (timm or outside) attention is not "
+                  "instrumented")
         reason = reason or net.applicability(res, cell.mode)
         if reason:
             settled[cell] = {"status": "not_applicable", "reason": reason, "diagnostics": None,
