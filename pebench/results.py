@@ -11,7 +11,8 @@ Schema (``schema_version`` 2; version 1 records, written before streaming evalua
                      train_res, patch, checkpoint_sha256, finetune (a `pebench finetune` checkpoint: its
                      sidecar's fine-tune record), plugins (only when a component of the encoding comes
                      from a plugin: {name: {distribution, version} or {file, sha256} of the plugin that
-                     ran})}; built once, by :func:`model_entry`
+                     ran}), weights_source (timm:NAME --pretrained: "hf-hub:REPO/FILE@REVISION")}; built
+                     once, by :func:`model_entry`
     res, mode       evaluation resolution: its label, the int 384 (square) or "384x512" (height x width);
                     mode "native" | "interp" | "scale=S" | "tuned" (pebench.modes)
     position_scale  [rows, cols] factor on positions the mode stands for: native [1, 1], interp
@@ -138,6 +139,8 @@ def model_entry(model, kind: str) -> dict:
         entry["finetune"] = meta["finetune"]
     if meta.get("plugins"):
         entry["plugins"] = meta["plugins"]
+    if meta.get("weights_source"):
+        entry["weights_source"] = meta["weights_source"]
     if kind == "profile":
         entry["weights"] = meta.get("weights", "trained")
     return entry

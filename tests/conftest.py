@@ -119,6 +119,12 @@ def registry_as_shipped():
 
 
 @pytest.fixture(autouse=True)
+def offline(monkeypatch):
+    """No test reaches a network: the Hugging Face hub answers from local caches only."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(autouse=True)
 def private_runs(tmp_path, monkeypatch):
     """Run folders (commands without --out) of this test's own, never the working directory's results/runs."""
     monkeypatch.setenv("PEBENCH_RUNS", str(tmp_path / "runs"))

@@ -1,5 +1,7 @@
 """timm checkpoints: load, resize per family, compare with timm's own resized model (random weights)."""
 
+from pathlib import Path
+
 import pytest
 import timm
 import torch
@@ -327,3 +329,41 @@ def test_cli_bad_timm_input_is_one_line(deit_file):
         result = cli("eval", *args, "--res", "224")
         assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
+
+
+def _hub_cache(tmp_path, net) -> None:
+    """A local Hugging Face cache holding `net`'s weights as timm's deit_tiny_patch16_224 (revision abc123)."""
+    from safetensors.torch import save_file
+
+    repo = tmp_path / "hub" / "models--timm--deit_tiny_patch16_224.fb_in1k"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("abc123")
+    (repo / "snapshots" / "abc123").mkdir(parents=True)
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()},
+              str(repo / "snapshots" / "abc123" / "model.safetensors"))
+
+
+def test_pretrained_weights_come_through_the_hub_cache_and_say_where_from(deit_file, tmp_path, monkeypatch,
+                                                                         private_cache):
+    from conftest import cli
+
+    from pebench.results import read_records
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the cache answers; nothing reaches a network
+    with pytest.raises(PebenchError, match=r"--pretrained: the weights of timm/deit_tiny_patch16_224.fb_in1k are not "
+                                           r"in the cache .* \(HF_HUB_OFFLINE is set\); run once with a network"):
+        build_timm_model("timm:deit_tiny_patch16_224", Path("hf-hub"))
+    _hub_cache(tmp_path, deit_file[1])
+    _, meta = build_timm_model("timm:deit_tiny_patch16_224", Path("hf-hub"))
+    assert meta["weights"] == "pretrained"
+    assert meta["weights_source"] == "hf-hub:timm/deit_tiny_patch16_224.fb_in1k/model.safetensors@abc123"
+    out = tmp_path / "r.jsonl"
+    result = cli("eval", "-m", "timm:deit_tiny_patch16_224", "--pretrained", "--res", 224, "--mode", "native",
+                 "--n", 4, "--data", "synthetic:train=8,val=4", "--workers", 0, "--out", out)
+    assert result.returncode == 0, result.stderr
+    (record,) = read_records(out)
+    assert record["model"]["weights_source"].startswith("hf-hub:timm/deit_tiny_patch16_224.fb_in1k")
+    assert record["model"]["checkpoint_sha256"] == meta["checkpoint_sha256"]
+    alone = cli("eval", "-m", "sincos", "--pretrained")
+    assert alone.returncode == 2 and "--pretrained applies to --model timm:NAME" in alone.stderr

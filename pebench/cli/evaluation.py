@@ -23,9 +23,11 @@ from pebench.cli.options import (
     ModelOption,
     NOption,
     OutOption,
+    PretrainedOption,
     ResOption,
     WorkersOption,
     attach_checkpoint,
+    attach_pretrained,
     check_data_spec,
     check_device_name,
     console,
@@ -184,10 +186,11 @@ def eval_(
     out: OutOption = None,
     crop_pct: CropOption = "0.875",
     checkpoint: CheckpointOption = None,
+    pretrained: PretrainedOption = False,
 ) -> None:
     """Top-1/top-5 accuracy of models at resolutions, natively, interpolated or with a position scale."""
-    _evaluate(model, res, parse_modes(mode), data, n, batch_size, device, workers, cache, out, crop_pct, checkpoint,
-              "eval")
+    _evaluate(attach_pretrained(model, pretrained), res, parse_modes(mode), data, n, batch_size, device, workers,
+              cache, out, crop_pct, checkpoint, "eval")
 
 
 def tune(
@@ -207,13 +210,15 @@ def tune(
     out: OutOption = None,
     crop_pct: CropOption = "0.875",
     checkpoint: CheckpointOption = None,
+    pretrained: PretrainedOption = False,
 ) -> None:
     """Choose each model's position scale S per resolution on held-out images; native, interp and tuned side by
     side, all scored on the remaining images."""
     if tune_n <= 0 or points <= 0:
         raise PebenchError("--tune-n and --points must be positive")
-    records = _evaluate(model, res, (*FIXED, TUNED), data, n, batch_size, device, workers, cache, out, crop_pct,
-                        checkpoint, "tune", tune=Tune(n=tune_n, scales=parse_scales(scales), points=points))
+    records = _evaluate(attach_pretrained(model, pretrained), res, (*FIXED, TUNED), data, n, batch_size, device,
+                        workers, cache, out, crop_pct, checkpoint, "tune",
+                        tune=Tune(n=tune_n, scales=parse_scales(scales), points=points))
     print_tuning(console, records)
 
 

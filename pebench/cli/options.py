@@ -60,6 +60,9 @@ CropOption = Annotated[str, typer.Option(help="image folders: centre-crop fracti
                                               "e.g. '224=0.875,384=1.0'")]
 CheckpointOption = Annotated[Path | None, typer.Option(help="weights for the one --model timm:NAME "
                                                             "(.safetensors, .pth, .bin)")]
+PretrainedOption = Annotated[bool, typer.Option("--pretrained", help="timm:NAME models get timm's own pretrained "
+                                                "weights through the Hugging Face cache, downloaded when missing "
+                                                "(unless HF_HUB_OFFLINE is set)")]
 
 
 class PebenchCommand(TyperCommand):
@@ -76,6 +79,15 @@ class PebenchCommand(TyperCommand):
             prefix = [name for name in known if len(name) > 3 and (wrong.startswith(name) or name.startswith(wrong))]
             suggested = prefix or difflib.get_close_matches(wrong, known, n=3)
             raise NoSuchOption(error.option_name, possibilities=suggested or None, ctx=ctx) from None
+
+
+def attach_pretrained(models: list[str] | None, pretrained: bool) -> list[str] | None:
+    """``--pretrained``: every ``timm:NAME`` without weights of its own becomes ``timm:NAME@hf-hub``."""
+    if not pretrained:
+        return models
+    if not any(m.startswith("timm:") and "@" not in m for m in models or []):
+        raise PebenchError("--pretrained applies to --model timm:NAME (without @FILE); name one")
+    return [f"{m}@hf-hub" if m.startswith("timm:") and "@" not in m else m for m in models]
 
 
 def attach_checkpoint(models: list[str] | None, checkpoint: Path | None) -> list[str] | None:

@@ -12,8 +12,10 @@ from pebench.cli.evaluation import live_terminal, records_of
 from pebench.cli.options import (
     DtypeChoice,
     OutOption,
+    PretrainedOption,
     ResOption,
     attach_checkpoint,
+    attach_pretrained,
     check_device_name,
     console,
     parse_device,
@@ -48,6 +50,7 @@ def profile(
     out: OutOption = None,
     checkpoint: Annotated[Path | None, typer.Option(help="weights for the one --model timm:NAME "
                                                          "(.safetensors, .pth, .bin)")] = None,
+    pretrained: PretrainedOption = False,
 ) -> None:
     """Params, FLOPs (GMACs), throughput, latency and memory per encoding and resolution, vs `none`."""
     if mode.strip().lower() == "both":
@@ -62,7 +65,7 @@ def profile(
     if not device.startswith("cuda") and dtype.value == "fp16":
         raise PebenchError("fp16 autocast is for CUDA; on CPU use --dtype bf16 or fp32")
     resolutions = parse_resolutions(res)
-    names = attach_checkpoint(model, checkpoint) or []
+    names = attach_checkpoint(attach_pretrained(model, pretrained), checkpoint) or []
     preflight(names, resolutions, "--res", need_weights=False, built_specs=encoding is not None or not model)
     if out is not None:
         check_writable(results_file(out))

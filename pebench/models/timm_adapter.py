@@ -81,6 +81,45 @@ def _hf_cache_file(net: nn.Module) -> tuple[Path | None, str]:
     return None, f"Hugging Face cache {cache} (repo {repo})"
 
 
+#: ``timm:NAME@hf-hub`` (what ``--pretrained`` makes of ``timm:NAME``): timm's own pretrained weights, through the
+#: Hugging Face cache as timm fetches them, downloaded when missing unless HF_HUB_OFFLINE is set
+HUB = "hf-hub"
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _hub_download(net: nn.Module, name: str) -> tuple[Path, str]:
+    """The pretrained weights file of a timm model, from the cache or (online) downloaded into it, and where
+    it came from (repo, file, revision)."""
+    from huggingface_hub import constants, hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
+
+    cfg = getattr(net, "pretrained_cfg", {}) or {}
+    repo = cfg.get("hf_hub_id")
+    if not repo:
+        raise PebenchError(f"timm:{name} --pretrained: timm has no Hugging Face weights for it; pass --checkpoint FILE")
+    cache = os.environ.get("HF_HUB_CACHE") or constants.HF_HUB_CACHE
+    problem = ""
+    for filename in ("model.safetensors", "pytorch_model.bin"):
+        try:
+            path = Path(hf_hub_download(repo, filename, cache_dir=cache, local_files_only=_offline()))
+        except EntryNotFoundError:
+            continue
+        except LocalEntryNotFoundError as error:
+            problem = str(error).splitlines()[0]
+            continue
+        except Exception as error:  # noqa: BLE001 - network and hub errors of every kind end the same way
+            raise PebenchError(f"timm:{name} --pretrained: could not fetch {repo}/{filename}: "
+                               f"{type(error).__name__}: {str(error).splitlines()[0]}") from None
+        revision = path.parent.name if path.parent.parent.name == "snapshots" else "?"
+        return path, f"hf-hub:{repo}/{filename}@{revision}"
+    why = "HF_HUB_OFFLINE is set" if _offline() else (problem or "the hub has neither weights file")
+    raise PebenchError(f"timm:{name} --pretrained: the weights of {repo} are not in the cache {cache} and cannot be "
+                       f"downloaded ({why}); run once with a network, or pass --checkpoint FILE")
+
+
 def _classes_in(state: dict[str, torch.Tensor]) -> int | None:
     for key in ("head.weight", "head.fc.weight", "fc.weight"):
         if key in state and state[key].ndim == 2:
@@ -232,8 +271,10 @@ def build_timm_model(spec: str, checkpoint: Path | None = None, random_if_missin
         supported = ", ".join(f"{f.name} ({' '.join(f.patterns[:3])} ...)" for f in FAMILIES)
         raise PebenchError(f"timm model '{name}' is not in a family pebench can resize; supported: {supported}")
     probe = timm.create_model(name, pretrained=False, num_classes=0)
-    looked = ""
-    if checkpoint is None:
+    looked, source = "", None
+    if checkpoint is not None and str(checkpoint) == HUB:
+        checkpoint, source = _hub_download(probe, name)
+    elif checkpoint is None:
         checkpoint, looked = _hf_cache_file(probe)
     if checkpoint is None and random_if_missing:
         net = timm.create_model(name, pretrained=False, **dict(family.create_kwargs))
@@ -262,7 +303,8 @@ def build_timm_model(spec: str, checkpoint: Path | None = None, random_if_missin
     model.snapshot_trained()
     meta = {"size": name, "encoding": family.encoding, "train_res": model.img_size, "patch": model.patch,
             "num_classes": num_classes, "checkpoint_sha256": hashlib.sha256(checkpoint.read_bytes()).hexdigest(),
-            "family": family.name, "checkpoint": str(checkpoint), "weights": "trained",
+            "family": family.name, "checkpoint": str(checkpoint), "weights": "pretrained" if source else "trained",
+            **({"weights_source": source} if source else {}),
             # inputs are normalised as the model was trained (timm's validate.py reads the same config)
             "mean": list(net.pretrained_cfg.get("mean", IMAGENET_DEFAULT_MEAN)),
             "std": list(net.pretrained_cfg.get("std", IMAGENET_DEFAULT_STD))}
