@@ -95,16 +95,20 @@ def test_pickled_code_is_refused(tmp_path):
         read_state_dict(path)
 
 
-def test_weights_come_from_the_local_hugging_face_cache(deit_file, tmp_path, monkeypatch):
+def _hub_cache(tmp_path, net) -> None:
+    """A local Hugging Face cache holding `net`'s weights as timm's deit_tiny_patch16_224 (revision abc123)."""
     from safetensors.torch import save_file
 
-    _, net = deit_file
     repo = tmp_path / "hub" / "models--timm--deit_tiny_patch16_224.fb_in1k"
     (repo / "refs").mkdir(parents=True)
     (repo / "refs" / "main").write_text("abc123")
     (repo / "snapshots" / "abc123").mkdir(parents=True)
     save_file({k: v.contiguous() for k, v in net.state_dict().items()},
               str(repo / "snapshots" / "abc123" / "model.safetensors"))
+
+
+def test_weights_come_from_the_local_hugging_face_cache(deit_file, tmp_path, monkeypatch):
+    _hub_cache(tmp_path, deit_file[1])
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     model, meta = build_timm_model("timm:deit_tiny_patch16_224")
     assert meta["checkpoint"].endswith("model.safetensors") and meta["num_classes"] == 10
@@ -329,18 +333,6 @@ def test_cli_bad_timm_input_is_one_line(deit_file):
         result = cli("eval", *args, "--res", "224")
         assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
-
-
-def _hub_cache(tmp_path, net) -> None:
-    """A local Hugging Face cache holding `net`'s weights as timm's deit_tiny_patch16_224 (revision abc123)."""
-    from safetensors.torch import save_file
-
-    repo = tmp_path / "hub" / "models--timm--deit_tiny_patch16_224.fb_in1k"
-    (repo / "refs").mkdir(parents=True)
-    (repo / "refs" / "main").write_text("abc123")
-    (repo / "snapshots" / "abc123").mkdir(parents=True)
-    save_file({k: v.contiguous() for k, v in net.state_dict().items()},
-              str(repo / "snapshots" / "abc123" / "model.safetensors"))
 
 
 def test_pretrained_weights_come_through_the_hub_cache_and_say_where_from(deit_file, tmp_path, monkeypatch,
