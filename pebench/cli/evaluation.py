@@ -107,9 +107,9 @@ def say_how_long(cells: list, path: Path, job, images: int) -> None:
         return
     first = max(20, int(images * 120 / seconds) // 10 * 10)
     console.print(f"[yellow]this run is about {duration(seconds)} of work here[/] ({len(cells) - len(done)} cells "
-                  f"over {images:,} images, estimated from one timed batch); for a first look in about two minutes "
-                  f"add --n {first}, or narrow it with --model and --res. Ctrl-C keeps what is done; rerun to resume.",
-                  highlight=False, soft_wrap=True)
+                  f"over {images:,} images, estimated by timing each model on a few images); for a first look in "
+                  f"about two minutes add --n {first}, or narrow it with --model and --res. Ctrl-C keeps what is "
+                  "done; rerun to resume.", highlight=False, soft_wrap=True)
 
 
 def _evaluate(model, res, modes: tuple[str, ...], data, n, batch_size, device, workers, cache, out, crop_pct,
