@@ -123,7 +123,7 @@ def test_bad_input(deit_file, tmp_path, monkeypatch):
     with pytest.raises(PebenchError, match=r"not a checkpoint of timm:deit_small_patch16_224: tensor "
                                            r"'cls_token' has shape \(1, 1, 192\)"):
         build_timm_model("timm:deit_small_patch16_224", path)
-    with pytest.raises(PebenchError, match="not in a family pebench can resize; supported: learned APE"):
+    with pytest.raises(PebenchError, match=r"not in a family pebench can resize, and its class \(ResNet\) does not"):
         build_timm_model("timm:resnet18", path)
     with pytest.raises(PebenchError, match="no weights for timm:deit_tiny_patch16_224: looked in Hugging Face "
                                            "cache .*; pass --checkpoint FILE"):
@@ -359,3 +359,28 @@ def test_pretrained_weights_come_through_the_hub_cache_and_say_where_from(deit_f
     assert record["model"]["checkpoint_sha256"] == meta["checkpoint_sha256"]
     alone = cli("eval", "-m", "sincos", "--pretrained")
     assert alone.returncode == 2 and "--pretrained applies to --model timm:NAME" in alone.stderr
+
+
+def test_an_unlisted_timm_vit_is_run_as_what_its_class_says(tmp_path, private_cache):
+    """timm's test_vit matches no family's names, but it is a plain VisionTransformer with a learned pos_embed:
+    interp resamples the grid through dynamic_img_size, native off the grid is not applicable; a model whose
+    class says nothing (test_vit_relpos, VisionTransformerRelPos, unlisted) is refused with that reason."""
+    from conftest import cli
+
+    from pebench.results import read_records
+
+    torch.manual_seed(0)
+    path = tmp_path / "test_vit.pth"
+    torch.save(timm.create_model("test_vit", pretrained=False, num_classes=10).state_dict(), path)
+    out = tmp_path / "r.jsonl"
+    result = cli("eval", "-m", f"timm:test_vit@{path}", "--res", 160, "--res", 224, "--n", 4,
+                 "--data", "synthetic:train=8,val=4", "--workers", 0, "--out", out)
+    assert result.returncode == 0, result.stderr
+    cells = {(r["res"], r["mode"]): r for r in read_records(out)}
+    assert cells[224, "interp"]["status"] == "ok"
+    assert cells[224, "interp"]["resize_api"] == "resample_abs_pos_embed (bicubic) via dynamic_img_size"
+    assert cells[224, "native"]["status"] == "not_applicable"
+    _, meta = build_timm_model("timm:test_vit", path)
+    assert meta["family"] == "learned APE (by its timm class)"
+    with pytest.raises(PebenchError, match=r"class \(VisionTransformerRelPos\) does not say what native and interp"):
+        build_timm_model("timm:test_vit_relpos", path)

@@ -24,6 +24,7 @@ from pebench.models.timm_families import (
     Family,
     cpb_divisor,
     cpb_modules,
+    family_by_class,
     family_of,
     relpos_mlps,
     table_modules,
@@ -267,10 +268,13 @@ def build_timm_model(spec: str, checkpoint: Path | None = None, random_if_missin
     if not timm.is_model(name):
         raise _unknown_name_error(name)
     family = family_of(name)
+    probe = timm.create_model(name, pretrained=False, num_classes=0)
+    family = family or family_by_class(name, probe)
     if family is None:
         supported = ", ".join(f"{f.name} ({' '.join(f.patterns[:3])} ...)" for f in FAMILIES)
-        raise PebenchError(f"timm model '{name}' is not in a family pebench can resize; supported: {supported}")
-    probe = timm.create_model(name, pretrained=False, num_classes=0)
+        raise PebenchError(f"timm model '{name}' is not in a family pebench can resize, and its class "
+                           f"({type(probe).__name__}) does not say what native and interp would mean for it; "
+                           f"supported: {supported}, and any plain VisionTransformer with a learned pos_embed")
     looked, source = "", None
     if checkpoint is not None and str(checkpoint) == HUB:
         checkpoint, source = _hub_download(probe, name)

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import torch
@@ -354,4 +354,18 @@ def family_of(name: str) -> Family | None:
     for family in reversed(FAMILIES):
         if any(fnmatch.fnmatch(name, p) for p in family.patterns):
             return None if any(fnmatch.fnmatch(name, p) for p in family.excluded) else family
+    return None
+
+
+def family_by_class(name: str, net: nn.Module) -> Family | None:
+    """The family of a timm model whose name no family lists, when its class says it: timm's plain
+    ``VisionTransformer`` with a learned ``pos_embed`` is a learned-APE ViT whatever its name (interp:
+    ``dynamic_img_size``; native off the trained grid: not applicable). None for anything else, where pebench
+    cannot tell what native or interp would mean."""
+    from timm.models.vision_transformer import VisionTransformer
+
+    ape = FAMILIES[0]
+    excluded = any(fnmatch.fnmatch(name, p) for p in (*_EXCLUDED, *ape.excluded))
+    if type(net) is VisionTransformer and isinstance(getattr(net, "pos_embed", None), nn.Parameter) and not excluded:
+        return replace(ape, name="learned APE (by its timm class)")
     return None
