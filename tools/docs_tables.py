@@ -16,7 +16,8 @@ A number quoted in prose carries its source in a comment right after it, which t
     falls to 87.2<!-- zoo sincos native 512 top1 --> at 512
 
 `zoo`, `frontier`, `plugin/zoo` and `plugin/frontier` name those folders of results/, then model, mode,
-resolution and one of top1, where, what (%), where_hits (a count of images), distance (mean attention
+resolution and one of top1, where, what (%), where_hits (a count of images), pass_s (the wall seconds of the
+cell's pass), distance (mean attention
 distance over blocks, as a share of the grid's side), distance_patches (the same in patches) or entropy
 (nats, mean over blocks). `sidecar MODEL epoch N top1|where` quotes a learning curve (MODEL a shipped name,
 or the path of a committed checkpoint), `sidecar MODEL minutes` its training time (samples at the img/s
@@ -321,6 +322,8 @@ def quoted_value(source: str, key: str) -> float:
     if metric in DIAGNOSED:
         return DIAGNOSED[metric](cells[("diagnostics", model, mode, res)])
     record = cells[("eval", model, mode, res)]
+    if metric == "pass_s":
+        return record["timing"]["pass_wall_s"]
     if metric == "where_hits":
         return record["metrics"]["groups"]["where"]["correct_top1"]
     return 100 * PERCENT[metric](record)
