@@ -21,10 +21,7 @@ checkpoints' sidecars and records carry, so that a checkpoint names the plugin i
 from __future__ import annotations
 
 import hashlib
-import importlib
-import importlib.util
 import os
-import sys
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points, packages_distributions, version
 from pathlib import Path
@@ -33,6 +30,7 @@ from typing import Any
 from pebench.encodings.base import Component
 from pebench.encodings.registry import PRESETS, REGISTRY
 from pebench.errors import PebenchError
+from pebench.importing import import_module_or_file
 from pebench.settings import PLUGIN_ENTRY_POINTS as ENTRY_POINT_GROUP
 from pebench.settings import PLUGINS_ENV
 
@@ -142,13 +140,7 @@ def _import(target: str, plugin: Plugin) -> None:
             if not path.is_file():
                 raise PebenchError(f"plugin {target} ({plugin.source}): no such file; check the path")
             plugin.provenance = _file_provenance(path)
-            module_name = f"pebench_plugin_{path.stem}_{plugin.provenance['sha256'][:8]}"
-            spec = importlib.util.spec_from_file_location(module_name, path)
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[module_name] = module
-            spec.loader.exec_module(module)
-        else:
-            importlib.import_module(target)
+        import_module_or_file(target, "pebench_plugin")
     except PebenchError as error:
         text = str(error)
         raise PebenchError(text if text.startswith("plugin ") else f"plugin {target} ({plugin.source}): {text}") \
@@ -187,12 +179,12 @@ def load_requested(targets: list[str], source: str = "--plugin") -> None:
         load_plugin(target, source)
 
 
-def load_entry_points() -> list[Plugin]:
+def load_entry_points() -> None:
     """The installed distributions' ``pebench.encodings`` entry points, loaded once. Never raises: a broken
     one keeps its error (:func:`failures`), so commands that do not use it still run."""
     global _entry_points_read
     if _entry_points_read:
-        return [p for p in PLUGINS.values() if p.source == "entry point"]
+        return
     _entry_points_read = True
     for point in entry_points(group=ENTRY_POINT_GROUP):
         dist = point.dist
@@ -210,7 +202,6 @@ def load_entry_points() -> list[Plugin]:
                             f"import: {type(error).__name__}: {error}; fix or uninstall it")
         finally:
             _loading.pop()
-    return [p for p in PLUGINS.values() if p.source == "entry point"]
 
 
 def failures() -> list[Plugin]:

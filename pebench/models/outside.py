@@ -16,12 +16,12 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.util
-import sys
 from pathlib import Path
 
 from torch import nn
 
 from pebench.errors import PebenchError
+from pebench.importing import import_module_or_file
 from pebench.models.interface import ResolutionModel
 
 PREFIX = "py:"
@@ -41,20 +41,10 @@ def split(spec: str) -> tuple[str, str, Path | None]:
 
 
 def _module(target: str, spec: str):
+    if target.endswith(".py") and not Path(target).expanduser().is_file():
+        raise PebenchError(f"model '{spec}': no file {target}; check the path")
     try:
-        if target.endswith(".py"):
-            path = Path(target)
-            if not path.is_file():
-                raise PebenchError(f"model '{spec}': no file {target}; check the path")
-            name = f"pebench_model_{path.stem}_{hashlib.sha256(path.read_bytes()).hexdigest()[:8]}"
-            loader = importlib.util.spec_from_file_location(name, path)
-            module = importlib.util.module_from_spec(loader)
-            sys.modules[name] = module
-            loader.loader.exec_module(module)
-            return module
-        return importlib.import_module(target)
-    except PebenchError:
-        raise
+        return import_module_or_file(target, "pebench_model")
     except Exception as error:  # noqa: BLE001 - someone else's code: any failure is reported, named
         raise PebenchError(f"model '{spec}': importing {target} failed: {type(error).__name__}: {error}") from None
 
