@@ -58,8 +58,7 @@ class LiveRun(Observer):
         self.measured: dict[Label, float] = {}  # res -> seconds per image per cell
         self.profiled: dict[Label, float] = {}  # res -> seconds its profiling took
         self.waiting: dict[tuple[str, Label], set[Cell]] = {}  # (kind, res) -> cells not yet recorded
-        self.records: dict[Cell, dict] = {}  # eval cells, for the running table
-        self.finished: dict[Cell, dict] = {}  # every kind, for the tables of finished resolutions
+        self.finished: dict[Cell, dict] = {}  # every kind; the running table shows the eval cells
         self.profile_order: list[Label] = []
         self.tallies: dict[Cell, object] = {}
         self.columns: list[tuple[Label, str]] = []
@@ -155,8 +154,6 @@ class LiveRun(Observer):
 
     def record(self, cell: Cell, record: dict) -> None:
         self.finished[cell] = record
-        if cell.kind == "eval":  # the table shows accuracies; diagnostics and profile cells have none
-            self.records[cell] = record
         self.tallies.pop(cell, None)
         waiting = self.waiting.get((cell.kind, cell.res))
         if waiting is None:
@@ -234,12 +231,14 @@ class LiveRun(Observer):
         table.add_column("model")
         for res, mode in self.columns:
             table.add_column(f"{res} {mode}", justify="right")
-        by_key = {(c.model, c.res, c.mode): c for c in [*self.records, *self.tallies]}
+        # accuracies only: a diagnostics cell of the same model, resolution and mode has none
+        records = {c: r for c, r in self.finished.items() if c.kind == "eval"}
+        by_key = {(c.model, c.res, c.mode): c for c in [*records, *self.tallies]}
         for model in self.rows:
             row = [model]
             for res, mode in self.columns:
                 cell = by_key.get((model, res, mode))
-                record, tally = self.records.get(cell), self.tallies.get(cell)
+                record, tally = records.get(cell), self.tallies.get(cell)
                 if record is not None:
                     metrics = record.get("metrics") or {}
                     groups = group_summary(metrics, (record.get("data") or {}).get("class_groups"))

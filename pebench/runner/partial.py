@@ -39,7 +39,7 @@ def checkpoint_every() -> float:
 
 @dataclass
 class PassCheckpoint:
-    """The saved state of one pass: ``path`` is where it lives, ``saved`` what was found there."""
+    """Where one pass is saved (``path``), and how often (``every_s``)."""
 
     path: Path
     every_s: float = field(default_factory=checkpoint_every)
@@ -59,11 +59,11 @@ class PassCheckpoint:
             return None
         return state if state.get("version") == VERSION else None
 
-    def save(self, tallies: dict, stream, wall: float, tuning: dict, force: bool = False) -> None:
+    def save(self, tallies: dict, stream, wall: float, tuning: dict) -> None:
         """Writes the pass's state if ``every_s`` has passed since the last save (best effort: a folder that
         cannot be written to only loses the checkpoint, never the run)."""
         now = time.perf_counter()
-        if stream.next_position is None or (not force and now - self.last_save < self.every_s):
+        if stream.next_position is None or now - self.last_save < self.every_s:
             return
         state = {"version": VERSION, "next_position": stream.next_position, "wall_s": wall,
                  "stream": {name: getattr(stream.stats, name) for name in STATS},
