@@ -19,6 +19,7 @@ from pebench.atomic import atomic_path
 from pebench.cli.options import console
 from pebench.errors import PebenchError
 from pebench.results import RESULTS_NAME
+from pebench.training.recipe import resume_state_path
 
 #: the results file of the run this process is doing and how many lines it held before: what Ctrl-C reports
 _active: list[tuple[Path, int]] = []
@@ -119,7 +120,7 @@ def start_training(checkpoints: list[Path]) -> None:
 
 def _training_message() -> str:
     written = [path.name for path, existed in _training if path.exists() and not existed]
-    states = [path.name + ".state.pt" for path, _ in _training if path.with_name(path.name + ".state.pt").exists()]
+    states = [resume_state_path(path).name for path, _ in _training if resume_state_path(path).exists()]
     if not written and not states:
         return "interrupted before a training epoch finished; there is nothing to resume"
     kept = ([f"{len(written)} finished models"] if written else []) + (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 
 @dataclass
@@ -58,3 +59,8 @@ ZOO_RECIPES: dict[str, dict] = {
     "lookhere": {"epochs": 8},
     "alibi": {"epochs": 8},
 }
+
+
+def resume_state_path(checkpoint: Path) -> Path:
+    """Where training into ``checkpoint`` keeps its state after each finished epoch, until it is written."""
+    return checkpoint.with_name(checkpoint.name + ".state.pt")

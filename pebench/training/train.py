@@ -33,7 +33,7 @@ from pebench.models.resolve import built, resolve_model
 from pebench.models.sizes import check_resolution
 from pebench.models.vit import VisionTransformer, build_model
 from pebench.randomness import STREAMS_VERSION, numpy_stream, torch_seed, torch_stream
-from pebench.training.recipe import TrainConfig
+from pebench.training.recipe import TrainConfig, resume_state_path
 
 
 def param_groups(model: torch.nn.Module, weight_decay: float, position_lr_scale: float = 1.0) -> list[dict]:
@@ -142,7 +142,7 @@ def train(cfg: TrainConfig, out: Path, command: str = "", console=None,
     start = _starting_point(cfg, data)
     model = start[0] if start else build_model(cfg.size, cfg.encoding, num_classes=data.num_classes, img_size=cfg.res)
     optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay, cfg.position_lr_scale), lr=cfg.lr)
-    state_path = out.with_name(out.name + ".state.pt")
+    state_path = resume_state_path(out)
     start_epoch = 0
     if state_path.exists():
         state = torch.load(state_path, weights_only=True)  # tensors and plain Python values: no code runs
