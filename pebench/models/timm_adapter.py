@@ -66,16 +66,27 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
+#: the files timm's pretrained weights come in on the Hugging Face hub, in the order they are tried
+HUB_FILES = ("model.safetensors", "pytorch_model.bin")
+
+
+def _hub_repo_and_cache(net: nn.Module) -> tuple[str | None, str]:
+    """The Hugging Face repository of a timm model's pretrained weights (None: timm names none) and the cache
+    folder timm would use ($HF_HUB_CACHE first)."""
+    from huggingface_hub import constants
+
+    repo = (getattr(net, "pretrained_cfg", {}) or {}).get("hf_hub_id")
+    return repo, os.environ.get("HF_HUB_CACHE") or constants.HF_HUB_CACHE
+
+
 def _hf_cache_file(net: nn.Module) -> tuple[Path | None, str]:
     """The cached pretrained weights of a timm model, if any, and where pebench looked."""
-    cfg = getattr(net, "pretrained_cfg", {}) or {}
-    repo = cfg.get("hf_hub_id")
+    repo, cache = _hub_repo_and_cache(net)
     if not repo:
         return None, "no Hugging Face id in timm's pretrained config"
-    from huggingface_hub import constants, try_to_load_from_cache
+    from huggingface_hub import try_to_load_from_cache
 
-    cache = os.environ.get("HF_HUB_CACHE") or constants.HF_HUB_CACHE
-    for filename in ("model.safetensors", "pytorch_model.bin"):
+    for filename in HUB_FILES:
         found = try_to_load_from_cache(repo, filename, cache_dir=cache)
         if isinstance(found, str):
             return Path(found), ""
@@ -94,16 +105,14 @@ def _offline() -> bool:
 def _hub_download(net: nn.Module, name: str) -> tuple[Path, str]:
     """The pretrained weights file of a timm model, from the cache or (online) downloaded into it, and where
     it came from (repo, file, revision)."""
-    from huggingface_hub import constants, hf_hub_download
+    from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
 
-    cfg = getattr(net, "pretrained_cfg", {}) or {}
-    repo = cfg.get("hf_hub_id")
+    repo, cache = _hub_repo_and_cache(net)
     if not repo:
         raise PebenchError(f"timm:{name} --pretrained: timm has no Hugging Face weights for it; pass --checkpoint FILE")
-    cache = os.environ.get("HF_HUB_CACHE") or constants.HF_HUB_CACHE
     problem = ""
-    for filename in ("model.safetensors", "pytorch_model.bin"):
+    for filename in HUB_FILES:
         try:
             path = Path(hf_hub_download(repo, filename, cache_dir=cache, local_files_only=_offline()))
         except EntryNotFoundError:
