@@ -84,7 +84,9 @@ for a timm model its family's encoding: profile records made before 2026-12-04 h
     memory            {peak_mib (peak bytes allocated by one forward), kind ("cuda_max_allocated" |
                        "cpu_allocated_peak"; records made before 2026-11-23: "rss_growth")}
     overhead_vs_none  {time (median per-round time ratio to the `none` twin), time_iqr [q1, q3],
-                       memory (peak ratio, null when none's is 0)}
+                       memory (peak ratio, null when none's is 0)}; null, with flops.encoding_gmacs and
+                       timing.reference_drift, for a model with no position-free twin (a timm class no
+                       family lists; a model from outside whose position_free_twin() gives None)
     channels_last, compiled
 
 Diagnostics records (``kind`` "diagnostics", :mod:`pebench.measure.diagnostics`) share ``schema_version``,

@@ -123,7 +123,8 @@ def test_bad_input(deit_file, tmp_path, monkeypatch):
     with pytest.raises(PebenchError, match=r"not a checkpoint of timm:deit_small_patch16_224: tensor "
                                            r"'cls_token' has shape \(1, 1, 192\)"):
         build_timm_model("timm:deit_small_patch16_224", path)
-    with pytest.raises(PebenchError, match=r"not in a family pebench can resize, and its class \(ResNet\) does not"):
+    with pytest.raises(PebenchError, match=r"not in a family pebench can resize, and its class \(ResNet\) has no "
+                                           r"set_input_size"):
         build_timm_model("timm:resnet18", path)
     with pytest.raises(PebenchError, match="no weights for timm:deit_tiny_patch16_224: looked in Hugging Face "
                                            "cache .*; pass --checkpoint FILE"):
@@ -363,8 +364,8 @@ def test_pretrained_weights_come_through_the_hub_cache_and_say_where_from(deit_f
 
 def test_an_unlisted_timm_vit_is_run_as_what_its_class_says(tmp_path, private_cache):
     """timm's test_vit matches no family's names, but it is a plain VisionTransformer with a learned pos_embed:
-    interp resamples the grid through dynamic_img_size, native off the grid is not applicable; a model whose
-    class says nothing (test_vit_relpos, VisionTransformerRelPos, unlisted) is refused with that reason."""
+    interp resamples the grid through dynamic_img_size, native off the grid is not applicable (a class with no
+    way to resize, a CNN, is refused: test_bad_input)."""
     from conftest import cli
 
     from pebench.results import read_records
@@ -382,5 +383,50 @@ def test_an_unlisted_timm_vit_is_run_as_what_its_class_says(tmp_path, private_ca
     assert cells[224, "native"]["status"] == "not_applicable"
     _, meta = build_timm_model("timm:test_vit", path)
     assert meta["family"] == "learned APE (by its timm class)"
-    with pytest.raises(PebenchError, match=r"class \(VisionTransformerRelPos\) does not say what native and interp"):
-        build_timm_model("timm:test_vit_relpos", path)
+
+
+def test_an_unlisted_timm_class_with_set_input_size_runs_interp_through_it(tmp_path, private_cache):
+    """test_maxvit (MaxxVit) is in no family: interp is timm's own set_input_size, each resolution from the
+    trained tensors (a visit to 224 leaves 160 as trained), native off the grid says pebench cannot tell what it
+    means, and the profile measures it without a ratio to `none` (no twin can be built)."""
+    from conftest import cli
+
+    from pebench.results import read_records
+
+    torch.manual_seed(0)
+    reference = sharpen(timm.create_model("test_maxvit", pretrained=False, num_classes=10)).eval()
+    path = tmp_path / "maxvit.pth"
+    torch.save(reference.state_dict(), path)
+    model, meta = build_timm_model("timm:test_maxvit", path)
+    assert meta["family"] == "set_input_size (by its timm class MaxxVit)" and model.img_size == 160
+    x, at_160 = torch.randn(2, 3, 224, 224), torch.randn(2, 3, 160, 160)
+    with torch.inference_mode():
+        trained = reference(at_160)
+        ours = model(x, "interp")
+        reference.set_input_size(img_size=(224, 224))
+        assert reference(x).std() > 0.1 and torch.equal(ours, reference(x))
+        assert torch.equal(model(at_160, "native"), trained)
+    assert "cannot tell what native means for timm's MaxxVit" in model.applicability(224, "native")
+    assert model.resize_api(224, "interp").startswith("MaxxVit.set_input_size")
+    assert model.position_free_twin() is None
+    assert 0 < model.position_param_count() < model.position_values_at(224, "interp")
+
+    out = tmp_path / "r.jsonl"
+    result = cli("eval", "-m", f"timm:test_maxvit@{path}", "--res", 160, "--res", 224, "--n", 4,
+                 "--data", "synthetic:train=8,val=4", "--workers", 0, "--out", out)
+    assert result.returncode == 0, result.stderr
+    cells = {(r["res"], r["mode"]): r for r in read_records(out)}
+    assert cells[224, "interp"]["status"] == "ok" and cells[224, "native"]["status"] == "not_applicable"
+    assert cells[224, "interp"]["resize_api"].startswith("MaxxVit.set_input_size")
+    profile = tmp_path / "p.jsonl"
+    result = cli("profile", "-m", f"timm:test_maxvit@{path}", "--res", 224, "--repeats", 2, "--batch-size", 1,
+                 "--out", profile)
+    assert result.returncode == 0, result.stderr
+    (record,) = read_records(profile)
+    assert record["status"] == "ok" and record["overhead_vs_none"] is None and record["flops"]["gmacs"] > 0
+    assert record["flops"]["encoding_gmacs"] is None and record["timing"]["img_per_s"] > 0
+    assert "no none twin" in result.stdout
+    report = cli("report", profile, "--format", "md", "--out", tmp_path / "report")
+    assert report.returncode == 0, report.stderr
+    (row,) = [line for line in (tmp_path / "report" / "report.md").read_text().splitlines() if "test_maxvit@" in line]
+    assert row.endswith("| - |")  # no ratio to `none`, and no made-up one

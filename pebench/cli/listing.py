@@ -145,7 +145,11 @@ def training_seconds(curve: list[dict]) -> float:
 
 
 def timm_table() -> Table:
-    table = Table(title="timm families (model spec timm:NAME, weights from --checkpoint or the local HF cache)")
+    table = Table(title="timm families (model spec timm:NAME; weights from --checkpoint, the local HF cache, or "
+                        "timm's own with --pretrained)",
+                  caption="A name no family lists runs by its class: a plain VisionTransformer with a learned "
+                          "pos_embed as learned APE; any other class with set_input_size in interp through that "
+                          "method (native unknown, no ratio to none in profiles); docs/timm.md")
     for column in ("family", "timm names", "native off the trained grid", "interp"):
         table.add_column(column)
     for family in read_catalogue()["timm"]:

@@ -178,15 +178,15 @@ def measure(rows: dict[str, Callable], res: Label, mode: Mode, settings: SpeedSe
     return measured
 
 
-def _timing(speed: Timed, latency: Timed, reference: Timed) -> dict:
+def _timing(speed: Timed, latency: Timed, reference: Timed | None) -> dict:
     throughput = speed.img_per_s
     latency_ms = Spread.of([1000 * s for s in latency.seconds_per_call])
-    moved = drift(reference)
+    moved = drift(reference) if reference is not None else None
     warnings = []
     if throughput.relative_iqr > NOISY_SPREAD:
         warnings.append(f"throughput varied between rounds by more than {NOISY_SPREAD:.0%} (IQR over median): the "
                         "machine was busy or the batch is too small; rerun or raise --batch-size")
-    if abs(moved) > DRIFT_LIMIT:
+    if moved is not None and abs(moved) > DRIFT_LIMIT:
         warnings.append(f"the `none` reference ran {abs(moved):.0%} {'slower' if moved > 0 else 'faster'} at the "
                         "end of the run than at its start: the machine was busy; rerun on a quiet machine")
     return {"img_per_s": throughput.median, "img_per_s_iqr": [throughput.q1, throughput.q3],
@@ -204,7 +204,8 @@ def profile_models(models: list[LoadedModel], resolutions: list[Label], mode: Mo
 
     At each resolution every runnable model and a ``none`` twin per architecture are timed together in
     interleaved rounds, so each overhead vs ``none`` compares blocks measured seconds apart, in rotating
-    order.
+    order. A model whose architecture has no twin (:meth:`position_free_twin` gives None) is timed alone:
+    its record has no ratio to ``none``.
     """
     env = environment() | {"device_name": device_name(settings.device)}
     run_settings = {"mode": mode, "batch_size": settings.batch_size, "dtype": settings.dtype_label,
@@ -216,7 +217,7 @@ def profile_models(models: list[LoadedModel], resolutions: list[Label], mode: Mo
         return (net.size, net.patch, net.num_classes, net.img_size)
 
     for res in resolutions:
-        twins: dict[tuple, str] = {}  # architecture -> the name its `none` twin is timed under
+        twins: dict[tuple, str | None] = {}  # architecture -> the name its `none` twin is timed under
         forwards: dict[str, Callable] = {}
         flops: dict[str, int] = {}
         runnable = []
@@ -225,11 +226,12 @@ def profile_models(models: list[LoadedModel], resolutions: list[Label], mode: Mo
             if net.applicability(res, mode):
                 continue
             if architecture(net) not in twins:
-                twins[architecture(net)] = f"none twin {len(twins)}"
                 twin = net.position_free_twin()
-                forwards[twins[architecture(net)]] = prepare(twin, settings)
-                flops[twins[architecture(net)]] = count_flops(twin, res, mode)
-            if str(net.spec) != "none":  # a `none` row is its own twin: measured once, ratio 1
+                twins[architecture(net)] = None if twin is None else f"none twin {len(twins)}"
+                if twin is not None:
+                    forwards[twins[architecture(net)]] = prepare(twin, settings)
+                    flops[twins[architecture(net)]] = count_flops(twin, res, mode)
+            if str(net.spec) != "none" or twins[architecture(net)] is None:  # a `none` row is its own twin
                 forwards[loaded.name], flops[loaded.name] = prepare(net, settings), count_flops(net, res, mode)
             runnable.append(loaded.name)
         progress = (lambda done, total, res=res: on_progress(res, done, total)) if on_progress else None
@@ -245,18 +247,23 @@ def profile_models(models: list[LoadedModel], resolutions: list[Label], mode: Mo
                                     "overhead_vs_none": None})
                 continue
             twin = twins[architecture(net)]
-            own = twin if str(net.spec) == "none" else loaded.name
-            mine, reference = measured[own], measured[twin]
-            ratio = time_ratio(mine["speed"], reference["speed"])
-            ref_memory = reference["memory"]["peak_mib"]
+            own = twin if str(net.spec) == "none" and twin else loaded.name
+            mine, reference = measured[own], measured.get(twin)
             on_record(record | {
                 "status": "ok",
                 "reason": None,
                 "params": param_counts(net, res, mode),
                 "flops": {"gmacs": flops[own] / 2e9, "gflops": flops[own] / 1e9,
-                          "encoding_gmacs": (flops[own] - flops[twin]) / 2e9, "not_counted": NOT_COUNTED},
-                "timing": _timing(mine["speed"], mine["latency"], reference["speed"]),
+                          "encoding_gmacs": None if twin is None else (flops[own] - flops[twin]) / 2e9,
+                          "not_counted": NOT_COUNTED},
+                "timing": _timing(mine["speed"], mine["latency"], reference and reference["speed"]),
                 "memory": mine["memory"],
-                "overhead_vs_none": {"time": ratio.median, "time_iqr": [ratio.q1, ratio.q3],
-                                     "memory": mine["memory"]["peak_mib"] / ref_memory if ref_memory > 0 else None},
+                "overhead_vs_none": None if reference is None else _overhead(mine, reference),
             })
+
+
+def _overhead(mine: dict, reference: dict) -> dict:
+    ratio = time_ratio(mine["speed"], reference["speed"])
+    ref_memory = reference["memory"]["peak_mib"]
+    return {"time": ratio.median, "time_iqr": [ratio.q1, ratio.q3],
+            "memory": mine["memory"]["peak_mib"] / ref_memory if ref_memory > 0 else None}

@@ -56,8 +56,9 @@ class ResolutionModel(Protocol):
     def position_values_at(self, res: Label, mode: str) -> int:
         """Position values in use at ``res`` (a resampled grid or table grows with it)."""
 
-    def position_free_twin(self) -> ResolutionModel:
-        """The same architecture without position information: the cost reference of `pebench profile`."""
+    def position_free_twin(self) -> ResolutionModel | None:
+        """The same architecture without position information: the cost reference of `pebench profile`; None
+        when there is none to build (the profile then has no ratio to ``none``)."""
 
     def __call__(self, images: torch.Tensor, mode: str) -> torch.Tensor:
         """Logits (B, classes) of images (B, 3, H, W) at their own resolution, in ``mode``."""

@@ -26,6 +26,7 @@ from pebench.models.timm_families import (
     cpb_modules,
     family_by_class,
     family_of,
+    position_state,
     relpos_mlps,
     table_modules,
 )
@@ -156,14 +157,17 @@ class TimmModel(nn.Module):
         self.patch = net.feature_info[-1]["reduction"]  # the total stride (Twins: 32)
         if hasattr(getattr(net, "embeds", None), "pos_embed_grid_size"):  # NaFlexViT: the stored grid's size
             self.img_size = net.embeds.pos_embed_grid_size[0] * self.patch
-        else:
+        elif hasattr(net, "patch_embed") or hasattr(net, "patch_embeds"):
             self.img_size = (getattr(net, "patch_embed", None) or net.patch_embeds[0]).img_size[0]
+        else:  # a class without a patch embedding (MaxViT's stem) keeps its own img_size
+            self.img_size = tuple(getattr(net, "img_size", None) or net.pretrained_cfg["input_size"][1:])[0]
         self.trained_grid = (self.img_size // self.patch, self.img_size // self.patch)
         self.size = name
         self.spec = f"{PREFIX}{name}"
         self.trained_tables: list[torch.Tensor] = []
         self.trained_cpb: list[tuple[int, float]] = []
         self.trained_pos_embed: torch.Tensor | None = None
+        self.trained_position_state: dict[str, torch.Tensor] = {}
         self._configured: tuple | None = None
 
     def snapshot_trained(self) -> None:
@@ -172,6 +176,7 @@ class TimmModel(nn.Module):
         self.trained_cpb = [(m.window_size[0], cpb_divisor(m)) for m in cpb_modules(self.net)]
         pos_embed = self._pos_embed()
         self.trained_pos_embed = None if pos_embed is None else pos_embed.detach().clone()
+        self.trained_position_state = {key: value.detach().clone() for key, value in position_state(self.net).items()}
 
     @property
     def num_classes(self) -> int:
@@ -198,7 +203,15 @@ class TimmModel(nn.Module):
                    *(m.cpb_mlp for m in cpb_modules(self.net))]
         return sum(p.numel() for m in modules if m is not None for p in m.parameters())
 
+    def _named_position_params(self) -> int:
+        """Position parameters of an unlisted class, found by name in the model as configured now."""
+        found = position_state(self.net)
+        return sum(p.numel() for name, p in self.net.named_parameters() if name in found)
+
     def position_param_count(self) -> int:
+        if self.family.generic:
+            return sum(self.trained_position_state[name].numel() for name, _ in self.net.named_parameters()
+                       if name in self.trained_position_state)
         ape = 0 if self.trained_pos_embed is None else self.trained_pos_embed.numel()
         ape += sum(table.numel() for table, _ in self._naflex_tables())
         return ape + self._module_param_count() + sum(t.numel() for t in self.trained_tables)
@@ -206,6 +219,9 @@ class TimmModel(nn.Module):
     def position_values_at(self, res, mode: str) -> int:
         """Stored position values in use at ``res``: a resampled APE grid or resized table grows with it."""
         gh, gw = (side // self.patch for side in as_hw(res))
+        if self.family.generic:  # timm's set_input_size decides the sizes: configure, then count
+            self._configure((gh, gw), mode)
+            return self._named_position_params()
         count = self._module_param_count()
         if self.trained_pos_embed is not None:
             prefix = self.trained_pos_embed.shape[1] - self.trained_grid[0] * self.trained_grid[1]
@@ -216,10 +232,13 @@ class TimmModel(nn.Module):
             count += rows * table.shape[1]
         return count
 
-    def position_free_twin(self) -> nn.Module:
-        """The same timm architecture without position information: the cost reference."""
+    def position_free_twin(self) -> nn.Module | None:
+        """The same timm architecture without position information, the cost reference; None for an unlisted
+        class, which pebench cannot strip."""
         import timm
 
+        if self.family.generic:
+            return None
         built = dict(getattr(self.net, "_model_args", {}))  # what timm was asked for, e.g. a smaller depth
         if "img_size" in built:  # timm records set_input_size's resizes too: the twin starts trained
             built["img_size"] = self.img_size
@@ -244,6 +263,9 @@ class TimmModel(nn.Module):
             return "timm models run in native and interp mode only: pebench does not rescale positions inside timm"
         if mode == "native" and (height, width) != (self.img_size, self.img_size) and (
                 self.family.native is None or self._pos_embed() is not None):
+            if self.family.generic:
+                return (f"pebench cannot tell what native means for timm's {type(self.net).__name__} (no listed "
+                        "family): timm resizes its position parameters only through set_input_size, which is interp")
             grid = self.img_size // self.patch
             return f"the learned APE (pos_embed) exists only on its trained {grid}x{grid} grid; use interp mode"
         return None
@@ -258,11 +280,13 @@ class TimmModel(nn.Module):
         reason = self.applicability(tuple(images.shape[-2:]), mode)
         if reason:
             raise ValueError(reason)
-        grid = self.grid_at(tuple(images.shape[-2:]))
+        self._configure(self.grid_at(tuple(images.shape[-2:])), mode)
+        return self.net(images)
+
+    def _configure(self, grid: tuple[int, int], mode: str) -> None:
         if self.family.configure is not None and self._configured != (grid, mode):
             self.family.configure(self, grid, mode)
             self._configured = (grid, mode)
-        return self.net(images)
 
 
 def build_timm_model(spec: str, checkpoint: Path | None = None, random_if_missing: bool = False
@@ -282,8 +306,8 @@ def build_timm_model(spec: str, checkpoint: Path | None = None, random_if_missin
     if family is None:
         supported = ", ".join(f"{f.name} ({' '.join(f.patterns[:3])} ...)" for f in FAMILIES)
         raise PebenchError(f"timm model '{name}' is not in a family pebench can resize, and its class "
-                           f"({type(probe).__name__}) does not say what native and interp would mean for it; "
-                           f"supported: {supported}, and any plain VisionTransformer with a learned pos_embed")
+                           f"({type(probe).__name__}) has no set_input_size to resize it with; supported: "
+                           f"{supported}, and any other class with set_input_size (interp only)")
     looked, source = "", None
     if checkpoint is not None and str(checkpoint) == HUB:
         checkpoint, source = _hub_download(probe, name)

@@ -28,6 +28,12 @@ Each family says what its two resolution modes mean and which timm API implement
 - PEG (Twins-PCPVT; Chu et al., NeurIPS 2021, after CPVT): convolutions over any grid, so both
   modes run the same computation.
 
+A model no family lists is run by what its class says (:func:`family_by_class`): timm's plain
+``VisionTransformer`` with a learned ``pos_embed`` is a learned-APE ViT; any other class with
+``set_input_size`` (Swin v1, MaxViT / CoAtNet, EfficientViT-MSRA, ...) runs interp through that method
+alone. For those pebench cannot tell what native would mean, and it cannot build them without position
+information, so their profiles carry no ratio to ``none``.
+
 
 Every ``configure`` hook adapts a built timm model to (grid, mode) before a forward; the
 ``strip_position`` hooks and ``position_free_kwargs`` build the same architecture without position
@@ -58,6 +64,7 @@ class TrainedTimm(Protocol):
     trained_tables: list[torch.Tensor]  # BEiT relative tables
     trained_cpb: list[tuple[int, float]]  # Swin-v2: (window, offset divisor) per CPB module
     trained_pos_embed: torch.Tensor | None
+    trained_position_state: dict[str, torch.Tensor]  # every position tensor by state-dict key
 
 
 @dataclass(frozen=True)
@@ -74,6 +81,9 @@ class Family:
     #: adapts the timm model to (grid, mode) before a forward; None when timm's dynamic_img_size does it all
     configure: Callable[[TrainedTimm, tuple[int, int], str], None] | None = None
     excluded: tuple[str, ...] = ()  # globs of this family's names pebench cannot run
+    #: an unlisted class run through timm's set_input_size alone: native unknown, position tensors found by
+    #: their names, no position-free twin
+    generic: bool = False
 
 
 def _configure_rope(model: TrainedTimm, grid: tuple[int, int], mode: str) -> None:
@@ -357,15 +367,45 @@ def family_of(name: str) -> Family | None:
     return None
 
 
+#: parts of a state-dict key that mark a position tensor in timm's classes
+POSITION_KEY_PARTS = ("pos_embed", "relative_position_bias_table", "rel_pos", "pos_block", "rope", "cpb_mlp")
+
+
+def position_state(net: nn.Module) -> dict[str, torch.Tensor]:
+    """The position tensors of a timm model, found by their state-dict keys."""
+    return {key: value for key, value in net.state_dict().items() if any(part in key for part in POSITION_KEY_PARTS)}
+
+
+def _configure_by_set_input_size(model: TrainedTimm, grid: tuple[int, int], mode: str) -> None:
+    """An unlisted class: back to the trained size and position tensors, then timm's set_input_size to
+    ``grid``, so that resolutions visited earlier never compound interpolation."""
+    net = model.net
+    with torch.no_grad():
+        net.set_input_size(img_size=(model.img_size, model.img_size))
+        # assigned, not copied in place: set_input_size under inference_mode leaves inference tensors behind
+        trained = {key: value.clone() for key, value in model.trained_position_state.items()}
+        net.load_state_dict(trained, strict=False, assign=True)
+        if grid != model.trained_grid:
+            net.set_input_size(img_size=(grid[0] * model.patch, grid[1] * model.patch))
+
+
 def family_by_class(name: str, net: nn.Module) -> Family | None:
-    """The family of a timm model whose name no family lists, when its class says it: timm's plain
+    """The family of a timm model whose name no family lists, from its class: timm's plain
     ``VisionTransformer`` with a learned ``pos_embed`` is a learned-APE ViT whatever its name (interp:
-    ``dynamic_img_size``; native off the trained grid: not applicable). None for anything else, where pebench
-    cannot tell what native or interp would mean."""
+    ``dynamic_img_size``; native off the trained grid: not applicable); any other class with
+    ``set_input_size`` runs interp through it (native: unknown). None for a class with neither, or a name
+    pebench excludes."""
     from timm.models.vision_transformer import VisionTransformer
 
     ape = FAMILIES[0]
-    excluded = any(fnmatch.fnmatch(name, p) for p in (*_EXCLUDED, *ape.excluded))
-    if type(net) is VisionTransformer and isinstance(getattr(net, "pos_embed", None), nn.Parameter) and not excluded:
+    if any(fnmatch.fnmatch(name, p) for p in (*_EXCLUDED, *ape.excluded)):
+        return None
+    if type(net) is VisionTransformer and isinstance(getattr(net, "pos_embed", None), nn.Parameter):
         return replace(ape, name="learned APE (by its timm class)")
-    return None
+    if not callable(getattr(net, "set_input_size", None)):
+        return None
+    kind = type(net).__name__
+    return Family(name=f"set_input_size (by its timm class {kind})", patterns=(),
+                  encoding=f"timm {kind}'s own position parameters (an unlisted class)", native=None,
+                  interp=f"{kind}.set_input_size(img_size=...) from the trained state: timm's own resize",
+                  configure=_configure_by_set_input_size, generic=True)

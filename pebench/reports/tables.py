@@ -102,12 +102,15 @@ def profile_table(records: list[dict]) -> Table:
         t, over = r["timing"], r["overhead_vs_none"]
         lo, hi = t["img_per_s_iqr"]
         speed = f"{t['img_per_s']:.1f} [dim]({lo:.1f}-{hi:.1f})[/]" + (" [yellow]noisy[/]" if t["warnings"] else "")
-        memory = f"{over['memory']:.2f}" if over["memory"] is not None else "-"
-        time_lo, time_hi = over.get("time_iqr") or (over["time"], over["time"])
+        if over is None:  # an architecture pebench cannot build without position information
+            time, memory = "[dim]no none twin[/]", "-"
+        else:
+            memory = f"{over['memory']:.2f}" if over["memory"] is not None else "-"
+            time_lo, time_hi = over.get("time_iqr") or (over["time"], over["time"])
+            time = f"{over['time']:.2f} [dim]({time_lo:.2f}-{time_hi:.2f})[/]"
         table.add_row(r["model"]["name"], str(r["res"]), f"{r['params']['total'] / 1e6:.3f}",
                       f"{r['params']['encoding_at_res']:,}", f"{r['flops']['gmacs']:.3f}", speed,
-                      f"{t['latency_ms']:.1f}", f"{r['memory']['peak_mib']:.1f}",
-                      f"{over['time']:.2f} [dim]({time_lo:.2f}-{time_hi:.2f})[/]", memory)
+                      f"{t['latency_ms']:.1f}", f"{r['memory']['peak_mib']:.1f}", time, memory)
     return table
 
 
@@ -188,6 +191,11 @@ def _short_cell(record: dict | None) -> str:
     return text + (f" (S={record['position_scale'][0]:.3g})" if record["mode"] == TUNED else "")
 
 
+def _time_x_none(record: dict) -> str:
+    over = record["overhead_vs_none"]
+    return f"{over['time']:.2f}" if over else "-"  # None: a model with no position-free twin
+
+
 def cost_grid(records: list[dict]) -> tuple[list[str], list[list[str]]]:
     """Params, position params in use, GMACs, img/s and time vs `none`, per model, per resolution."""
     profiles = [r for r in records if r["kind"] == "profile"]
@@ -201,7 +209,7 @@ def cost_grid(records: list[dict]) -> tuple[list[str], list[list[str]]]:
         ok = [c for c in cells if c and c["status"] == "ok"]
         row = [name, f"{ok[0]['params']['total'] / 1e6:.3f}" if ok else ""]
         for field_of in (lambda c: f"{c['params']['encoding_at_res']:,}", lambda c: f"{c['flops']['gmacs']:.3f}",
-                         lambda c: f"{c['timing']['img_per_s']:.1f}", lambda c: f"{c['overhead_vs_none']['time']:.2f}"):
+                         lambda c: f"{c['timing']['img_per_s']:.1f}", _time_x_none):
             row += [field_of(c) if c and c["status"] == "ok" else ("n/a" if c else "") for c in cells]
         rows.append(row)
     return header, rows
