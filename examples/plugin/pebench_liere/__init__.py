@@ -56,16 +56,22 @@ class LieRE(Component):
 
     def rotations(self, block: int, ctx: Context, device: torch.device) -> torch.Tensor:
         """(N, head_dim, head_dim) float32 rotation of every patch position of ``ctx.grid``."""
-        upper = torch.triu(self.generators[block], diagonal=1)
-        skew = upper - upper.transpose(-1, -2)  # (2, blocks, b, b)
         positions = patch_coordinates(ctx, device) / torch.tensor(ctx.trained_grid, device=device)  # (N, 2)
-        weighted = torch.einsum("na,akij->nkij", positions, skew.float())
-        blocks = torch.matrix_exp(weighted)  # (N, blocks, b, b)
-        return blocks[:, 0] if blocks.shape[1] == 1 else _block_diagonal(blocks)
+        return lie_rotations(self.generators[block], positions)
 
     def rotate(self, block, q, k, ctx: Context):
         rotations = self.reuse_at_inference(block, ctx, q, lambda: self.rotations(block, ctx, q.device))
-        return _apply(q, rotations, ctx.num_prefix), _apply(k, rotations, ctx.num_prefix)
+        return rotate_patches(q, rotations, ctx.num_prefix), rotate_patches(k, rotations, ctx.num_prefix)
+
+
+def lie_rotations(raw: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """exp(p_row * A_row + p_col * A_col) for each position (N, 2), where A are the skew-symmetric generators
+    made of ``raw`` (2, blocks, b, b): (N, head_dim, head_dim), float32."""
+    upper = torch.triu(raw, diagonal=1)
+    skew = upper - upper.transpose(-1, -2)
+    weighted = torch.einsum("na,akij->nkij", positions.float(), skew.float())
+    blocks = torch.matrix_exp(weighted)  # (N, blocks, b, b)
+    return blocks[:, 0] if blocks.shape[1] == 1 else _block_diagonal(blocks)
 
 
 def _block_diagonal(blocks: torch.Tensor) -> torch.Tensor:
@@ -77,7 +83,7 @@ def _block_diagonal(blocks: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def _apply(x: torch.Tensor, rotations: torch.Tensor, prefix: int) -> torch.Tensor:
+def rotate_patches(x: torch.Tensor, rotations: torch.Tensor, prefix: int) -> torch.Tensor:
     """The patch tokens of ``x`` (B, heads, T, head_dim) rotated, the prefix tokens as they are."""
     patches = torch.einsum("nij,bhnj->bhni", rotations, x[:, :, prefix:].float()).to(x.dtype)
     return torch.cat([x[:, :, :prefix], patches], dim=2)
