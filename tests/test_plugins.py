@@ -88,6 +88,16 @@ def test_a_file_plugin_trains_evaluates_profiles_and_its_checkpoint_names_it(goo
     assert profiled.returncode == 0, profiled.stderr
     (row,) = read_records(tmp_path / "p.jsonl")
     assert row["model"]["encoding"] == "gauss_local:alpha=0.01+peg" and row["model"]["plugins"]
+    inspected = cli("--plugin", good, "inspect", "-m", model, "--res", 256, "--mode", "interp", "--data", TINY,
+                    "--n", 4, "--maps", 1, "--workers", 0, "--out", tmp_path / "d.jsonl")
+    assert inspected.returncode == 0, inspected.stderr
+    (diagnosed,) = read_records(tmp_path / "d.jsonl")
+    assert diagnosed["status"] == "ok" and diagnosed["model"]["plugins"]
+    tuned = tmp_path / "g-256.safetensors"
+    finetuned = cli("--plugin", good, "finetune", "-m", model, "--res", 256, "--data", TINY, "--val-n", 4,
+                    "--batch-size", 16, "--out", tuned)
+    assert finetuned.returncode == 0, finetuned.stderr
+    assert json.loads(tuned.with_suffix(".json").read_text())["plugins"] == sidecar["plugins"]
 
     forget("gauss_local")  # a fresh process without --plugin
     missing = cli("eval", "-m", model, "--res", 224, "--data", TINY, "--workers", 0)
@@ -240,3 +250,27 @@ def test_a_table_whose_every_cell_reads_at_least_99_5_is_folded_in_html():
     assert _uninformative([["ape", "100.0 (99.2-100.0)", "99.6 +0.1"], ["peg", "n/a", "99.5"]])
     assert not _uninformative([["ape", "100.0", "98.9 -1.1"]])
     assert not _uninformative([["ape", "GMACs 1.2"]])
+
+
+@pytest.mark.slow
+def test_torchrun_ranks_load_the_plugin_from_the_command_line(good, tmp_path, private_cache):
+    """Every torchrun process parses --plugin itself: two ranks score a plugin model as one process does."""
+    import os
+    import subprocess
+    import sys
+
+    model = tmp_path / "g.safetensors"
+    assert cli("--plugin", good, "train", "-e", "gauss_local", "--data", TINY, "--epochs", 1, "--batch-size", 16,
+               "--out", model).returncode == 0
+    args = ["--plugin", str(good), "eval", "-m", str(model), "--res", "256", "--mode", "interp", "--data", TINY,
+            "--workers", "0"]
+    single = cli(*args, "--out", tmp_path / "one.jsonl")
+    assert single.returncode == 0, single.stderr
+    env = os.environ | {"OMP_NUM_THREADS": "1"}
+    ranks = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port",
+                            "29541", "-m", "pebench.cli", *args, "--out", str(tmp_path / "two.jsonl")],
+                           capture_output=True, text=True, env=env)
+    assert ranks.returncode == 0, ranks.stderr[-2000:]
+    (one,), (two,) = read_records(tmp_path / "one.jsonl"), read_records(tmp_path / "two.jsonl")
+    assert two["model"]["plugins"] == one["model"]["plugins"] and two["key"] == one["key"]
+    assert two["metrics"]["image_hits"] == one["metrics"]["image_hits"] and two["metrics"]["n"] == 8
