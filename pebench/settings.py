@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from pebench.resolution import Label
 
-DEVICES = ("cpu", "cuda")
+#: where models run; "auto" (every command's default) is CUDA where one is visible, else the CPU, resolved
+#: before any cell is made, so records and cell keys name the device that ran
+DEVICES = ("auto", "cpu", "cuda")
 #: compute precisions of `pebench profile`: fp32, or autocast to bf16 / fp16 (CUDA only)
 DTYPES = ("fp32", "bf16", "fp16")
 DEFAULT_RESOLUTIONS: tuple[Label, ...] = (224, 384, 448, 512)

@@ -82,3 +82,31 @@ def test_bad_workers_and_cache_values_are_one_line_errors(tmp_path):
     with pytest.raises(PebenchError, match="cache"):
         suite.write_text("models: [peg]\ncache: 3\n")
         load_suite(suite)
+
+
+def test_device_auto_is_every_commands_default_and_cells_name_the_device_that_ran(tmp_path, private_cache,
+                                                                                 monkeypatch):
+    """No --device: CUDA where one is visible, else the CPU; the records and the cell keys say "cpu" here, as an
+    explicit --device cpu does, so results made before the default changed resume and gate as before."""
+    import torch
+
+    from pebench.cli.options import parse_device
+    from pebench.results import read_records
+
+    args = ["eval", "-m", "sincos", "--res", 224, "--mode", "native", "--n", 4, "--data", "synthetic:train=8,val=4",
+            "--workers", 0]
+    default, explicit = tmp_path / "auto.jsonl", tmp_path / "cpu.jsonl"
+    assert cli(*args, "--out", default).returncode == 0
+    assert cli(*args, "--device", "cpu", "--out", explicit).returncode == 0
+    (auto_record,), (cpu_record,) = read_records(default), read_records(explicit)
+    assert auto_record["device"] == "cpu" and auto_record["key"] == cpu_record["key"]
+
+    fp16 = cli("profile", "-e", "sincos", "--res", 224, "--dtype", "fp16")  # auto found no GPU
+    assert fp16.returncode == 2 and "fp16 autocast is for CUDA" in fp16.stderr and "Traceback" not in fp16.stderr
+    suite = tmp_path / "s.yaml"
+    suite.write_text("name: s\nmodels: [sincos]\ndevice: auto\n")
+    assert load_suite(suite).device == "auto"
+
+    assert parse_device("auto") == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert parse_device("auto") == torch.device("cuda")

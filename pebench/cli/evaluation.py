@@ -143,8 +143,8 @@ def _evaluate(model, res, modes: tuple[str, ...], data, n, batch_size, device, w
     if not model and len(names) < len(ZOO):
         console.print(f"[yellow]not built, skipped:[/] {', '.join(n for n in ZOO if n not in names)}")
     suite = Suite(name="eval", models=tuple(names), resolutions=resolutions, modes=modes, data=data, n=n,
-                  crop_pct=crop, batch_size=batch_size, device=device, workers=workers, cache=parse_cache(cache),
-                  tune=tune or Tune(), diagnostics=diagnostics or Diagnostics())
+                  crop_pct=crop, batch_size=batch_size, device=str(torch_device), workers=workers,
+                  cache=parse_cache(cache), tune=tune or Tune(), diagnostics=diagnostics or Diagnostics())
     count = min(n or dataset.size("val"), dataset.size("val"))
     if TUNED in modes and suite.tune.n >= count:
         raise PebenchError(f"--tune-n {suite.tune.n} leaves no image to score out of {count}; lower --tune-n or "
@@ -180,7 +180,7 @@ def eval_(
     data: DataOption = "synthetic",
     n: NOption = None,
     batch_size: BatchOption = 64,
-    device: DeviceOption = "cpu",
+    device: DeviceOption = "auto",
     workers: WorkersOption = None,
     cache: CacheOption = None,
     out: OutOption = None,
@@ -204,7 +204,7 @@ def tune(
                                                     "log-spaced around interp's G0/G, plus 1 and G0/G)")] = None,
     points: Annotated[int, typer.Option(help="how many automatic S to try")] = 9,
     batch_size: BatchOption = 64,
-    device: DeviceOption = "cpu",
+    device: DeviceOption = "auto",
     workers: WorkersOption = None,
     cache: CacheOption = None,
     out: OutOption = None,
@@ -231,7 +231,7 @@ def inspect(
     n: Annotated[int, typer.Option(help="images the statistics are computed on (the first of the val split)")] = 64,
     maps: Annotated[int, typer.Option(help="images whose class-token attention map is kept")] = 4,
     batch_size: BatchOption = 16,
-    device: DeviceOption = "cpu",
+    device: DeviceOption = "auto",
     workers: WorkersOption = None,
     cache: CacheOption = None,
     out: OutOption = None,

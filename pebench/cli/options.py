@@ -46,7 +46,7 @@ ResOption = Annotated[list[str] | None, typer.Option(
 DataOption = Annotated[str, typer.Option(help="dataset spec: synthetic[:options] or imagefolder:PATH")]
 NOption = Annotated[int | None, typer.Option(help="evaluate the first N validation images (default: all)")]
 BatchOption = Annotated[int, typer.Option(help="batch size (halved automatically on out-of-memory)")]
-DeviceOption = Annotated[str, typer.Option(help="cpu or cuda")]
+DeviceOption = Annotated[str, typer.Option(help="auto (CUDA where one is visible, else CPU), cpu, cuda or cuda:N")]
 #: the choices of --dtype (pebench.settings.DTYPES)
 DtypeChoice = Enum("DtypeChoice", {name: name for name in DTYPES}, type=str)
 WorkersOption = Annotated[int | None, typer.Option(help="data worker processes that decode/render batches "
@@ -126,15 +126,18 @@ def check_data_spec(spec: str) -> None:
 
 def check_device_name(device: str) -> None:
     if device not in DEVICES and not device.startswith("cuda:"):
-        raise PebenchError(f"unknown device '{device}'; use {' or '.join(DEVICES)}")
+        raise PebenchError(f"unknown device '{device}'; use {', '.join(DEVICES)} or cuda:N")
 
 
 def parse_device(device: str):
+    """The torch device a --device value names; "auto" is CUDA where one is visible, else the CPU."""
     check_device_name(device)
     import torch  # only once the options are checked: see the module docstring
 
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise PebenchError(f"device '{device}' asked for but no CUDA GPU is visible; use --device cpu")
+        raise PebenchError(f"device '{device}' asked for but no CUDA GPU is visible; use --device cpu or auto")
     return torch.device(device)
 
 

@@ -10,6 +10,7 @@ import typer
 
 from pebench.cli.evaluation import live_terminal, records_of
 from pebench.cli.options import (
+    DeviceOption,
     DtypeChoice,
     OutOption,
     PretrainedOption,
@@ -30,6 +31,8 @@ from pebench.reports.tables import profile_table
 from pebench.runner.suite import Profile, Suite
 from pebench.zoo import ZOO
 
+FP16_ON_CPU = "fp16 autocast is for CUDA; on CPU use --dtype bf16 or fp32"
+
 
 def profile(
     model: Annotated[list[str] | None, typer.Option("--model", "-m", help="shipped name or .safetensors path; "
@@ -41,7 +44,7 @@ def profile(
     res: ResOption = None,
     mode: Annotated[str, typer.Option(help="native, interp or scale=S")] = "interp",
     batch_size: Annotated[int, typer.Option(help="batch size (halved automatically on out-of-memory)")] = 8,
-    device: Annotated[str, typer.Option(help="cpu or cuda")] = "cpu",
+    device: DeviceOption = "auto",
     dtype: Annotated[DtypeChoice, typer.Option(help="fp32, or bf16/fp16 autocast")] = DtypeChoice.fp32,
     channels_last: Annotated[bool, typer.Option("--channels-last", help="channels-last memory format")] = False,
     compile_: Annotated[bool, typer.Option("--compile", help="run the model through torch.compile")] = False,
@@ -62,8 +65,8 @@ def profile(
     if batch_size <= 0 or repeats <= 0:
         raise PebenchError("--batch-size and --repeats must be positive")
     check_device_name(device)
-    if not device.startswith("cuda") and dtype.value == "fp16":
-        raise PebenchError("fp16 autocast is for CUDA; on CPU use --dtype bf16 or fp32")
+    if device == "cpu" and dtype.value == "fp16":
+        raise PebenchError(FP16_ON_CPU)
     resolutions = parse_resolutions(res)
     names = attach_checkpoint(attach_pretrained(model, pretrained), checkpoint) or []
     preflight(names, resolutions, "--res", need_weights=False, built_specs=encoding is not None or not model)
@@ -74,9 +77,11 @@ def profile(
     from pebench.runner.runner import prepare, run_cells
 
     torch_device = parse_device(device)
+    if torch_device.type == "cpu" and dtype.value == "fp16":  # --device auto found no GPU
+        raise PebenchError(FP16_ON_CPU)
     specs = encoding if encoding is not None else ([] if model else list(dict.fromkeys(ZOO.values())))
     suite = Suite(name="profile", models=tuple(names), resolutions=resolutions, modes=(mode,),
-                  device=device, profile=Profile(enabled=True, encodings=tuple(specs), size=size, mode=mode,
+                  device=str(torch_device), profile=Profile(enabled=True, encodings=tuple(specs), size=size, mode=mode,
                                                  batch_size=batch_size, dtype=dtype.value, repeats=repeats,
                                                  channels_last=channels_last, compile=compile_))
     cells = [c for c in expand(suite) if c.kind == "profile"]

@@ -77,6 +77,7 @@ def run(
 
     shard_spec = parse_shard(shard) if shard else None
     torch_device = parse_device(loaded.device)
+    loaded = dataclasses.replace(loaded, device=str(torch_device))  # cells and records name the device that runs
     all_cells = expand(loaded)
     cells = shard_cells(all_cells, *shard_spec) if shard_spec else all_cells
     path = results_path(out_dir, shard_spec)

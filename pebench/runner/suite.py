@@ -80,7 +80,7 @@ class Suite:
     n: int | None = None
     crop_pct: CropPct = DEFAULT_CROP_PCT
     batch_size: int = 64
-    device: str = "cpu"
+    device: str = "auto"  # resolved to the device that runs before cells are made (pebench.settings.DEVICES)
     workers: int | None = None  # data worker processes; None = min(8, CPU cores), 0 = in-process
     cache: str | bool | None = None  # folder for decoded splits; None = synthetic only, in the default folder
     published: tuple[str, ...] = ()  # published tables the report shows beside the measured ones
