@@ -117,6 +117,30 @@ def test_static_biases_are_cached_within_a_byte_budget(images):
         assert not component._inference_cache
 
 
+def test_budgets_follow_the_device(images, monkeypatch):
+    """Unset, a component's budget is the device's: the CPU constant here, a share of the free memory on a GPU
+    (asked at each miss), and explicit attention's chunks grow with a GPU's free memory too."""
+    cuda = torch.device("cuda")
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (40 << 30, 80 << 30))
+    assert base.cache_budget_on(torch.device("cpu")) == base.DEFAULT_CACHE_BUDGET
+    assert base.cache_budget_on(cuda) == 10 << 30
+    assert vit.score_chunk_bytes(cuda) == 5 << 30 and vit.score_chunk_bytes(torch.device("cpu")) == 64 << 20
+    model = perturbed_model("relpos_table").eval()
+    component = model.pos_encoding["relpos_table"]
+    assert component.cache_budget is None
+    one = 1 * 3 * 401 * 401 * 4
+    asked = []
+
+    def device_budget(device):
+        asked.append(device.type)
+        return 3 * one
+
+    monkeypatch.setattr(base, "cache_budget_on", device_budget)
+    with torch.no_grad():
+        model(images(320, batch=1), "native")
+    assert asked == ["cpu"] * 6 and len(component._inference_cache) == 3
+
+
 def test_candidate_scales_and_the_choice():
     scales = candidate_scales((14, 14), (28, 28), points=5)
     assert 1.0 in scales and 0.5 in scales and min(scales) == 0.25 and scales == sorted(scales)

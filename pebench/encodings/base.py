@@ -33,9 +33,21 @@ from pebench.modes import FIXED, position_scale, scale_of
 
 Mode = str  # "native", "interp" or "scale=S" (pebench.modes)
 MODES: tuple[Mode, ...] = FIXED
-#: default ``Component.cache_budget``: every block's bias of a micro or tiny model up to 512 px (151 MB for
+#: what a component keeps on a CPU: every block's bias of a micro or tiny model up to 512 px (151 MB for
 #: tiny's 12 blocks at 512), none at 1024, where one block's bias alone is 201 MB
 DEFAULT_CACHE_BUDGET = 192 << 20
+#: on a GPU a component keeps terms while they take at most this share of the memory free at the time (what
+#: is kept is no longer free, so all components together stay near a fifth of it)
+GPU_CACHE_SHARE = 0.25
+
+
+def cache_budget_on(device: torch.device) -> int:
+    """Bytes of static terms a component may keep on ``device``: :data:`DEFAULT_CACHE_BUDGET` on a CPU, a
+    share of the free memory on a GPU (so a big GPU keeps every block's terms at 1024 px)."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free * GPU_CACHE_SHARE)
+    return DEFAULT_CACHE_BUDGET
 
 
 @dataclass(frozen=True)
@@ -175,8 +187,9 @@ class Component(nn.Module):
         super().__init__()
         self.arch = arch
         self._inference_cache: dict[tuple, tuple[tuple, torch.Tensor]] = {}
-        #: bytes of static terms kept between forwards; past it they are recomputed (bounded memory at 1024)
-        self.cache_budget = DEFAULT_CACHE_BUDGET
+        #: bytes of static terms kept between forwards, past which they are recomputed (bounded memory at 1024);
+        #: None follows the device the terms are on (:func:`cache_budget_on`)
+        self.cache_budget: int | None = None
 
     def reuse_at_inference(self, slot: Any, ctx: Context, like: torch.Tensor,
                            compute: Callable[[], torch.Tensor]) -> torch.Tensor:
@@ -184,7 +197,8 @@ class Component(nn.Module):
         parameters (a static attention bias). With autograd off (evaluation, profiling) the result
         is kept per ``slot`` and reused until the grid, mode, device, dtype or any parameter changes
         (parameters are watched through their version counters), so repeated forwards skip it, as long
-        as everything kept fits ``cache_budget`` bytes. Entries are kept per grid and mode, so a pass that
+        as everything kept fits the budget (``cache_budget`` bytes, or what :func:`cache_budget_on` allows on
+        the device of ``like``, asked at each miss). Entries are kept per grid and mode, so a pass that
         runs native and interp batch by batch reuses both; entries of other grids make room for new
         ones; what still does not fit is computed afresh at every forward rather than evicting a term
         that the next forward needs again (cycling through the blocks would then never hit). At 1024
@@ -197,9 +211,10 @@ class Component(nn.Module):
         if cached is not None and cached[0] == versions:
             return cached[1]
         value = compute()
-        if self._kept_bytes() + value.nbytes > self.cache_budget:  # make room: drop other grids' terms
+        budget = self.cache_budget if self.cache_budget is not None else cache_budget_on(like.device)
+        if self._kept_bytes() + value.nbytes > budget:  # make room: drop other grids' terms
             self._inference_cache = {k: v for k, v in self._inference_cache.items() if k[1] == ctx.grid}
-        if self._kept_bytes() + value.nbytes <= self.cache_budget:
+        if self._kept_bytes() + value.nbytes <= budget:
             self._inference_cache[key] = (versions, value)
         return value
 

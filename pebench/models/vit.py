@@ -78,8 +78,17 @@ class Attention(nn.Module):
         return self.proj(out.transpose(1, 2).reshape(b, t, c))
 
 
-#: bytes of attention scores materialised at once by explicit attention (the queries are chunked to fit)
+#: bytes of attention scores materialised at once by explicit attention on a CPU (the queries are chunked to
+#: fit); on a GPU chunks may take a share of the free memory instead (:func:`score_chunk_bytes`)
 SCORE_CHUNK_BYTES = 64 << 20
+GPU_SCORE_SHARE = 0.125
+
+
+def score_chunk_bytes(device: torch.device) -> int:
+    """Bytes of scores one chunk of explicit attention may hold on ``device``."""
+    if device.type == "cuda":
+        return max(SCORE_CHUNK_BYTES, int(torch.cuda.mem_get_info(device)[0] * GPU_SCORE_SHARE))
+    return SCORE_CHUNK_BYTES
 
 
 def explicit_attention(q, k, v, scale, bias, pos: PositionEncoding, block: int, ctx: Context,
@@ -88,12 +97,12 @@ def explicit_attention(q, k, v, scale, bias, pos: PositionEncoding, block: int, 
 
     softmax(scale * q.k^T * multiplier + bias) @ v + value_term; with no multiplier and no value term
     it equals SDPA (tested). Queries go in chunks whose (B, heads, rows, T) scores fit
-    :data:`SCORE_CHUNK_BYTES`, so memory grows with the tokens, not with their square, beyond the
+    :func:`score_chunk_bytes`, so memory grows with the tokens, not with their square, beyond the
     (1, heads, T, T) position terms themselves.
     """
     multiplier = pos.score_multiplier(block, ctx, q)
     b, heads, tokens, _ = q.shape
-    rows_per_chunk = max(1, SCORE_CHUNK_BYTES // (b * heads * tokens * q.element_size()))
+    rows_per_chunk = max(1, score_chunk_bytes(q.device) // (b * heads * tokens * q.element_size()))
     outputs = []
     for start in range(0, tokens, rows_per_chunk):
         rows = slice(start, min(tokens, start + rows_per_chunk))
