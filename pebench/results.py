@@ -81,6 +81,11 @@ for a timm model its family's encoding: profile records made before 2026-12-04 h
                        latency_ms (batch 1, median), latency_ms_iqr, reference_drift (the `none`
                        twin's time, last third of the rounds vs first third; > 0: slower at the end),
                        warnings [...]}
+    breakdown         where one forward's time goes (pebench.measure.breakdown; null for timm and py:
+                      models, and in records made before 2026-12-04): {position_ms (building and applying
+                      position terms outside attention), attention_ms (SDPA / FlexAttention / explicit,
+                      value terms included), rest_ms, total_ms, position_share, attention_share,
+                      rest_share, batch_size, calls (median over), clock ("cuda events" | "wall clock")}
     memory            {peak_mib (peak bytes allocated by one forward), kind ("cuda_max_allocated" |
                        "cpu_allocated_peak"; records made before 2026-11-23: "rss_growth")}
     overhead_vs_none  {time (median per-round time ratio to the `none` twin), time_iqr [q1, q3],

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from pebench.encodings import build_encoding
 from pebench.encodings.base import Arch
 from pebench.models import build_model
-from pebench.models.vit import explicit_attention
+from pebench.models.attention import explicit_attention
 
 
 @pytest.fixture(scope="module")
@@ -62,10 +62,10 @@ def test_explicit_attention_equals_sdpa_without_a_multiplier_or_value_term():
     arch = Arch(dim=96, depth=1, num_heads=3, trained_grid=(4, 4), num_prefix=1)
     none = build_encoding("none", arch)
     ctx = build_model("micro", "none").context((4, 4), "native")
-    got = explicit_attention(q, k, v, 32**-0.5, None, none, 0, ctx)
+    got = explicit_attention(q, k, v, 32**-0.5, None, None, none, 0, ctx)
     torch.testing.assert_close(got, F.scaled_dot_product_attention(q, k, v), atol=1e-6, rtol=1e-5)
     bias = torch.randn(1, 3, 17, 17)
-    got = explicit_attention(q, k, v, 32**-0.5, bias, none, 0, ctx)
+    got = explicit_attention(q, k, v, 32**-0.5, bias, None, none, 0, ctx)
     torch.testing.assert_close(got, F.scaled_dot_product_attention(q, k, v, attn_mask=bias), atol=1e-6, rtol=1e-5)
 
 

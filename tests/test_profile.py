@@ -223,3 +223,50 @@ def test_rope_mixed_angles_follow_the_learned_frequencies_at_inference():
         after = model(x, "interp")
         expected = fresh.eval()(x, "interp")
     assert not torch.allclose(first, after) and torch.equal(after, expected)
+
+
+def test_the_breakdown_splits_a_forward_into_position_attention_and_rest(monkeypatch):
+    """Sections add up to at most the whole; a rotation shows as position time; a model without sections has no
+    block; on a GPU the clock records CUDA events and reads them once, after one synchronize."""
+    from pebench.measure import breakdown as split
+
+    x = torch.randn(2, 3, 224, 224)
+    rope = split.breakdown(build_model("micro", "rope_axial", num_classes=10).eval(), x, "native",
+                           SpeedSettings().autocast)
+    assert rope["clock"] == "wall clock" and rope["batch_size"] == 2 and rope["calls"] == split.CALLS
+    assert rope["position_ms"] > 0 and rope["attention_ms"] > 0 and rope["rest_ms"] > 0
+    assert rope["position_ms"] + rope["attention_ms"] + rope["rest_ms"] == pytest.approx(rope["total_ms"])
+    assert rope["position_share"] + rope["attention_share"] + rope["rest_share"] == pytest.approx(1.0)
+    assert split.breakdown(timm.create_model("test_vit"), x, "native", SpeedSettings().autocast) is None
+
+    events, synced = [], []
+
+    class Event:
+        def __init__(self, enable_timing):
+            events.append(self)
+
+        def record(self):
+            self.at = len(events)
+
+        def elapsed_time(self, end):
+            return 2.0
+
+    monkeypatch.setattr(torch.cuda, "Event", Event)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda: synced.append(True))
+    clock = split.SectionClock(torch.device("cuda"))
+    for section in ("position", "attention", "position"):
+        with clock(section):
+            pass
+    assert clock.method == "cuda events" and not synced
+    assert clock.totals_ms() == {"position": 4.0, "attention": 2.0} and synced == [True]
+
+
+def test_profile_records_carry_the_breakdown(tmp_path):
+    out = tmp_path / "cost.jsonl"
+    result = cli("profile", "-e", "none", "-e", "spvit", "--res", "224", "--repeats", "1", "--batch-size", "1",
+                 "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert all(r["breakdown"]["total_ms"] > 0 for r in records)
+    assert records[1]["breakdown"]["position_ms"] > 0  # SP-ViT's prior (kept after the first call, then looked up)
+    assert "pos / attn / rest" in result.stdout

@@ -10,7 +10,7 @@ from pebench.encodings import base
 from pebench.encodings.alibi import alibi_slopes, power2_slopes
 from pebench.errors import PebenchError
 from pebench.measure.tune import candidate_scales, choose_scale, interp_scale
-from pebench.models import vit
+from pebench.models import attention, vit
 from pebench.models.checkpoint import save_checkpoint
 from pebench.modes import parse_mode, scale_of
 from pebench.resolution import as_hw, parse_res, sort_key
@@ -90,7 +90,7 @@ def test_explicit_attention_in_query_chunks_equals_one_chunk(spec, images, monke
     x = images(288, batch=2)
     with torch.no_grad():
         whole = model(x, "native")
-        monkeypatch.setattr(vit, "SCORE_CHUNK_BYTES", 2 * 3 * 325 * 4 * 50)  # 50 query rows per chunk
+        monkeypatch.setattr(attention, "SCORE_CHUNK_BYTES", 2 * 3 * 325 * 4 * 50)  # 50 query rows per chunk
         assert torch.allclose(model(x, "native"), whole, atol=1e-5)
 
 
@@ -124,7 +124,7 @@ def test_budgets_follow_the_device(images, monkeypatch):
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (40 << 30, 80 << 30))
     assert base.cache_budget_on(torch.device("cpu")) == base.DEFAULT_CACHE_BUDGET
     assert base.cache_budget_on(cuda) == 10 << 30
-    assert vit.score_chunk_bytes(cuda) == 5 << 30 and vit.score_chunk_bytes(torch.device("cpu")) == 64 << 20
+    assert attention.score_chunk_bytes(cuda) == 5 << 30 and attention.score_chunk_bytes(torch.device("cpu")) == 64 << 20
     model = perturbed_model("relpos_table").eval()
     component = model.pos_encoding["relpos_table"]
     assert component.cache_budget is None

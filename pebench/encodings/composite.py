@@ -66,6 +66,12 @@ class PositionEncoding(nn.ModuleDict):
     def explicit_attention(self, block: int) -> bool:
         return any(c.explicit_attention(block) for c in self.parts())
 
+    def reads_probabilities(self, block: int) -> bool:
+        """True where a component has a value term, which reads the attention probabilities themselves: only
+        explicit attention gives them (a fused kernel never materialises them)."""
+        return any(c.explicit_attention(block) and type(c).value_term is not Component.value_term
+                   for c in self.parts())
+
     def add_to_tokens(self, x: torch.Tensor, ctx: Context) -> torch.Tensor:
         for name in self:
             x = self._call(name, "add_to_tokens", _shaped(x.shape), x, ctx)

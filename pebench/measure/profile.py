@@ -10,7 +10,9 @@ Throughput and batch-1 latency of every model of one resolution and of its posit
 (the `none` reference) are measured together in interleaved rounds (:mod:`pebench.measure.speed`): img/s
 is the median over rounds, the overhead vs `none` the median of per-round time ratios, and a
 reference that drifts by more than 10% during the run flags the machine as busy. Memory is the
-peak of bytes allocated by one forward pass. On out-of-memory a model's batch halves.
+peak of bytes allocated by one forward pass. On out-of-memory a model's batch halves. Where the time of
+pebench's own models goes (position terms, attention, the rest) is measured after the rounds
+(:mod:`pebench.measure.breakdown`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from pebench.encodings.base import Mode
 from pebench.env import device_name, environment
 from pebench.errors import PebenchError
+from pebench.measure.breakdown import breakdown
 from pebench.measure.evaluate import is_out_of_memory
 from pebench.measure.speed import (
     DRIFT_LIMIT,
@@ -243,8 +246,8 @@ def profile_models(models: list[LoadedModel], resolutions: list[Label], mode: Mo
                 "compiled": settings.compile, "settings": run_settings}
             if loaded.name not in runnable:
                 on_record(record | {"status": "not_applicable", "reason": net.applicability(res, mode),
-                                    "params": None, "flops": None, "timing": None, "memory": None,
-                                    "overhead_vs_none": None})
+                                    "params": None, "flops": None, "timing": None, "breakdown": None,
+                                    "memory": None, "overhead_vs_none": None})
                 continue
             twin = twins[architecture(net)]
             own = twin if str(net.spec) == "none" and twin else loaded.name
@@ -257,6 +260,7 @@ def profile_models(models: list[LoadedModel], resolutions: list[Label], mode: Mo
                           "encoding_gmacs": None if twin is None else (flops[own] - flops[twin]) / 2e9,
                           "not_counted": NOT_COUNTED},
                 "timing": _timing(mine["speed"], mine["latency"], reference and reference["speed"]),
+                "breakdown": breakdown(net, _inputs(mine["speed"].batch, res, settings), mode, settings.autocast),
                 "memory": mine["memory"],
                 "overhead_vs_none": None if reference is None else _overhead(mine, reference),
             })

@@ -6,7 +6,7 @@ into the ``ape`` variant unchanged and computes the same logits. Encodings diffe
 position enters; everything else (pre-norm blocks, GELU MLP, LayerNorm eps 1e-6, class-token
 readout) is shared. Attention runs through ``scaled_dot_product_attention`` with any additive
 position bias as ``attn_mask``; blocks whose encoding multiplies the scores or reads the attention
-probabilities (SP-ViT, iRPE contextual on values) compute attention explicitly.
+probabilities (SP-ViT, iRPE contextual on values) take the paths of :mod:`pebench.models.attention`.
 
 The resolution is read from the input; ``mode`` says how the encoding meets a grid other than the
 trained one (see :mod:`pebench.encodings.base`).
@@ -15,9 +15,9 @@ trained one (see :mod:`pebench.encodings.base`).
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from pebench.encodings import ape
@@ -26,6 +26,7 @@ from pebench.encodings.composite import PositionEncoding
 from pebench.encodings.registry import REGISTRY
 from pebench.encodings.spec import EncodingSpec, parse_spec
 from pebench.errors import PebenchError
+from pebench.models.attention import ATTENTION_PATHS, attend
 from pebench.models.sizes import DEFAULT_PATCH, SIZES, check_resolution
 from pebench.resolution import as_hw
 
@@ -65,59 +66,26 @@ class Attention(nn.Module):
         #: called with (block, attention probabilities (B, heads, rows, T), rows, ctx) while set
         #: (pebench.measure.diagnostics.probing); attention then runs explicitly so that the weights exist
         self.probe: Callable | None = None
+        #: "auto", "reference" or "flex" (pebench.models.attention), set for the whole model
+        self.path = "auto"
+        #: while set (pebench.measure.breakdown), ``clock(section)`` times the position terms and attention
+        self.clock: Callable[[str], AbstractContextManager] | None = None
 
     def forward(self, x: torch.Tensor, ctx: Context, pos: PositionEncoding) -> torch.Tensor:
         b, t, c = x.shape
         q, k, v = self.qkv(x).reshape(b, t, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
-        q, k = pos.rotate(self.index, q, k, ctx)
-        bias = pos.attention_bias(self.index, q, k, ctx)
-        if pos.explicit_attention(self.index) or self.probe is not None:
-            out = explicit_attention(q, k, v, self.scale, bias, pos, self.index, ctx, self.probe)
-        else:
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+        with timed(self.clock, "position"):
+            q, k = pos.rotate(self.index, q, k, ctx)
+            bias = pos.attention_bias(self.index, q, k, ctx)
+            explicit = self.probe is not None or pos.explicit_attention(self.index)
+            multiplier = pos.score_multiplier(self.index, ctx, q) if explicit else None
+        with timed(self.clock, "attention"):
+            out = attend(q, k, v, self.scale, bias, multiplier, explicit, self.path, pos, self.index, ctx, self.probe)
         return self.proj(out.transpose(1, 2).reshape(b, t, c))
 
 
-#: bytes of attention scores materialised at once by explicit attention on a CPU (the queries are chunked to
-#: fit); on a GPU chunks may take a share of the free memory instead (:func:`score_chunk_bytes`)
-SCORE_CHUNK_BYTES = 64 << 20
-GPU_SCORE_SHARE = 0.125
-
-
-def score_chunk_bytes(device: torch.device) -> int:
-    """Bytes of scores one chunk of explicit attention may hold on ``device``."""
-    if device.type == "cuda":
-        return max(SCORE_CHUNK_BYTES, int(torch.cuda.mem_get_info(device)[0] * GPU_SCORE_SHARE))
-    return SCORE_CHUNK_BYTES
-
-
-def explicit_attention(q, k, v, scale, bias, pos: PositionEncoding, block: int, ctx: Context,
-                       probe: Callable | None = None) -> torch.Tensor:
-    """Attention with the scores materialised, for encodings SDPA cannot express.
-
-    softmax(scale * q.k^T * multiplier + bias) @ v + value_term; with no multiplier and no value term
-    it equals SDPA (tested). Queries go in chunks whose (B, heads, rows, T) scores fit
-    :func:`score_chunk_bytes`, so memory grows with the tokens, not with their square, beyond the
-    (1, heads, T, T) position terms themselves.
-    """
-    multiplier = pos.score_multiplier(block, ctx, q)
-    b, heads, tokens, _ = q.shape
-    rows_per_chunk = max(1, score_chunk_bytes(q.device) // (b * heads * tokens * q.element_size()))
-    outputs = []
-    for start in range(0, tokens, rows_per_chunk):
-        rows = slice(start, min(tokens, start + rows_per_chunk))
-        scores = (q[:, :, rows] * scale) @ k.transpose(-2, -1)
-        if multiplier is not None:
-            scores = scores * multiplier[..., rows, :].to(scores.dtype)
-        if bias is not None:
-            scores = scores + bias[..., rows, :]
-        attn = scores.softmax(dim=-1)
-        if probe is not None:
-            probe(block, attn, rows, ctx)
-        out = attn @ v
-        value = pos.value_term(block, attn, ctx, rows)
-        outputs.append(out if value is None else out + value)
-    return outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=2)
+def timed(clock: Callable[[str], AbstractContextManager] | None, section: str) -> AbstractContextManager:
+    return nullcontext() if clock is None else clock(section)
 
 
 class Block(nn.Module):
@@ -225,11 +193,35 @@ class VisionTransformer(nn.Module):
             raise NotApplicable(reason)
         if self.cls_token is not None:
             x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
-        x = self.pos_encoding.add_to_tokens(x, ctx)
+        with timed(self.clock, "position"):
+            x = self.pos_encoding.add_to_tokens(x, ctx)
         for i, block in enumerate(self.blocks):
             x = block(x, ctx, self.pos_encoding)
-            x = self.pos_encoding.after_block(i, x, ctx)
+            with timed(self.clock, "position"):
+                x = self.pos_encoding.after_block(i, x, ctx)
         return self.norm(x)
+
+    @property
+    def attention_path(self) -> str:
+        """How multiplying blocks attend: "auto", "reference" or "flex" (:mod:`pebench.models.attention`)."""
+        return self.blocks[0].attn.path
+
+    @attention_path.setter
+    def attention_path(self, path: str) -> None:
+        if path not in ATTENTION_PATHS:
+            raise PebenchError(f"unknown attention path '{path}'; use {', '.join(ATTENTION_PATHS)}")
+        for block in self.blocks:
+            block.attn.path = path
+
+    @property
+    def clock(self) -> Callable[[str], AbstractContextManager] | None:
+        """The section clock of :mod:`pebench.measure.breakdown`, or None (nothing timed)."""
+        return self.blocks[0].attn.clock
+
+    @clock.setter
+    def clock(self, clock: Callable[[str], AbstractContextManager] | None) -> None:
+        for block in self.blocks:
+            block.attn.clock = clock
 
     def forward(self, images: torch.Tensor, mode: Mode = "interp") -> torch.Tensor:
         x = self.forward_features(images, mode)

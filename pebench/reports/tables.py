@@ -93,12 +93,15 @@ def profile_table(records: list[dict]) -> Table:
     table = Table(title=f"cost per image ({how}); img/s: median over interleaved rounds (IQR); x none: "
                   "median per-round time ratio to `none` of the same size, timed in the same rounds")
     for column in ("model", "res", "params M", "PE params", "GMACs", "img/s", "latency ms", "peak MiB",
-                   "time x none", "mem x none"):
+                   "time x none", "mem x none", "pos / attn / rest"):
         table.add_column(column, justify="left" if column == "model" else "right")
     for r in records:
         if r["status"] != "ok":
-            table.add_row(r["model"]["name"], str(r["res"]), *[""] * 6, f"[dim]n/a: {r['reason']}[/]", "")
+            table.add_row(r["model"]["name"], str(r["res"]), *[""] * 6, f"[dim]n/a: {r['reason']}[/]", "", "")
             continue
+        split = r.get("breakdown")
+        shares = "-" if not split else " / ".join(f"{100 * split[f'{part}_share']:.0f}%"
+                                                  for part in ("position", "attention", "rest"))
         t, over = r["timing"], r["overhead_vs_none"]
         lo, hi = t["img_per_s_iqr"]
         speed = f"{t['img_per_s']:.1f} [dim]({lo:.1f}-{hi:.1f})[/]" + (" [yellow]noisy[/]" if t["warnings"] else "")
@@ -110,7 +113,7 @@ def profile_table(records: list[dict]) -> Table:
             time = f"{over['time']:.2f} [dim]({time_lo:.2f}-{time_hi:.2f})[/]"
         table.add_row(r["model"]["name"], str(r["res"]), f"{r['params']['total'] / 1e6:.3f}",
                       f"{r['params']['encoding_at_res']:,}", f"{r['flops']['gmacs']:.3f}", speed,
-                      f"{t['latency_ms']:.1f}", f"{r['memory']['peak_mib']:.1f}", time, memory)
+                      f"{t['latency_ms']:.1f}", f"{r['memory']['peak_mib']:.1f}", time, memory, shares)
     return table
 
 

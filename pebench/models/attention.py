@@ -1,0 +1,120 @@
+"""The ways attention runs with an encoding's terms, and which one a block takes.
+
+- SDPA (``scaled_dot_product_attention``) with an additive position bias as ``attn_mask``: every block
+  whose encoding adds at most a bias.
+- Explicit attention, the scores materialised in query chunks: the reference path for encodings that
+  multiply the scores (SP-ViT) and the only one for terms that read the attention probabilities
+  (iRPE on values) or for a diagnostics probe.
+- FlexAttention (``torch.nn.attention.flex_attention``; Dong et al., "Flex Attention: A Programming Model
+  for Generating Optimized Attention Kernels", 2024) with a ``score_mod`` that applies the multiplier and
+  the bias inside the fused kernel, for the multiplying blocks, where a GPU is in use: compiled once per
+  shape, with 64 x 64 blocks (on an H200 that took a 2D ALiBi score_mod from 10.8 ms to 1.64 ms per call at
+  4,097 tokens; tests check it against the reference in every mode, on the CPU in float32).
+
+A model's ``attention_path`` chooses: "auto" (FlexAttention on CUDA where it applies, else the reference),
+"reference" or "flex" (also on the CPU, uncompiled: how the tests compare the two).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from functools import cache
+
+import torch
+import torch.nn.functional as F
+
+from pebench.encodings.base import Context
+from pebench.encodings.composite import PositionEncoding
+
+ATTENTION_PATHS = ("auto", "reference", "flex")
+#: bytes of attention scores materialised at once by explicit attention on a CPU (the queries are chunked to
+#: fit); on a GPU chunks may take a share of the free memory instead (:func:`score_chunk_bytes`)
+SCORE_CHUNK_BYTES = 64 << 20
+GPU_SCORE_SHARE = 0.125
+#: FlexAttention's tile sizes on CUDA (its defaults were 6.6x slower for a 2D ALiBi score_mod on an H200)
+FLEX_KERNEL_OPTIONS = {"BLOCK_M": 64, "BLOCK_N": 64}
+
+
+def score_chunk_bytes(device: torch.device) -> int:
+    """Bytes of scores one chunk of explicit attention may hold on ``device``."""
+    if device.type == "cuda":
+        return max(SCORE_CHUNK_BYTES, int(torch.cuda.mem_get_info(device)[0] * GPU_SCORE_SHARE))
+    return SCORE_CHUNK_BYTES
+
+
+def attend(q, k, v, scale: float, bias, multiplier, explicit: bool, path: str, pos: PositionEncoding, block: int,
+           ctx: Context, probe: Callable | None = None) -> torch.Tensor:
+    """Attention output (B, heads, T, head_dim) through the path this block takes (module docstring)."""
+    if not explicit:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+    use_flex = path == "flex" or (path == "auto" and q.device.type == "cuda")
+    if use_flex and probe is None and not pos.reads_probabilities(block):
+        return flex_attention_with_terms(q, k, v, scale, bias, multiplier)
+    return explicit_attention(q, k, v, scale, bias, multiplier, pos, block, ctx, probe)
+
+
+def explicit_attention(q, k, v, scale, bias, multiplier, pos: PositionEncoding, block: int, ctx: Context,
+                       probe: Callable | None = None) -> torch.Tensor:
+    """Attention with the scores materialised, for encodings SDPA cannot express.
+
+    softmax(scale * q.k^T * multiplier + bias) @ v + value_term; with no multiplier and no value term
+    it equals SDPA (tested). Queries go in chunks whose (B, heads, rows, T) scores fit
+    :func:`score_chunk_bytes`, so memory grows with the tokens, not with their square, beyond the
+    (1, heads, T, T) position terms themselves.
+    """
+    b, heads, tokens, _ = q.shape
+    rows_per_chunk = max(1, score_chunk_bytes(q.device) // (b * heads * tokens * q.element_size()))
+    outputs = []
+    for start in range(0, tokens, rows_per_chunk):
+        rows = slice(start, min(tokens, start + rows_per_chunk))
+        scores = (q[:, :, rows] * scale) @ k.transpose(-2, -1)
+        if multiplier is not None:
+            scores = scores * multiplier[..., rows, :].to(scores.dtype)
+        if bias is not None:
+            scores = scores + bias[..., rows, :]
+        attn = scores.softmax(dim=-1)
+        if probe is not None:
+            probe(block, attn, rows, ctx)
+        out = attn @ v
+        value = pos.value_term(block, attn, ctx, rows)
+        outputs.append(out if value is None else out + value)
+    return outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=2)
+
+
+def _as_4d(term: torch.Tensor | None, q: torch.Tensor) -> torch.Tensor | None:
+    """A term broadcastable to (B, heads, T, T) as a 4-D view (no copy)."""
+    if term is None:
+        return None
+    term = term.reshape((1,) * (4 - term.dim()) + tuple(term.shape))
+    return term.expand(term.shape[0], q.shape[1], q.shape[2], q.shape[2])
+
+
+def flex_attention_with_terms(q, k, v, scale: float, bias, multiplier) -> torch.Tensor:
+    """softmax(scale * q.k^T * multiplier + bias) @ v in one FlexAttention kernel; the terms are read per
+    (batch, head, query, key) inside it, never expanded to (B, heads, T, T)."""
+    multiplier, bias = _as_4d(multiplier, q), _as_4d(bias, q)
+    per_batch_m = multiplier is not None and multiplier.shape[0] > 1
+    per_batch_b = bias is not None and bias.shape[0] > 1
+
+    def score_mod(score, batch, head, query, key):
+        if multiplier is not None:
+            score = score * multiplier[batch if per_batch_m else 0, head, query, key]
+        if bias is not None:
+            score = score + bias[batch if per_batch_b else 0, head, query, key]
+        return score
+
+    if q.device.type == "cuda":
+        return _compiled_flex()(q, k, v, score_mod=score_mod, scale=scale, kernel_options=FLEX_KERNEL_OPTIONS)
+    from torch.nn.attention.flex_attention import flex_attention
+
+    with warnings.catch_warnings():  # uncompiled FlexAttention warns that it is slow: here it is the CPU check
+        warnings.simplefilter("ignore", UserWarning)
+        return flex_attention(q, k, v, score_mod=score_mod, scale=scale)
+
+
+@cache
+def _compiled_flex() -> Callable:
+    from torch.nn.attention.flex_attention import flex_attention
+
+    return torch.compile(flex_attention, dynamic=False)

@@ -1,0 +1,54 @@
+"""The attention paths of pebench.models.attention agree: FlexAttention with a score_mod equals the explicit
+reference for every multiplying encoding and mode (float32, CPU, uncompiled), terms that read the probabilities
+stay explicit, and "auto" keeps the CPU on the reference."""
+
+import pytest
+import torch
+from conftest import perturbed_model
+
+from pebench.errors import PebenchError
+from pebench.models import attention
+
+
+@pytest.mark.parametrize("spec", ["spvit", "spvit+rope_axial", "spvit:blocks=0+alibi"])
+@pytest.mark.parametrize("mode", ["native", "interp", "scale=0.5"])
+def test_flex_equals_the_reference_for_multiplying_encodings(spec, mode, images):
+    model = perturbed_model(spec)
+    x = images(288)
+    with torch.inference_mode():
+        model.attention_path = "reference"
+        reference = model(x, mode)
+        model.attention_path = "flex"
+        flexed = model(x, mode)
+    assert reference.std() > 0.1  # logits that depend on the terms enough for the tolerance to mean something
+    torch.testing.assert_close(flexed, reference, atol=2e-5, rtol=1e-4)
+
+
+def test_per_image_terms_and_a_bias_alone_are_read_per_batch_and_head():
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(3, 2, 17, 8, generator=g) for _ in range(3))
+    multiplier = torch.rand(3, 2, 17, 17, generator=g) + 0.5  # one per image
+    bias = torch.randn(2, 17, 17, generator=g)  # (heads, T, T): broadcast over the batch
+    scores = (q * 8**-0.5) @ k.transpose(-1, -2)
+    expected = (scores * multiplier + bias).softmax(-1) @ v
+    got = attention.flex_attention_with_terms(q, k, v, 8**-0.5, bias, multiplier)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(attention.flex_attention_with_terms(q, k, v, 8**-0.5, bias, None),
+                               (scores + bias).softmax(-1) @ v, atol=1e-5, rtol=1e-4)
+
+
+def test_value_terms_and_probes_stay_explicit_and_auto_keeps_the_cpu_on_the_reference(images, monkeypatch):
+    def refuse(*args):
+        raise AssertionError("FlexAttention was taken")
+
+    monkeypatch.setattr(attention, "flex_attention_with_terms", refuse)
+    x = images(224, batch=1)
+    prior, values = perturbed_model("spvit"), perturbed_model("rpe:method=cross,on=qkv")
+    assert any(values.pos_encoding.reads_probabilities(b) for b in range(len(values.blocks)))
+    assert not any(prior.pos_encoding.reads_probabilities(b) for b in range(len(prior.blocks)))
+    values.attention_path = "flex"
+    with torch.inference_mode():
+        prior(x, "native")  # auto on a CPU: the reference
+        values(x, "native")  # iRPE on values reads the probabilities: explicit whatever the path
+    with pytest.raises(PebenchError, match="unknown attention path 'fused'"):
+        perturbed_model("spvit").attention_path = "fused"
