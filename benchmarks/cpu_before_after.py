@@ -101,8 +101,8 @@ def main() -> None:
             within += ratio <= BAR
             print(f"{spec:24s} base {1000 * before:8.1f} ms   now {1000 * after:8.1f} ms   ratio {ratio:.3f}"
                   f"{'' if ratio <= BAR else '   over the bar'}")
-        print(f"now / base within {BAR} for {within} of {len(seconds['now'][0])} encodings ({args.size}, {args.res} px, "
-              f"{args.mode}, batch {args.batch_size})")
+        print(f"now / base within {BAR} for {within} of {len(seconds['now'][0])} encodings ({args.size}, "
+              f"{args.res} px, {args.mode}, batch {args.batch_size})")
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from pebench.cli.options import (
     CheckpointOption,
     CropOption,
     DataOption,
+    DecodeOption,
     DeviceOption,
     ModelOption,
     NOption,
@@ -29,6 +30,7 @@ from pebench.cli.options import (
     attach_checkpoint,
     attach_pretrained,
     check_data_spec,
+    check_decode_device,
     check_device_name,
     console,
     parse_cache,
@@ -47,6 +49,7 @@ from pebench.reports.summaries import print_data_problems, print_passes, print_t
 from pebench.reports.tables import eval_table
 from pebench.results import read_records
 from pebench.runner.suite import Diagnostics, Suite, Tune
+from pebench.settings import check_decode
 from pebench.zoo import ZOO, zoo_path
 
 
@@ -113,7 +116,7 @@ def say_how_long(cells: list, path: Path, job, images: int) -> None:
 
 
 def _evaluate(model, res, modes: tuple[str, ...], data, n, batch_size, device, workers, cache, out, crop_pct,
-              checkpoint, command: str, tune=None, diagnostics=None) -> list[dict]:
+              checkpoint, command: str, decode: str = "cpu", tune=None, diagnostics=None) -> list[dict]:
     """`pebench eval`, `tune` and (with ``diagnostics``, its settings) `inspect`: a one-row suite through
     the cell runner; prints the table. What can be checked without torch is checked first."""
     if n is not None and n <= 0:
@@ -126,6 +129,7 @@ def _evaluate(model, res, modes: tuple[str, ...], data, n, batch_size, device, w
     crop = parse_crop_pct(crop_pct)
     check_device_name(device)
     check_data_spec(data)
+    check_decode(data, decode)
     names = attach_checkpoint(model, checkpoint) or [name for name in ZOO if zoo_path(name).exists()]
     if not names:
         raise PebenchError("no shipped model is built in this install; pass --model PATH or build the zoo with "
@@ -138,12 +142,13 @@ def _evaluate(model, res, modes: tuple[str, ...], data, n, batch_size, device, w
     from pebench.runner.cells import expand
     from pebench.runner.runner import prepare, run_cells
 
-    dataset = parse_data(data, crop)
     torch_device = parse_device(device)
+    check_decode_device(decode, torch_device)
+    dataset = parse_data(data, crop, decode)
     if not model and len(names) < len(ZOO):
         console.print(f"[yellow]not built, skipped:[/] {', '.join(n for n in ZOO if n not in names)}")
     suite = Suite(name="eval", models=tuple(names), resolutions=resolutions, modes=modes, data=data, n=n,
-                  crop_pct=crop, batch_size=batch_size, device=str(torch_device), workers=workers,
+                  crop_pct=crop, batch_size=batch_size, device=str(torch_device), decode=decode, workers=workers,
                   cache=parse_cache(cache), tune=tune or Tune(), diagnostics=diagnostics or Diagnostics())
     count = min(n or dataset.size("val"), dataset.size("val"))
     if TUNED in modes and suite.tune.n >= count:
@@ -181,6 +186,7 @@ def eval_(
     n: NOption = None,
     batch_size: BatchOption = 64,
     device: DeviceOption = "auto",
+    decode: DecodeOption = "cpu",
     workers: WorkersOption = None,
     cache: CacheOption = None,
     out: OutOption = None,
@@ -190,7 +196,7 @@ def eval_(
 ) -> None:
     """Top-1/top-5 accuracy of models at resolutions, natively, interpolated or with a position scale."""
     _evaluate(attach_pretrained(model, pretrained), res, parse_modes(mode), data, n, batch_size, device, workers,
-              cache, out, crop_pct, checkpoint, "eval")
+              cache, out, crop_pct, checkpoint, "eval", decode=decode)
 
 
 def tune(
@@ -205,6 +211,7 @@ def tune(
     points: Annotated[int, typer.Option(help="how many automatic S to try")] = 9,
     batch_size: BatchOption = 64,
     device: DeviceOption = "auto",
+    decode: DecodeOption = "cpu",
     workers: WorkersOption = None,
     cache: CacheOption = None,
     out: OutOption = None,
@@ -217,7 +224,7 @@ def tune(
     if tune_n <= 0 or points <= 0:
         raise PebenchError("--tune-n and --points must be positive")
     records = _evaluate(attach_pretrained(model, pretrained), res, (*FIXED, TUNED), data, n, batch_size, device,
-                        workers, cache, out, crop_pct, checkpoint, "tune",
+                        workers, cache, out, crop_pct, checkpoint, "tune", decode=decode,
                         tune=Tune(n=tune_n, scales=parse_scales(scales), points=points))
     print_tuning(console, records)
 
@@ -232,6 +239,7 @@ def inspect(
     maps: Annotated[int, typer.Option(help="images whose class-token attention map is kept")] = 4,
     batch_size: BatchOption = 16,
     device: DeviceOption = "auto",
+    decode: DecodeOption = "cpu",
     workers: WorkersOption = None,
     cache: CacheOption = None,
     out: OutOption = None,
@@ -246,4 +254,4 @@ def inspect(
         fixed_mode(each, what="--mode", tuned_hint="inspect runs fixed modes (tune first to find S, then "
                                                    "inspect scale=S)")
     _evaluate(model, res, modes, data, None, batch_size, device, workers, cache, out, crop_pct, None, "inspect",
-              diagnostics=Diagnostics(enabled=True, n=n, maps=maps))
+              decode=decode, diagnostics=Diagnostics(enabled=True, n=n, maps=maps))

@@ -47,6 +47,8 @@ DataOption = Annotated[str, typer.Option(help="dataset spec: synthetic[:options]
 NOption = Annotated[int | None, typer.Option(help="evaluate the first N validation images (default: all)")]
 BatchOption = Annotated[int, typer.Option(help="batch size (halved automatically on out-of-memory)")]
 DeviceOption = Annotated[str, typer.Option(help="auto (CUDA where one is visible, else CPU), cpu, cuda or cuda:N")]
+DecodeOption = Annotated[str, typer.Option(help="where an image folder's JPEGs are decoded: cpu (PIL in the workers, "
+                                                "timm's path) or gpu (batched nvJPEG on the CUDA device)")]
 #: the choices of --dtype (pebench.settings.DTYPES)
 DtypeChoice = Enum("DtypeChoice", {name: name for name in DTYPES}, type=str)
 WorkersOption = Annotated[int | None, typer.Option(help="data worker processes that decode/render batches "
@@ -127,6 +129,12 @@ def check_data_spec(spec: str) -> None:
 def check_device_name(device: str) -> None:
     if device not in DEVICES and not device.startswith("cuda:"):
         raise PebenchError(f"unknown device '{device}'; use {', '.join(DEVICES)} or cuda:N")
+
+
+def check_decode_device(decode: str, device) -> None:
+    """--decode gpu runs where the models do: on a CUDA device."""
+    if decode == "gpu" and device.type != "cuda":
+        raise PebenchError(f"--decode gpu needs a CUDA device and this run is on {device.type}; use --decode cpu")
 
 
 def parse_device(device: str):

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from pebench.cli.evaluation import live_terminal
-from pebench.cli.options import check_device_name, console, parse_cache, parse_device
+from pebench.cli.options import check_decode_device, check_device_name, console, parse_cache, parse_device
 from pebench.cli.runs import check_writable, runs_root, start_run
 from pebench.errors import PebenchError, did_you_mean
 from pebench.models.preflight import preflight
@@ -19,6 +19,7 @@ from pebench.reports.summaries import print_data_problems, print_passes
 from pebench.reports.write import REPORT_FORMATS, write_report
 from pebench.results import load_results
 from pebench.runner.suite import read_suite
+from pebench.settings import check_decode
 
 
 def load_suite(path: Path):
@@ -29,6 +30,7 @@ def load_suite(path: Path):
 
         for target in suite.plugins:
             load_plugin(target, f"suite {path}")
+    check_decode(suite.data, suite.decode)
     for name in suite.published:
         if name not in PUBLISHED:
             raise PebenchError(f"{path}: 'published' has unknown table '{name}'{did_you_mean(name, list(PUBLISHED))}; "
@@ -77,6 +79,7 @@ def run(
 
     shard_spec = parse_shard(shard) if shard else None
     torch_device = parse_device(loaded.device)
+    check_decode_device(loaded.decode, torch_device)
     loaded = dataclasses.replace(loaded, device=str(torch_device))  # cells and records name the device that runs
     all_cells = expand(loaded)
     cells = shard_cells(all_cells, *shard_spec) if shard_spec else all_cells

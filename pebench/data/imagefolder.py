@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from itertools import zip_longest
 from pathlib import Path
+from typing import BinaryIO
 
 import torch
 from PIL import Image, UnidentifiedImageError
@@ -32,8 +33,9 @@ from pebench.settings import DEFAULT_CROP_PCT, CropPct, crop_at
 EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".gif", ".jpe"}
 
 
-def decode(path: Path, res, crop_pct: float) -> torch.Tensor:
-    """One file through timm's eval transform, as uint8 (3, H, W); raises OSError/ValueError if unreadable.
+def decode(path: Path | BinaryIO, res, crop_pct: float) -> torch.Tensor:
+    """One file (a path, or its bytes as a file object) through timm's eval transform, as uint8 (3, H, W);
+    raises OSError/ValueError if unreadable.
 
     Square: the shorter side to floor(res / crop_pct), then the centre crop. Non-square (H, W):
     timm resizes the whole image to (floor(H / crop_pct), floor(W / crop_pct)), changing its aspect,

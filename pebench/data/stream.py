@@ -24,6 +24,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from pebench.data.cache import CacheWriter, SplitCache, cache_dir, cache_folder, check_space, lookup
+from pebench.data.gpu_decode import Encoded
 from pebench.data.items import Items
 from pebench.env import cpu_cores
 from pebench.errors import PebenchError, RunFailed
@@ -59,7 +60,7 @@ class _Batches(Dataset):
 @dataclass
 class PassStats:
     workers: int
-    source: str  # "decoded" | "cache"
+    source: str  # "decoded" | "cache" | "decoded on cuda" (--decode gpu)
     images: int = 0  # items delivered, undecodable ones included
     valid: int = 0
     batches: int = 0
@@ -83,11 +84,15 @@ class SplitStream:
         self.data, self.split, self.res, self.positions = data, split, res, positions
         self.score_from = score_from  # positions below it are read (and cached) but neither yielded nor counted
         self.batch_size, self.device = batch_size, device
+        # --decode gpu: neither read nor written through the cache, whose images are the PIL path's, on the host
+        on_device = getattr(data, "decodes_on_device", False)
+        cache = None if on_device else cache
         self.cache, self.cache_required = cache, cache_required
         self.cached = lookup(cache, data, split, res, max(positions) + 1) if cache and positions else None
         # a memory-mapped read is a copy: worker processes would only add start-up and a second copy
         self.workers = 0 if self.cached else workers
-        self.stats = PassStats(self.workers, "cache" if self.cached else "decoded")
+        source = "cache" if self.cached else f"decoded on {device.type}" if on_device else "decoded"
+        self.stats = PassStats(self.workers, source)
         self.consumed = 0  # positions read so far (in order), the batch being yielded included
         self.writing = bool(fill_cache and cache and not self.cached and positions == list(range(len(positions))))
         if self.writing:
@@ -132,6 +137,8 @@ class SplitStream:
                     self.stats.first_batch_s = now - started
                 else:
                     self.stats.wait_s += now - waited
+                if isinstance(batch.items, Encoded):  # --decode gpu: the batch's JPEGs decoded on the device
+                    batch = batch._replace(items=self.data.finish(batch.items, self.res, self.device))
                 if writer:
                     writer.write(batch.positions, batch.items)
                 self.consumed += len(batch.positions)

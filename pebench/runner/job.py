@@ -90,5 +90,5 @@ class Job:
 
     def dataset(self):
         if self.data is None:
-            self.data = parse_data(self.suite.data, self.suite.crop_pct)
+            self.data = parse_data(self.suite.data, self.suite.crop_pct, self.suite.decode)
         return self.data

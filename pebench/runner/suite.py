@@ -33,7 +33,7 @@ from pebench.errors import PebenchError, did_you_mean
 from pebench.models.sizes import SIZES
 from pebench.modes import FIXED, fixed_mode, parse_mode
 from pebench.resolution import Label, parse_res
-from pebench.settings import DEFAULT_CROP_PCT, DEFAULT_RESOLUTIONS, DEVICES, DTYPES, CropPct
+from pebench.settings import DECODES, DEFAULT_CROP_PCT, DEFAULT_RESOLUTIONS, DEVICES, DTYPES, CropPct
 
 
 @dataclass(frozen=True)
@@ -81,6 +81,7 @@ class Suite:
     crop_pct: CropPct = DEFAULT_CROP_PCT
     batch_size: int = 64
     device: str = "auto"  # resolved to the device that runs before cells are made (pebench.settings.DEVICES)
+    decode: str = "cpu"  # where an image folder's JPEGs are decoded (pebench.settings.DECODES)
     workers: int | None = None  # data worker processes; None = min(8, CPU cores), 0 = in-process
     cache: str | bool | None = None  # folder for decoded splits; None = synthetic only, in the default folder
     published: tuple[str, ...] = ()  # published tables the report shows beside the measured ones
@@ -243,6 +244,7 @@ SCHEMA: tuple[Key, ...] = (
     Key("crop_pct", None, "crop_pct", _crop_pct),
     Key("batch_size", None, "batch_size", _positive_int),
     Key("device", None, "device", _choice(DEVICES)),
+    Key("decode", None, "decode", _choice(DECODES)),
     Key("workers", None, "workers", _workers),
     Key("cache", None, "cache", _cache),
     Key("published", None, "published", _names),
