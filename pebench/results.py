@@ -32,6 +32,8 @@ Schema (``schema_version`` 2; version 1 records, written before streaming evalua
     data            {spec, split, requested (items asked for), n (images evaluated), skipped (files that
                      could not be decoded; not in n), skipped_files (their names, up to 100),
                      fingerprint (hash of spec, split, res, crop, renderer or folder listing);
+                     decode "gpu" when an image folder's JPEGs were decoded on the device (absent: the
+                     PIL path in the workers);
                      in a run with a tuned mode also holdout (tune_n) and positions [holdout, requested]:
                      every cell of such a run is scored on those positions only;
                      class_groups {name: [class index, ...]} (the dataset's groups of classes; synthetic:

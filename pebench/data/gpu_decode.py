@@ -94,7 +94,8 @@ class GpuJpegFolder:
                 else:
                     images[row] = eval_transform(image, height, width, crop)
             except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as error:
-                problems[row] = f"{encoded.names[row]} ({type(error).__name__}: {error})"
+                problems[row] = (f"{encoded.names[row]} ({type(error).__name__}: neither the JPEG decoder on "
+                                 f"{device.type} nor PIL could decode it)")
         for row, payload in enumerate(encoded.payloads):
             if payload is not None and payload.dim() == 3:
                 images[row] = payload.to(device)

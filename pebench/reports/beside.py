@@ -3,8 +3,9 @@ rerunning them: only reference cells measured on the same images are kept.
 
 Two evaluation cells are comparable when they share the resolution and the data fingerprint (the dataset
 spec and its seed, the split, the resolution, the crop and the renderer or folder listing), the number of
-images asked for, and the held-out tune part. Reference cells at resolutions the user's records do not
-have are left out; if no reference cell is comparable at all, the error says which of those differ.
+images asked for, the held-out tune part and where JPEGs were decoded (``--decode``). Reference cells at
+resolutions the user's records do not have are left out; if no reference cell is comparable at all, the
+error says which of those differ.
 """
 
 from __future__ import annotations
@@ -14,15 +15,16 @@ from pebench.errors import PebenchError
 
 def _images(record: dict) -> tuple:
     data = record["data"]
-    return data.get("fingerprint"), data.get("requested"), data.get("holdout", 0)
+    return data.get("fingerprint"), data.get("requested"), data.get("holdout", 0), data.get("decode", "cpu")
 
 
 def _difference(mine: dict, theirs: dict) -> str:
     """What makes two eval records incomparable, in words."""
     a, b = mine["data"], theirs["data"]
-    for field, what in (("spec", "data"), ("requested", "n (images asked for)"), ("holdout", "tune_n (held out)")):
-        if a.get(field, 0) != b.get(field, 0):
-            return f"{what}: {a.get(field, 0)} here vs {b.get(field, 0)} there"
+    for field, what, absent in (("spec", "data", 0), ("requested", "n (images asked for)", 0),
+                                ("holdout", "tune_n (held out)", 0), ("decode", "decode", "cpu")):
+        if a.get(field, absent) != b.get(field, absent):
+            return f"{what}: {a.get(field, absent)} here vs {b.get(field, absent)} there"
     return "crop or renderer (same data spec and n, another fingerprint)"
 
 

@@ -77,8 +77,7 @@ def expand(suite: Suite) -> list[Cell]:
     plugins = {m: _plugins(m, None) for m in (*suite.models, *suite.finetuned)}
     # with a tuned mode, the first tune.n images choose S and every eval cell scores the same rest
     tuning = {"holdout": suite.tune.n} if TUNED in suite.modes else {}
-    # other pixels, other cells; absent for the CPU path, so that earlier keys stay valid
-    decoding = {"decode": suite.decode} if suite.decode != "cpu" else {}
+    decoding = suite.decoding  # other pixels, other cells
 
     def eval_cell(model: str, digest: str | None, res: Label, mode: str) -> Cell:
         config = {"kind": "eval", "model": model, "weights_sha256": digest, "res": res, "mode": mode,

@@ -20,7 +20,8 @@ def diagnose_resolution(res: Label, cells: list[Cell], job: Job) -> list[dict]:
     """Records of the diagnostics ``cells`` at ``res``, in cell order."""
     data, suite, observer, models = job.dataset(), job.suite, job.observer, job.models
     requested = min(suite.diagnostics.n, data.size("val"))
-    data_base = {"spec": data.spec, "split": "val", "requested": requested, "fingerprint": data.fingerprint("val", res)}
+    data_base = {"spec": data.spec, "split": "val", "requested": requested,
+                 "fingerprint": data.fingerprint("val", res)} | suite.decoding
     settled: dict = {}
     tallies = {}
     for cell in cells:

@@ -132,6 +132,7 @@ def evaluate_resolution(res: Label, cells: list[Cell], job: Job) -> list[dict]:
         raise PebenchError(f"tune_n {holdout} leaves no image to score: the evaluation has {requested}; "
                            "lower tune_n or raise n")
     data_base = {"spec": data.spec, "split": "val", "requested": requested, "fingerprint": data.fingerprint("val", res),
+                 **suite.decoding,
                  "class_groups": data.class_groups}
     if len(data.class_names) <= MAX_NAMED_CLASSES:
         data_base["class_names"] = data.class_names

@@ -92,6 +92,11 @@ class Suite:
     profile: Profile = field(default_factory=Profile)
     diagnostics: Diagnostics = field(default_factory=Diagnostics)
 
+    @property
+    def decoding(self) -> dict:
+        """What cell keys and records say of the decode: nothing for the CPU path (earlier keys stay valid)."""
+        return {"decode": self.decode} if self.decode != "cpu" else {}
+
     def resolved(self) -> dict:
         return json.loads(json.dumps(asdict(self)))
 
