@@ -1,22 +1,33 @@
 """What only a GPU can show, in one run that fits a short lease: the CUDA paths of pebench, measured.
 
-    python3 benchmarks/gpu_check.py [--out DIR] [--images 5000] [--skip compile]
+    python3 benchmarks/gpu_check.py [--out DIR] [--images 5000] [--skip zoo] [--with throughput]
 
 With no arguments: on a CUDA machine the full check into results/gpu/DEVICE-DATE; without one, a dry run
 of the plumbing on the CPU at tiny sizes (40 JPEGs, batch 4) into a scratch folder.
 
-Steps, in this order (each a separate process with its own time limit, all within --budget-s; a
-failing step is recorded and the rest go on):
+Steps, in this order (each a separate process with its own time limit, all within --budget-s, 9 minutes
+by default; a failing step is recorded and the rest go on):
 
+- costs: `pebench profile --size small` of every shipped encoding at 224 and 1024 px, bf16, batch 32,
+  each against its `none` twin: time and memory x none, the breakdown (position terms / attention /
+  rest), and issue 30's targets at 1024 (bias encodings <= 2.1, rpe <= 3.0 with memory <= 2x, spvit
+  <= 3.0, RoPE <= 1.1).
+- attention: one attention call at 4,097 tokens (batch 8, 6 heads of 64, bf16) each way pebench runs
+  one (SDPA without and with a bias, FlexAttention with a multiplier and bias score_mod, the explicit
+  chunks), and SP-ViT's forward on `small` at 1024 through the explicit reference vs FlexAttention:
+  time and logit agreement in each mode.
+- decode: `pebench eval` of DeiT-S at 224 on the folder with `--decode gpu` vs the PIL path, 16 workers,
+  and, on its first 1,024 images, the two paths' pixel differences and top-1 agreement.
 - streaming eval on CUDA: `pebench eval` of a random-init timm DeiT-S (100-class head) over an
   ImageNet-shaped folder (JPEGs 400-640 px) at 224 and 384, workers 8 and 16, vs timm's validation
   loop (ImageDataset + create_transform + DataLoader, bf16 autocast) at 224: img/s and counts.
-- the shipped zoo on CUDA (bf16 autocast) at 224-1024, compared cell by cell with the committed
+- zoo: the shipped zoo on CUDA (bf16 autocast) at 224-1024, compared cell by cell with the committed
   CPU fp32 results (results/zoo/results.jsonl).
 - out-of-memory back-off: eval of ViT-B at 1024 px with a batch that cannot fit; profile at 512 likewise.
 - torchrun with nccl: a suite under `torchrun --nproc-per-node 1` (the process group is joined, so
   every all-reduce goes through nccl) gives the single-process counts; 2 processes on one GPU tried.
-- throughput (last, the slowest steps; too many for one 10-minute call, so split them with --skip):
+- zoo, last of the default steps (the slowest of them).
+- throughput, only with --with (too slow for the default run's one 10-minute call):
   `pebench profile` of timm DeiT-Ti, DeiT-S and ViT-B with random weights, bf16 autocast, at 224
   and 384 (plain and channels-last) and 224 (torch.compile), vs a timm-benchmark-style loop
   (warm-up, then timed forward passes under autocast with device synchronisation: samples/s =
@@ -43,9 +54,16 @@ ROOT = Path(__file__).resolve().parent.parent
 PEBENCH = [sys.executable, "-m", "pebench.cli"]
 #: sizes on the GPU, and for a quick dry run of the script's plumbing on a CPU (--device cpu)
 SCALE = {"cuda": {"batch": 256, "zoo_res": (224, 384, 448, 512, 1024), "zoo_n": [], "oom_eval": 1536,
-                  "oom_profile": 4096, "oom_res": 1024, "oom_profile_res": 512, "suite_n": 400},
+                  "oom_profile": 4096, "oom_res": 1024, "oom_profile_res": 512, "suite_n": 400,
+                  "cost_size": "small", "cost_res": (224, 1024), "cost_batch": 32, "cost_repeats": 5,
+                  "attention": {"tokens": 4097, "batch": 8, "heads": 6, "dim": 64}, "agreement_n": 1024},
          "cpu": {"batch": 4, "zoo_res": (224,), "zoo_n": ["--n", 8], "oom_eval": 4, "oom_profile": 4, "oom_res": 64,
-                 "oom_profile_res": 64, "suite_n": 8}}
+                 "oom_profile_res": 64, "suite_n": 8, "cost_size": "micro", "cost_res": (224, 256), "cost_batch": 2,
+                 "cost_repeats": 2, "attention": {"tokens": 257, "batch": 2, "heads": 3, "dim": 32},
+                 "agreement_n": 16}}
+#: issue 30's targets at 1024 px on `small` (bf16, batch 32): time x none at most, and peak memory x none for rpe
+COST_TARGETS = {"alibi": 2.1, "lookhere": 2.1, "fire": 2.1, "cpb": 2.1, "relpos_table": 2.1, "rpe": 3.0,
+                "spvit": 3.0, "rope": 1.1, "rope:variant=mixed": 1.1}
 
 
 class Check:
@@ -142,6 +160,86 @@ def throughput(check: Check, names: list[str], resolutions: tuple[int, ...], lab
                     "ratio_of_medians": statistics.median(ours) / statistics.median(timm_rates)})
 
 
+def encoding_costs(check: Check) -> None:
+    """`pebench profile` of every shipped encoding on `small` at 224 and 1024 px (bf16, batch 32), each against
+    its `none` twin in interleaved rounds: time and memory x none, the breakdown, and issue 30's targets."""
+    from pebench.zoo import ZOO
+
+    out = check.out / "encoding_costs.jsonl"
+    out.unlink(missing_ok=True)
+    specs = [arg for spec in dict.fromkeys(ZOO.values()) for arg in ("-e", spec)]
+    resolutions = [arg for res in check.scale["cost_res"] for arg in ("--res", res)]
+    result = check.sh("encoding costs", [*PEBENCH, "profile", "--size", check.scale["cost_size"], *specs, *resolutions,
+                                         "--device", check.device, "--dtype", "bf16" if check.device == "cuda" else
+                                         "fp32", "--batch-size", check.scale["cost_batch"], "--repeats",
+                                         check.scale["cost_repeats"], "--out", out], 400)
+    table, verdicts = {}, {}
+    for r in records(out):
+        if r["status"] != "ok":
+            continue
+        over, split = r["overhead_vs_none"], r["breakdown"] or {}
+        table[f"{r['model']['encoding']} {r['res']}"] = {
+            "time_x_none": over["time"], "memory_x_none": over["memory"], "img_per_s": r["timing"]["img_per_s"],
+            "batch": r["timing"]["batch_size"], **{f"{k}_share": split.get(f"{k}_share") for k in
+                                                   ("position", "attention", "rest")}}
+        bar = COST_TARGETS.get(r["model"]["encoding"])
+        if bar is not None and r["res"] == max(check.scale["cost_res"]):
+            met = over["time"] <= bar and (r["model"]["encoding"] != "rpe" or (over["memory"] or 0) <= 2)
+            verdicts[r["model"]["encoding"]] = {"time_x_none": round(over["time"], 3), "bar": bar, "met": met}
+    check.put("encoding_costs", {"rc": result.returncode, "cells": table,
+                                 "stderr": result.stderr[-400:] if result.returncode else ""})
+    check.put("encoding_cost_targets", verdicts)
+
+
+def attention(check: Check) -> None:
+    """One attention call each way pebench runs one, and SP-ViT's forward on the reference vs FlexAttention."""
+    a = check.scale["attention"]
+    call = check.sh("attention call", fresh(f"attention_call({check.device!r}, {a['tokens']}, {a['batch']}, "
+                                            f"{a['heads']}, {a['dim']})"), 300, cwd=HERE)
+    if call.returncode == 0:
+        check.put("attention_call", json.loads(call.stdout.splitlines()[-1]))
+    size, res, batch = check.scale["cost_size"], max(check.scale["cost_res"]), check.scale["cost_batch"]
+    paths = check.sh("attention paths", fresh(f"attention_paths({check.device!r}, {size!r}, {res}, {batch})"), 400,
+                     cwd=HERE)
+    if paths.returncode == 0:
+        check.put("attention_paths_spvit", json.loads(paths.stdout.splitlines()[-1]))
+    for name, result in (("attention_call", call), ("attention_paths", paths)):
+        if result.returncode:
+            check.put(f"{name}_error", result.stderr[-600:])
+
+
+def gpu_decoding(check: Check, folder: Path, ckpt: Path) -> None:
+    """`pebench eval` of DeiT-S at 224 with --decode gpu vs the PIL path, same workers, and how far the two
+    paths' pixels and top-1 are apart."""
+    model = f"timm:deit_small_patch16_224@{ckpt}"
+    rates = {}
+    for decode in ("gpu", "cpu") if check.device == "cuda" else ("cpu",):
+        out = check.out / f"decode_{decode}.jsonl"
+        out.unlink(missing_ok=True)
+        result = check.sh(f"eval decode {decode}", [*PEBENCH, "eval", "--model", model, "--data",
+                                                    f"imagefolder:{folder}", "--res", 224, "--mode", "interp",
+                                                    "--device", check.device, "--decode", decode, "--workers", 16,
+                                                    "--batch-size", check.scale["batch"], "--cache", "off", "--out",
+                                                    out], 300)
+        rows = records(out)
+        if rows:
+            t, m = rows[0]["timing"], rows[0]["metrics"]
+            rates[decode] = {"pass_img_per_s": t["pass_img_per_s"], "n": m["n"], "correct_top1": m["correct_top1"],
+                             "skipped": rows[0]["data"].get("skipped")}
+        elif result.returncode:
+            check.put(f"decode_{decode}_error", result.stderr[-600:])
+    if "gpu" in rates and "cpu" in rates:
+        rates["gpu_over_cpu"] = rates["gpu"]["pass_img_per_s"] / rates["cpu"]["pass_img_per_s"]
+    check.put("decode_eval_224_w16", rates)
+    agreement = check.sh("decode agreement", fresh(
+        f"decode_agreement(Path({str(folder.resolve())!r}), Path({str(ckpt.resolve())!r}), 'deit_small_patch16_224', "
+        f"224, 0.875, {check.scale['agreement_n']}, {check.device!r})"), 300, cwd=HERE)
+    if agreement.returncode == 0:
+        check.put("decode_agreement_224", json.loads(agreement.stdout.splitlines()[-1]))
+    else:
+        check.put("decode_agreement_error", agreement.stderr[-600:])
+
+
 def zoo_on_cuda(check: Check) -> None:
     out = check.out / "zoo_cuda.jsonl"
     out.unlink(missing_ok=True)
@@ -216,6 +314,13 @@ def torchrun(check: Check) -> None:
     check.put("torchrun_nccl", counts)
 
 
+#: the slowest steps, beyond the default run (a device call is 10 minutes at most): pebench profile vs timm's
+EXTRA_STEPS = {"throughput": lambda check, names: throughput(check, names, (224, 384), "plain", []),
+               "channels_last": lambda check, names: throughput(check, names, (224, 384), "channels_last",
+                                                                ["--channels-last"]),
+               "compile": lambda check, names: throughput(check, names, (224,), "compile", ["--compile"])}
+
+
 def summary(check: Check) -> str:
     r = check.results
     lines = [f"# GPU check: {r['env']['device']}", "", f"torch {r['env']['torch']}, timm {r['env']['timm']}, "
@@ -223,9 +328,18 @@ def summary(check: Check) -> str:
              "benchmarks/gpu_check.py in this run (random-init weights; costs and data paths do not depend on them).",
              ""]
     for key, value in r.items():
-        if key in ("env",) or key.endswith("_record") or key == "zoo_cuda":
+        if key in ("env",) or key.endswith("_record") or key in ("zoo_cuda", "encoding_costs"):
             continue
         lines.append(f"- `{key}`: {json.dumps(value)}")
+    costs = (r.get("encoding_costs") or {}).get("cells", {})
+    if costs:
+        lines += ["", "| encoding @res | time x none | memory x none | position / attention / rest |",
+                  "|---|---|---|---|"]
+        for cell, c in costs.items():
+            shares = " / ".join(f"{100 * c[f'{k}_share']:.0f}%" if c[f"{k}_share"] is not None else "-"
+                                for k in ("position", "attention", "rest"))
+            memory = f"{c['memory_x_none']:.2f}" if c["memory_x_none"] is not None else "-"
+            lines.append(f"| {cell} | {c['time_x_none']:.2f} | {memory} | {shares} |")
     zoo = r.get("zoo_cuda")
     if zoo:
         lines += ["", f"- `zoo_cuda`: {zoo['cells']} cells ok, {zoo['compared_with_cpu']} compared with the committed "
@@ -243,9 +357,11 @@ def main() -> None:
     parser.add_argument("--images", type=int, help="JPEGs in the generated folder (default 5000; 40 on the CPU)")
     parser.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"],
                         help="auto: cuda when one is visible; cpu: a dry run of the plumbing")
-    parser.add_argument("--skip", action="append", default=[], help="step to skip: streaming, zoo, oom_eval, "
-                                                                      "oom_profile, torchrun, throughput, "
-                                                                      "channels_last, compile")
+    parser.add_argument("--skip", action="append", default=[], help="step to skip: costs, attention, decode, "
+                                                                      "streaming, oom_eval, oom_profile, torchrun, "
+                                                                      "zoo")
+    parser.add_argument("--with", dest="extra", action="append", default=[], choices=list(EXTRA_STEPS),
+                        help="a step beyond the default run's 9 minutes: throughput, channels_last, compile")
     args = parser.parse_args()
     import timm
     import torch
@@ -271,14 +387,15 @@ def main() -> None:
              for name in ("deit_small_patch16_224", "vit_base_patch16_224")}
     timm_names = ["deit_tiny_patch16_224", "deit_small_patch16_224", "vit_base_patch16_224"]
     # in order of what matters most, since the lease may end before the last step
-    steps = {"streaming": lambda: streaming(check, folder, ckpts["deit_small_patch16_224"], args.images),
-             "zoo": lambda: zoo_on_cuda(check),
+    steps = {"costs": lambda: encoding_costs(check),
+             "attention": lambda: attention(check),
+             "decode": lambda: gpu_decoding(check, folder, ckpts["deit_small_patch16_224"]),
+             "streaming": lambda: streaming(check, folder, ckpts["deit_small_patch16_224"], args.images),
              "oom_eval": lambda: oom_eval(check, folder, ckpts["vit_base_patch16_224"]),
              "oom_profile": lambda: oom_profile(check, ckpts["vit_base_patch16_224"]),
              "torchrun": lambda: torchrun(check),
-             "throughput": lambda: throughput(check, timm_names, (224, 384), "plain", []),
-             "channels_last": lambda: throughput(check, timm_names, (224, 384), "channels_last", ["--channels-last"]),
-             "compile": lambda: throughput(check, timm_names, (224,), "compile", ["--compile"])}
+             "zoo": lambda: zoo_on_cuda(check)}
+    steps |= {name: lambda name=name: EXTRA_STEPS[name](check, timm_names) for name in args.extra}
     for name, step in steps.items():
         if name in args.skip:
             continue

@@ -8,11 +8,12 @@ Not a benchmark: nothing runs when this file is run.
 
 from __future__ import annotations
 
+import statistics
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -218,3 +219,115 @@ def timm_benchmark_style(name: str, res: int, batch: int, channels_last: bool, d
             model(x)
         synchronize()
     return {"img_per_s": batch * steps / (time.perf_counter() - started)}
+
+
+def _timed_calls(calls: dict[str, Callable], device: torch.device, rounds: int = 5) -> dict[str, float]:
+    """Median milliseconds per call of each, timed in interleaved rounds (pebench.measure.speed)."""
+    from pebench.measure.speed import Timed, interleaved_rounds
+
+    items = [Timed(name, call, 1) for name, call in calls.items()]
+    interleaved_rounds(items, device, rounds, min_block_s=0.05, max_warmup_s=2.0)
+    return {item.name: 1000 * statistics.median(item.seconds_per_call) for item in items}
+
+
+def attention_call(device: str = "cuda", tokens: int = 4097, batch: int = 8, heads: int = 6, dim: int = 64) -> dict:
+    """One attention call in bf16 (fp32 on a CPU) at ``tokens``, each way pebench can run one: SDPA without a
+    bias (flash where available), SDPA with a precomputed bias, FlexAttention applying a multiplier and a bias
+    inside the kernel, and the explicit chunks (the reference for multiplying encodings): median ms."""
+    from pebench.encodings import build_encoding
+    from pebench.encodings.base import Arch
+    from pebench.models.attention import explicit_attention, flex_attention_with_terms
+
+    dev = torch.device(device)
+    dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
+    g = torch.Generator(device=dev).manual_seed(0)
+    q, k, v = (torch.randn(batch, heads, tokens, dim, device=dev, dtype=dtype, generator=g) for _ in range(3))
+    bias = torch.randn(1, heads, tokens, tokens, device=dev, dtype=dtype, generator=g)
+    multiplier = 1 + 0.1 * torch.randn(1, heads, tokens, tokens, device=dev, dtype=dtype, generator=g)
+    none = build_encoding("none", Arch(dim=heads * dim, depth=1, num_heads=heads, trained_grid=(16, 16), num_prefix=1))
+    scale = dim**-0.5
+    with torch.inference_mode():
+        reference = explicit_attention(q, k, v, scale, bias, multiplier, none, 0, None)
+        fused = flex_attention_with_terms(q, k, v, scale, bias, multiplier)
+        calls = {"sdpa_no_bias": lambda: torch.nn.functional.scaled_dot_product_attention(q, k, v),
+                 "sdpa_bias": lambda: torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=bias),
+                 "flex_multiplier_bias": lambda: flex_attention_with_terms(q, k, v, scale, bias, multiplier),
+                 "explicit_multiplier_bias": lambda: explicit_attention(q, k, v, scale, bias, multiplier, none, 0,
+                                                                       None)}
+        ms = _timed_calls(calls, dev)
+    return {"tokens": tokens, "batch": batch, "heads": heads, "head_dim": dim, "dtype": str(dtype), "ms": ms,
+            "flex_vs_explicit_max_abs_diff": (fused.float() - reference.float()).abs().max().item()}
+
+
+def attention_paths(device: str = "cuda", size: str = "small", res: int = 1024, batch: int = 32) -> dict:
+    """SP-ViT on ``size`` at ``res`` with priors that matter (random, not the zero init), bf16 autocast on CUDA:
+    time per forward with the explicit reference and with FlexAttention, interleaved, and the largest logit
+    difference between the two paths in each mode (relative to the logits' spread)."""
+    from contextlib import nullcontext
+
+    from pebench.measure.speed import Timed, interleaved_rounds, time_ratio
+    from pebench.models.vit import build_model
+
+    dev = torch.device(device)
+    torch.manual_seed(0)
+    model = build_model(size, "spvit", num_classes=10).eval().to(dev)
+    with torch.no_grad():
+        for p in model.pos_encoding.parameters():
+            p.add_(0.5 * torch.randn_like(p))
+    x = torch.randn(batch, 3, res, res, device=dev)
+
+    def autocast():
+        return torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else nullcontext()
+
+    def forward(path: str, images: torch.Tensor, mode: str = "native") -> torch.Tensor:
+        model.attention_path = path
+        with torch.inference_mode(), autocast():
+            return model(images, mode).float()
+
+    agreement = {}
+    for mode in ("native", "interp", "scale=0.5"):
+        reference, fused = forward("reference", x[:4], mode), forward("flex", x[:4], mode)
+        agreement[mode] = {"max_abs_diff": (fused - reference).abs().max().item(),
+                           "logit_std": reference.std().item(),
+                           "same_top1": (fused.argmax(1) == reference.argmax(1)).float().mean().item()}
+    items = [Timed(path, lambda path=path: forward(path, x), batch) for path in ("reference", "flex")]
+    interleaved_rounds(items, dev, 5, min_block_s=0.2, max_warmup_s=10.0)
+    ratio = time_ratio(items[1], items[0])
+    return {"size": size, "res": res, "batch": batch,
+            "ms_per_forward": {i.name: 1000 * statistics.median(i.seconds_per_call) for i in items},
+            "flex_over_reference_time": ratio.median, "agreement": agreement}
+
+
+def decode_agreement(folder: Path, checkpoint: Path, name: str, res: int, crop_pct: float, n: int,
+                     device: str = "cuda") -> dict:
+    """The first ``n`` images of ``folder`` through the PIL path (pebench's CPU decode, timm's transform) and
+    through ``--decode gpu``: pixel differences after the transform and the top-1 agreement of a timm model on
+    both (normalised as pebench does)."""
+    import timm
+    from safetensors.torch import load_file
+
+    from pebench.data import normalize
+    from pebench.data.gpu_decode import GpuJpegFolder
+    from pebench.data.imagefolder import ImageFolderData
+
+    dev = torch.device(device)
+    data = ImageFolderData.open(str(folder), crop_pct)
+    positions = list(range(min(n, data.size("val"))))
+    pil = data.read("val", res, positions)
+    on_device = GpuJpegFolder(data)
+    gpu = on_device.finish(on_device.read("val", res, positions), res, dev)
+    difference = (gpu.images.cpu().int() - pil.images.int()).abs()
+    net = timm.create_model(name, num_classes=load_file(str(checkpoint))["head.weight"].shape[0])
+    net.load_state_dict(load_file(str(checkpoint)))
+    net = net.eval().to(dev)
+    agree = []
+    with torch.inference_mode():
+        for start in range(0, len(positions), 64):
+            rows = slice(start, start + 64)
+            a = net(normalize(pil.images[rows].to(dev))).argmax(1)
+            b = net(normalize(gpu.images[rows])).argmax(1)
+            agree.append((a == b).float().cpu())
+    return {"images": len(positions), "pixel_mean_abs_diff": difference.float().mean().item(),
+            "pixel_max_abs_diff": difference.max().item(),
+            "pixels_differing_share": (difference > 0).float().mean().item(),
+            "top1_agreement": torch.cat(agree).mean().item(), "model": f"{name} (random init, {checkpoint.name})"}
