@@ -185,11 +185,13 @@ def test_timm_model_without_weights_is_profiled_with_random_ones_and_says_so(tmp
 
 def test_cli_profile_writes_records(tmp_path):
     out = tmp_path / "cost.jsonl"
-    result = cli("profile", "-e", "none", "-e", "peg", "--res", "224", "--repeats", "1", "--batch-size", "1",
-                 "--out", str(out))
+    result = cli("profile", "-e", "none", "-e", "peg", "-e", "spvit", "--res", "224", "--repeats", "1",
+                 "--batch-size", "1", "--out", str(out))
     assert result.returncode == 0, result.stderr
     records = [json.loads(line) for line in out.read_text().splitlines()]
-    assert [r["model"]["encoding"] for r in records] == ["none", "peg"]
+    assert [r["model"]["encoding"] for r in records] == ["none", "peg", "spvit"]
+    assert all(r["breakdown"]["total_ms"] > 0 for r in records) and "pos / attn / rest" in result.stdout
+    assert records[2]["breakdown"]["position_ms"] > 0  # SP-ViT's prior (kept after the first call, then looked up)
     assert records[1]["params"]["encoding"] == 96 * 9 + 96
     assert "GMACs" in result.stdout
 
@@ -259,14 +261,3 @@ def test_the_breakdown_splits_a_forward_into_position_attention_and_rest(monkeyp
             pass
     assert clock.method == "cuda events" and not synced
     assert clock.totals_ms() == {"position": 4.0, "attention": 2.0} and synced == [True]
-
-
-def test_profile_records_carry_the_breakdown(tmp_path):
-    out = tmp_path / "cost.jsonl"
-    result = cli("profile", "-e", "none", "-e", "spvit", "--res", "224", "--repeats", "1", "--batch-size", "1",
-                 "--out", str(out))
-    assert result.returncode == 0, result.stderr
-    records = [json.loads(line) for line in out.read_text().splitlines()]
-    assert all(r["breakdown"]["total_ms"] > 0 for r in records)
-    assert records[1]["breakdown"]["position_ms"] > 0  # SP-ViT's prior (kept after the first call, then looked up)
-    assert "pos / attn / rest" in result.stdout
