@@ -1,6 +1,7 @@
-"""The attention paths of pebench.models.attention agree: FlexAttention with a score_mod equals the explicit
-reference for every multiplying encoding and mode (float32, CPU, uncompiled), terms that read the probabilities
-stay explicit, and "auto" keeps the CPU on the reference."""
+"""The attention paths of pebench.models.attention agree: FlexAttention with a score_mod equals the reference
+(explicit attention, or SDPA with the dense bias) for every multiplying and every bucket-gathering encoding and
+mode (float32, CPU, uncompiled), terms that read the probabilities stay explicit, and "auto" keeps the CPU on the
+reference."""
 
 import pytest
 import torch
@@ -10,7 +11,8 @@ from pebench.errors import PebenchError
 from pebench.models import attention
 
 
-@pytest.mark.parametrize("spec", ["spvit", "spvit+rope_axial", "spvit:blocks=0+alibi"])
+@pytest.mark.parametrize("spec", ["spvit", "spvit+rope_axial", "spvit:blocks=0+alibi", "rpe",
+                                  "rpe:on=qk,method=cross", "rpe:mode=bias+spvit", "rpe:on=qk+spvit"])
 @pytest.mark.parametrize("mode", ["native", "interp", "scale=0.5"])
 def test_flex_equals_the_reference_for_multiplying_encodings(spec, mode, images):
     model = perturbed_model(spec)
@@ -52,3 +54,26 @@ def test_value_terms_and_probes_stay_explicit_and_auto_keeps_the_cpu_on_the_refe
         values(x, "native")  # iRPE on values reads the probabilities: explicit whatever the path
     with pytest.raises(PebenchError, match="unknown attention path 'fused'"):
         perturbed_model("spvit").attention_path = "fused"
+
+
+def test_gathered_biases_are_read_through_their_buckets_never_made_dense(images, monkeypatch):
+    """iRPE's contextual terms reach FlexAttention as per-token tables and a bucket index; their dense form,
+    (B, heads, T, T), is only built on the reference path."""
+    from pebench.encodings.base import Gathered
+
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 10, 8, generator=g) for _ in range(3))
+    index = torch.randint(0, 5, (2, 10, 10), generator=g)
+    terms = [Gathered(torch.randn(2, 3, 10, 5, generator=g), index),
+             Gathered(torch.randn(1, 1, 10, 5, generator=g), index[:1], transposed=True)]
+    dense = terms[0].dense() + terms[1].dense()
+    assert dense.shape == (2, 3, 10, 10)
+    torch.testing.assert_close(attention.flex_attention_with_terms(q, k, v, 8**-0.5, None, None, terms),
+                               torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=dense),
+                               atol=1e-5, rtol=1e-4)
+
+    model = perturbed_model("rpe")
+    model.attention_path = "flex"
+    monkeypatch.setattr(Gathered, "dense", lambda self: pytest.fail("a gathered bias was made dense"))
+    with torch.inference_mode():
+        model(images(224, batch=1), "native")

@@ -261,10 +261,37 @@ class Component(nn.Module):
         queries (device and dtype)."""
         return None
 
+    def bias_by_bucket(self, block: int, q: torch.Tensor, k: torch.Tensor, ctx: Context) -> list[Gathered] | None:
+        """This component's ``attention_bias`` in factored form, for a fused kernel that reads it pair by pair
+        instead of materialising (B, heads, T, T); None (the default): it has none, and ``attention_bias`` is
+        used. Optional: fused attention (pebench.models.attention) asks for it on a GPU."""
+        return None
+
+
     def value_term(self, block: int, attn: torch.Tensor, ctx: Context, rows: slice) -> torch.Tensor | None:
         """Extra attention output (B, heads, rows, head_dim) from the attention probabilities of the
         query ``rows`` (B, heads, rows, T), or None."""
         return None
+
+
+@dataclass(frozen=True)
+class Gathered:
+    """A bias read from a per-token table through a bucket index: bias[b, h, i, j] = the sum over planes p of
+    ``table[b, h, i, index[p, i, j]]`` (``transposed``: ``table[b, h, j, index[p, j, i]]``). ``table`` is
+    (B or 1, heads or 1, T, buckets), ``index`` (planes, T, T) integer."""
+
+    table: torch.Tensor
+    index: torch.Tensor
+    transposed: bool = False
+
+    def dense(self) -> torch.Tensor:
+        """The (B, heads, T, T) bias it stands for (the reference the tests compare with)."""
+        out = None
+        for plane in self.index:
+            term = self.table.gather(-1, plane.expand(*self.table.shape[:-1], plane.shape[-1]))
+            term = term.transpose(-1, -2) if self.transposed else term
+            out = term if out is None else out + term
+        return out
 
 
 #: query rows whose pair terms are gathered at once: bounds the temporaries of a (T, T) bias at any grid

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from pebench.encodings.base import Arch, Component, Context
+from pebench.encodings.base import Arch, Component, Context, Gathered
 from pebench.encodings.plugins import ORIGIN
 from pebench.encodings.registry import REGISTRY
 from pebench.encodings.spec import EncodingSpec, parse_spec
@@ -92,6 +92,19 @@ class PositionEncoding(nn.ModuleDict):
         return _combine([self._call(name, "attention_bias", _broadcasts_to(scores), block, q, k, ctx)
                          for name in self], torch.add)
 
+    def split_bias(self, block: int, q: torch.Tensor, k: torch.Tensor, ctx: Context):
+        """The attention bias as (the dense sum of the components without a factored form, or None; the
+        factored terms of those with one): what a fused kernel reads (:meth:`Component.bias_by_bucket`)."""
+        scores = (q.shape[0], q.shape[1], q.shape[2], k.shape[2])
+        dense, gathered = [], []
+        for name in self:
+            terms = self._call(name, "bias_by_bucket", _gathered, block, q, k, ctx)
+            if terms is None:
+                dense.append(self._call(name, "attention_bias", _broadcasts_to(scores), block, q, k, ctx))
+            else:
+                gathered += terms
+        return _combine(dense, torch.add), gathered
+
     def score_multiplier(self, block: int, ctx: Context, like: torch.Tensor):
         scores = (like.shape[0], like.shape[1], like.shape[2], like.shape[2])
         return _combine([self._call(name, "score_multiplier", _broadcasts_to(scores), block, ctx, like)
@@ -133,6 +146,12 @@ def _broadcasts_to(shape: tuple[int, ...]) -> Callable[[object], str | None]:
             fits = False
         return None if fits else f"{_shape_of(result)} where a tensor broadcastable to {shape} is needed"
     return check
+
+
+def _gathered(result) -> str | None:
+    if result is None or (isinstance(result, list) and all(isinstance(term, Gathered) for term in result)):
+        return None
+    return f"{type(result).__name__} where a list of pebench.encodings.base.Gathered (or None) is needed"
 
 
 def _shape_of(result) -> str:

@@ -29,7 +29,7 @@ import math
 import torch
 from torch import nn
 
-from pebench.encodings.base import Arch, Component, Context, Option, pair_bias, scaled_offsets
+from pebench.encodings.base import Arch, Component, Context, Gathered, Option, pair_bias, scaled_offsets
 from pebench.errors import PebenchError
 
 METHODS = ("product", "cross", "euclidean", "quant", "clip")
@@ -126,14 +126,21 @@ class ImageRelativePosition(Component):
     def attention_bias(self, block, q, k, ctx):
         if self.mode == "bias":
             return self.reuse_at_inference(block, ctx, q, lambda: self._scalar_bias(block, ctx, q.dtype))
+        terms = [term.dense() for term in self.bias_by_bucket(block, q, k, ctx) or []]
+        return sum(terms[1:], terms[0]) if terms else None
+
+    def bias_by_bucket(self, block, q, k, ctx) -> list[Gathered] | None:
+        """The contextual terms as per-token tables read through the buckets: (B, heads, T, buckets) instead
+        of the (B, heads, T, T) bias (the scalar bias is static and stays dense)."""
+        if self.mode == "bias" or not {"k", "q"} & set(self.on):
+            return None
         buckets = self._buckets(ctx, q)
-        bias = None
+        terms = []
         if "k" in self.on:
-            bias = _gather(q * self.scale, self.tables["k"][block], buckets)
+            terms.append(Gathered((q * self.scale) @ self.tables["k"][block].to(q.dtype), buckets))
         if "q" in self.on:
-            term = _gather(k * self.scale, self.tables["q"][block], buckets).transpose(-1, -2)
-            bias = term if bias is None else bias + term
-        return bias
+            terms.append(Gathered((k * self.scale) @ self.tables["q"][block].to(k.dtype), buckets, transposed=True))
+        return terms
 
     def _scalar_bias(self, block: int, ctx: Context, dtype: torch.dtype) -> torch.Tensor:
         """(1, heads, T, T) from one scalar per bucket and head, summed over the bucket planes."""
@@ -158,13 +165,3 @@ def _per_block(depth: int, shape: tuple[int, ...]) -> nn.ParameterList:
     for t in tables:
         nn.init.trunc_normal_(t, std=0.02)
     return tables
-
-
-def _gather(x: torch.Tensor, weight: torch.Tensor, buckets: torch.Tensor) -> torch.Tensor:
-    """sum over planes of x_i . r[bucket(i, j)]: (B, heads, T, T) from x (B, heads, T, d)."""
-    per_bucket = x @ weight.to(x.dtype)  # (B, heads, T, buckets)
-    out = None
-    for plane in buckets:
-        term = per_bucket.gather(-1, plane.expand(*per_bucket.shape[:-1], plane.shape[-1]))
-        out = term if out is None else out + term
-    return out

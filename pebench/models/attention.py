@@ -6,10 +6,13 @@
   multiply the scores (SP-ViT) and the only one for terms that read the attention probabilities
   (iRPE on values) or for a diagnostics probe.
 - FlexAttention (``torch.nn.attention.flex_attention``; Dong et al., "Flex Attention: A Programming Model
-  for Generating Optimized Attention Kernels", 2024) with a ``score_mod`` that applies the multiplier and
-  the bias inside the fused kernel, for the multiplying blocks, where a GPU is in use: compiled once per
-  shape, with 64 x 64 blocks (on an H200 that took a 2D ALiBi score_mod from 10.8 ms to 1.64 ms per call at
-  4,097 tokens; tests check it against the reference in every mode, on the CPU in float32).
+  for Generating Optimized Attention Kernels", 2024) with a ``score_mod`` that applies the multiplier, the
+  bias and biases in factored form (:class:`~pebench.encodings.base.Gathered`: iRPE's contextual terms as
+  per-token tables read through the bucket index, never (B, heads, T, T)) inside the fused kernel, for the
+  multiplying and gathering blocks, where a GPU is in use: compiled once per shape, with 64 x 64 tiles
+  (issue 30 reports, on an H200, a 2D ALiBi score_mod at 4,097 tokens taking 1.64 ms per call with them
+  and 10.8 ms with the default tiles; benchmarks/gpu_check.py measures pebench's own calls). The tests
+  check it against the reference in every mode, on the CPU in float32.
 
 A model's ``attention_path`` chooses: "auto" (FlexAttention on CUDA where it applies, else the reference),
 "reference" or "flex" (also on the CPU, uncompiled: how the tests compare the two).
@@ -20,11 +23,12 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable
 from functools import cache
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 
-from pebench.encodings.base import Context
+from pebench.encodings.base import Context, Gathered
 from pebench.encodings.composite import PositionEncoding
 
 ATTENTION_PATHS = ("auto", "reference", "flex")
@@ -32,7 +36,7 @@ ATTENTION_PATHS = ("auto", "reference", "flex")
 #: fit); on a GPU chunks may take a share of the free memory instead (:func:`score_chunk_bytes`)
 SCORE_CHUNK_BYTES = 64 << 20
 GPU_SCORE_SHARE = 0.125
-#: FlexAttention's tile sizes on CUDA (its defaults were 6.6x slower for a 2D ALiBi score_mod on an H200)
+#: FlexAttention's tile sizes on CUDA (see the module docstring)
 FLEX_KERNEL_OPTIONS = {"BLOCK_M": 64, "BLOCK_N": 64}
 
 
@@ -43,15 +47,35 @@ def score_chunk_bytes(device: torch.device) -> int:
     return SCORE_CHUNK_BYTES
 
 
-def attend(q, k, v, scale: float, bias, multiplier, explicit: bool, path: str, pos: PositionEncoding, block: int,
+class Terms(NamedTuple):
+    """An encoding's terms for one block's attention: a dense additive bias, a factor on the scores (each
+    broadcastable to (B, heads, T, T), or None) and biases in factored form, which only FlexAttention reads
+    without materialising them."""
+
+    bias: torch.Tensor | None
+    multiplier: torch.Tensor | None
+    gathered: list[Gathered]
+
+
+def flex_allowed(path: str, q: torch.Tensor, pos: PositionEncoding, block: int) -> bool:
+    """Whether this block may attend through FlexAttention: asked for, or "auto" on a GPU, and nothing in it
+    reads the attention probabilities."""
+    wanted = path == "flex" or (path == "auto" and q.device.type == "cuda")
+    return wanted and not pos.reads_probabilities(block)
+
+
+def attend(q, k, v, scale: float, terms: Terms, explicit: bool, may_fuse: bool, pos: PositionEncoding, block: int,
            ctx: Context, probe: Callable | None = None) -> torch.Tensor:
-    """Attention output (B, heads, T, head_dim) through the path this block takes (module docstring)."""
+    """Attention output (B, heads, T, head_dim) through the path this block takes (module docstring):
+    FlexAttention where ``may_fuse`` (:func:`flex_allowed`, no probe) and SDPA cannot take the terms."""
+    if may_fuse and (explicit or terms.gathered):
+        return flex_attention_with_terms(q, k, v, scale, terms.bias, terms.multiplier, terms.gathered)
+    bias = terms.bias
+    for term in terms.gathered:  # only when FlexAttention would not run: the terms made dense
+        bias = term.dense() if bias is None else bias + term.dense()
     if not explicit:
         return F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
-    use_flex = path == "flex" or (path == "auto" and q.device.type == "cuda")
-    if use_flex and probe is None and not pos.reads_probabilities(block):
-        return flex_attention_with_terms(q, k, v, scale, bias, multiplier)
-    return explicit_attention(q, k, v, scale, bias, multiplier, pos, block, ctx, probe)
+    return explicit_attention(q, k, v, scale, bias, terms.multiplier, pos, block, ctx, probe)
 
 
 def explicit_attention(q, k, v, scale, bias, multiplier, pos: PositionEncoding, block: int, ctx: Context,
@@ -90,18 +114,25 @@ def _as_4d(term: torch.Tensor | None, q: torch.Tensor) -> torch.Tensor | None:
     return term.expand(term.shape[0], q.shape[1], q.shape[2], q.shape[2])
 
 
-def flex_attention_with_terms(q, k, v, scale: float, bias, multiplier) -> torch.Tensor:
-    """softmax(scale * q.k^T * multiplier + bias) @ v in one FlexAttention kernel; the terms are read per
-    (batch, head, query, key) inside it, never expanded to (B, heads, T, T)."""
+def flex_attention_with_terms(q, k, v, scale: float, bias, multiplier, gathered: list[Gathered] = ()) -> torch.Tensor:
+    """softmax(scale * q.k^T * multiplier + bias + gathered biases) @ v in one FlexAttention kernel; the terms
+    are read per (batch, head, query, key) inside it, never expanded to (B, heads, T, T)."""
     multiplier, bias = _as_4d(multiplier, q), _as_4d(bias, q)
     per_batch_m = multiplier is not None and multiplier.shape[0] > 1
     per_batch_b = bias is not None and bias.shape[0] > 1
+    tables = [(term.table, term.table.shape[0] > 1, term.table.shape[1] > 1, term.index, term.transposed)
+              for term in gathered]
 
     def score_mod(score, batch, head, query, key):
         if multiplier is not None:
             score = score * multiplier[batch if per_batch_m else 0, head, query, key]
         if bias is not None:
             score = score + bias[batch if per_batch_b else 0, head, query, key]
+        for table, per_batch, per_head, index, transposed in tables:
+            b, h = batch if per_batch else 0, head if per_head else 0
+            for plane in index:
+                score = score + (table[b, h, key, plane[key, query]] if transposed
+                                 else table[b, h, query, plane[query, key]])
         return score
 
     if q.device.type == "cuda":

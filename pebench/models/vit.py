@@ -26,7 +26,7 @@ from pebench.encodings.composite import PositionEncoding
 from pebench.encodings.registry import REGISTRY
 from pebench.encodings.spec import EncodingSpec, parse_spec
 from pebench.errors import PebenchError
-from pebench.models.attention import ATTENTION_PATHS, attend
+from pebench.models.attention import ATTENTION_PATHS, Terms, attend, flex_allowed
 from pebench.models.sizes import DEFAULT_PATCH, SIZES, check_resolution
 from pebench.resolution import as_hw
 
@@ -76,11 +76,14 @@ class Attention(nn.Module):
         q, k, v = self.qkv(x).reshape(b, t, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
         with timed(self.clock, "position"):
             q, k = pos.rotate(self.index, q, k, ctx)
-            bias = pos.attention_bias(self.index, q, k, ctx)
             explicit = self.probe is not None or pos.explicit_attention(self.index)
+            may_fuse = self.probe is None and flex_allowed(self.path, q, pos, self.index)
+            bias, gathered = pos.split_bias(self.index, q, k, ctx) if may_fuse else \
+                (pos.attention_bias(self.index, q, k, ctx), [])
             multiplier = pos.score_multiplier(self.index, ctx, q) if explicit else None
         with timed(self.clock, "attention"):
-            out = attend(q, k, v, self.scale, bias, multiplier, explicit, self.path, pos, self.index, ctx, self.probe)
+            out = attend(q, k, v, self.scale, Terms(bias, multiplier, gathered), explicit, may_fuse, pos, self.index,
+                         ctx, self.probe)
         return self.proj(out.transpose(1, 2).reshape(b, t, c))
 
 
