@@ -3,6 +3,8 @@ the CPU here (torchvision's decode_jpeg decodes on either device): it matches th
 levels, sends non-JPEGs and rejected JPEGs through PIL, names what nothing decodes, and refuses a machine or a
 dataset it does not apply to."""
 
+import pickle
+
 import numpy as np
 import pytest
 import torch
@@ -76,6 +78,9 @@ def test_a_stream_with_device_decoding_counts_like_the_cpu_path_and_skips_the_ca
     images = sum(batch.shape[0] for batch, _ in stream)
     assert images == 8 and stream.stats.valid == 8 and len(stream.stats.skipped) == 1
     assert stream.stats.source == "decoded on cpu" and not cache.exists()
+    in_workers = SplitStream(pickle.loads(pickle.dumps(data)), "val", 160, list(range(data.size("val"))), 4, 2,
+                             torch.device("cpu"))
+    assert sum(batch.shape[0] for batch, _ in in_workers) == 8 and in_workers.stats.workers == 2
 
 
 def test_decode_gpu_is_refused_where_it_does_not_apply(folder):

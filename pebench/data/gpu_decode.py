@@ -59,6 +59,8 @@ class GpuJpegFolder:
         self.folder = folder
 
     def __getattr__(self, name):
+        if name == "folder":  # not set yet (unpickling in a spawned worker): no recursion
+            raise AttributeError(name)
         return getattr(self.folder, name)
 
     def read(self, split: str, res, positions: list[int]) -> Encoded:
