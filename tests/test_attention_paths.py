@@ -23,7 +23,27 @@ def test_flex_equals_the_reference_for_multiplying_encodings(spec, mode, images)
         model.attention_path = "flex"
         flexed = model(x, mode)
     assert reference.std() > 0.1  # logits that depend on the terms enough for the tolerance to mean something
+    assert attention.flex_failure is None  # FlexAttention itself ran, not the fallback
     torch.testing.assert_close(flexed, reference, atol=2e-5, rtol=1e-4)
+
+
+def test_a_flex_failure_falls_back_to_the_reference_once_and_says_so(images, monkeypatch):
+    model = perturbed_model("spvit")
+    x = images(224, batch=1)
+    with torch.inference_mode():
+        reference = model(x, "native")
+
+    def broken(*args):
+        raise RuntimeError("no working triton here")
+
+    monkeypatch.setattr(attention, "flex_attention_with_terms", broken)
+    monkeypatch.setattr(attention, "flex_failure", None)
+    model.attention_path = "flex"
+    with pytest.warns(RuntimeWarning, match="FlexAttention failed on this machine .RuntimeError: no working triton"):
+        with torch.inference_mode():
+            torch.testing.assert_close(model(x, "native"), reference)
+    assert attention.flex_failure == "RuntimeError: no working triton here"
+    assert not attention.flex_allowed("flex", x, model.pos_encoding, 0)  # not tried again in this process
 
 
 def test_per_image_terms_and_a_bias_alone_are_read_per_batch_and_head():

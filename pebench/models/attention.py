@@ -36,6 +36,9 @@ ATTENTION_PATHS = ("auto", "reference", "flex")
 #: fit); on a GPU chunks may take a share of the free memory instead (:func:`score_chunk_bytes`)
 SCORE_CHUNK_BYTES = 64 << 20
 GPU_SCORE_SHARE = 0.125
+#: why FlexAttention failed in this process (a compiler or kernel that does not work on this machine), after
+#: which every block takes the reference path, exact and slower; None while it works
+flex_failure: str | None = None
 #: FlexAttention's tile sizes on CUDA (see the module docstring)
 FLEX_KERNEL_OPTIONS = {"BLOCK_M": 64, "BLOCK_N": 64}
 
@@ -61,7 +64,7 @@ def flex_allowed(path: str, q: torch.Tensor, pos: PositionEncoding, block: int) 
     """Whether this block may attend through FlexAttention: asked for, or "auto" on a GPU, and nothing in it
     reads the attention probabilities."""
     wanted = path == "flex" or (path == "auto" and q.device.type == "cuda")
-    return wanted and not pos.reads_probabilities(block)
+    return wanted and flex_failure is None and not pos.reads_probabilities(block)
 
 
 def attend(q, k, v, scale: float, terms: Terms, explicit: bool, may_fuse: bool, pos: PositionEncoding, block: int,
@@ -69,13 +72,25 @@ def attend(q, k, v, scale: float, terms: Terms, explicit: bool, may_fuse: bool, 
     """Attention output (B, heads, T, head_dim) through the path this block takes (module docstring):
     FlexAttention where ``may_fuse`` (:func:`flex_allowed`, no probe) and SDPA cannot take the terms."""
     if may_fuse and (explicit or terms.gathered):
-        return flex_attention_with_terms(q, k, v, scale, terms.bias, terms.multiplier, terms.gathered)
+        try:
+            return flex_attention_with_terms(q, k, v, scale, terms.bias, terms.multiplier, terms.gathered)
+        except Exception as error:  # noqa: BLE001 - any compiler or kernel failure: the reference is exact
+            if "out of memory" in str(error):
+                raise  # the caller halves the batch
+            _give_up_on_flex(error)
     bias = terms.bias
     for term in terms.gathered:  # only when FlexAttention would not run: the terms made dense
         bias = term.dense() if bias is None else bias + term.dense()
     if not explicit:
         return F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
     return explicit_attention(q, k, v, scale, bias, terms.multiplier, pos, block, ctx, probe)
+
+
+def _give_up_on_flex(error: Exception) -> None:
+    global flex_failure
+    flex_failure = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"[:300]
+    warnings.warn(f"FlexAttention failed on this machine ({flex_failure}); pebench runs the reference attention "
+                  "paths in this process (exact, slower)", RuntimeWarning, stacklevel=3)
 
 
 def explicit_attention(q, k, v, scale, bias, multiplier, pos: PositionEncoding, block: int, ctx: Context,
