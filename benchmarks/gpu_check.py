@@ -180,8 +180,8 @@ def encoding_costs(check: Check) -> None:
         over, split = r["overhead_vs_none"], r["breakdown"] or {}
         table[f"{r['model']['encoding']} {r['res']}"] = {
             "time_x_none": over["time"], "memory_x_none": over["memory"], "img_per_s": r["timing"]["img_per_s"],
-            "batch": r["timing"]["batch_size"], **{f"{k}_share": split.get(f"{k}_share") for k in
-                                                   ("position", "attention", "rest")}}
+            "batch": r["timing"]["batch_size"], "attention_paths": split.get("attention_paths"),
+            **{f"{k}_share": split.get(f"{k}_share") for k in ("position", "attention", "rest")}}
         bar = COST_TARGETS.get(r["model"]["encoding"])
         if bar is not None and r["res"] == max(check.scale["cost_res"]):
             met = over["time"] <= bar and (r["model"]["encoding"] != "rpe" or (over["memory"] or 0) <= 2)

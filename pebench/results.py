@@ -87,7 +87,8 @@ for a timm model its family's encoding: profile records made before 2026-12-04 h
                       models, and in records made before 2026-12-04): {position_ms (building and applying
                       position terms outside attention), attention_ms (SDPA / FlexAttention / explicit,
                       value terms included), rest_ms, total_ms, position_share, attention_share,
-                      rest_share, batch_size, calls (median over), clock ("cuda events" | "wall clock")}
+                      rest_share, batch_size, calls (median over), clock ("cuda events" | "wall clock"),
+                      attention_paths {sdpa | flex | explicit: blocks of one forward that took it}}
     memory            {peak_mib (peak bytes allocated by one forward), kind ("cuda_max_allocated" |
                        "cpu_allocated_peak"; records made before 2026-11-23: "rss_growth")}
     overhead_vs_none  {time (median per-round time ratio to the `none` twin), time_iqr [q1, q3],

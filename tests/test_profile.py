@@ -239,6 +239,12 @@ def test_the_breakdown_splits_a_forward_into_position_attention_and_rest(monkeyp
     assert rope["position_ms"] > 0 and rope["attention_ms"] > 0 and rope["rest_ms"] > 0
     assert rope["position_ms"] + rope["attention_ms"] + rope["rest_ms"] == pytest.approx(rope["total_ms"])
     assert rope["position_share"] + rope["attention_share"] + rope["rest_share"] == pytest.approx(1.0)
+    assert rope["attention_paths"] == {"sdpa": 6}  # micro's six blocks
+    prior = build_model("micro", "spvit", num_classes=10).eval()
+    assert split.breakdown(prior, x, "native", SpeedSettings().autocast)["attention_paths"] == {"explicit": 5,
+                                                                                              "sdpa": 1}
+    prior.attention_path = "flex"
+    assert split.breakdown(prior, x, "native", SpeedSettings().autocast)["attention_paths"] == {"flex": 5, "sdpa": 1}
     assert split.breakdown(timm.create_model("test_vit"), x, "native", SpeedSettings().autocast) is None
 
     events, synced = [], []

@@ -10,7 +10,9 @@ forward minus both: patch embedding, the qkv and output projections, MLPs, norms
 
 The breakdown is measured in forwards of its own after the timed rounds (uncompiled: a clock's sections
 would break a compiled graph), as the median of a few calls, so the clock's cost never enters img/s or
-the ratio to ``none``. Models pebench did not build (timm, ``py:``) have no sections: their block is null.
+the ratio to ``none``; ``attention_paths`` counts the blocks of one forward by the path they took (sdpa,
+flex, explicit: :mod:`pebench.models.attention`). Models pebench did not build (timm, ``py:``) have no
+sections: their block is null.
 """
 
 from __future__ import annotations
@@ -83,10 +85,14 @@ def breakdown(net, x: torch.Tensor, mode: str, autocast: Callable[[], AbstractCo
                 per_call.append(clock.totals_ms())
     finally:
         net.clock = None
+    for call in per_call:  # "attention:sdpa", "attention:flex", ...: one section, its paths counted apart
+        call["attention"] = sum(ms for name, ms in call.items() if name.startswith("attention:"))
     total = statistics.median(c["total"] for c in per_call)
     parts = {name: statistics.median(c.get(name, 0.0) for c in per_call) for name in SECTIONS}
+    paths = {name.partition(":")[2]: len(spans) for name, spans in clock.spans.items()  # blocks, in the last call
+             if name.startswith("attention:")}
     rest = max(0.0, total - sum(parts.values()))
     return {"position_ms": parts["position"], "attention_ms": parts["attention"], "rest_ms": rest,
             "total_ms": total, "position_share": parts["position"] / total,
             "attention_share": parts["attention"] / total, "rest_share": rest / total, "batch_size": x.shape[0],
-            "calls": calls, "clock": clock.method}
+            "calls": calls, "clock": clock.method, "attention_paths": paths}

@@ -67,11 +67,19 @@ def flex_allowed(path: str, q: torch.Tensor, pos: PositionEncoding, block: int) 
     return wanted and flex_failure is None and not pos.reads_probabilities(block)
 
 
-def attend(q, k, v, scale: float, terms: Terms, explicit: bool, may_fuse: bool, pos: PositionEncoding, block: int,
-           ctx: Context, probe: Callable | None = None) -> torch.Tensor:
-    """Attention output (B, heads, T, head_dim) through the path this block takes (module docstring):
-    FlexAttention where ``may_fuse`` (:func:`flex_allowed`, no probe) and SDPA cannot take the terms."""
+def route(terms: Terms, explicit: bool, may_fuse: bool) -> str:
+    """The path a block's attention takes (module docstring): "flex" where ``may_fuse`` (:func:`flex_allowed`,
+    no probe) and SDPA cannot take the terms, else "explicit" or "sdpa"."""
     if may_fuse and (explicit or terms.gathered):
+        return "flex"
+    return "explicit" if explicit else "sdpa"
+
+
+def attend(q, k, v, scale: float, terms: Terms, path: str, pos: PositionEncoding, block: int, ctx: Context,
+           probe: Callable | None = None) -> torch.Tensor:
+    """Attention output (B, heads, T, head_dim) through ``path`` (:func:`route`); a FlexAttention that fails
+    on this machine falls back to the reference."""
+    if path == "flex":
         try:
             return flex_attention_with_terms(q, k, v, scale, terms.bias, terms.multiplier, terms.gathered)
         except Exception as error:  # noqa: BLE001 - any compiler or kernel failure: the reference is exact
@@ -81,7 +89,7 @@ def attend(q, k, v, scale: float, terms: Terms, explicit: bool, may_fuse: bool, 
     bias = terms.bias
     for term in terms.gathered:  # only when FlexAttention would not run: the terms made dense
         bias = term.dense() if bias is None else bias + term.dense()
-    if not explicit:
+    if path == "sdpa" or (path == "flex" and terms.multiplier is None and not pos.explicit_attention(block)):
         return F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
     return explicit_attention(q, k, v, scale, bias, terms.multiplier, pos, block, ctx, probe)
 

@@ -26,7 +26,7 @@ from pebench.encodings.composite import PositionEncoding
 from pebench.encodings.registry import REGISTRY
 from pebench.encodings.spec import EncodingSpec, parse_spec
 from pebench.errors import PebenchError
-from pebench.models.attention import ATTENTION_PATHS, Terms, attend, flex_allowed
+from pebench.models.attention import ATTENTION_PATHS, Terms, attend, flex_allowed, route
 from pebench.models.sizes import DEFAULT_PATCH, SIZES, check_resolution
 from pebench.resolution import as_hw
 
@@ -81,9 +81,10 @@ class Attention(nn.Module):
             bias, gathered = pos.split_bias(self.index, q, k, ctx) if may_fuse else \
                 (pos.attention_bias(self.index, q, k, ctx), [])
             multiplier = pos.score_multiplier(self.index, ctx, q) if explicit else None
-        with timed(self.clock, "attention"):
-            out = attend(q, k, v, self.scale, Terms(bias, multiplier, gathered), explicit, may_fuse, pos, self.index,
-                         ctx, self.probe)
+            terms = Terms(bias, multiplier, gathered)
+            path = route(terms, explicit, may_fuse)
+        with timed(self.clock, f"attention:{path}"):
+            out = attend(q, k, v, self.scale, terms, path, pos, self.index, ctx, self.probe)
         return self.proj(out.transpose(1, 2).reshape(b, t, c))
 
 
