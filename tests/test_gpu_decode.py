@@ -78,6 +78,9 @@ def test_a_stream_with_device_decoding_counts_like_the_cpu_path_and_skips_the_ca
     images = sum(batch.shape[0] for batch, _ in stream)
     assert images == 8 and stream.stats.valid == 8 and len(stream.stats.skipped) == 1
     assert stream.stats.source == "decoded on cpu" and not cache.exists()
+    stats = stream.stats  # the slower of the workers (reading bytes) and the main process (decoding)
+    assert stats.device_decode_s > 0 and stats.data_img_per_s == pytest.approx(
+        min(stats.images / stats.work_s, stats.images / stats.device_decode_s))
     in_workers = SplitStream(pickle.loads(pickle.dumps(data)), "val", 160, list(range(data.size("val"))), 4, 2,
                              torch.device("cpu"))
     assert sum(batch.shape[0] for batch, _ in in_workers) == 8 and in_workers.stats.workers == 2

@@ -67,12 +67,16 @@ class PassStats:
     work_s: float = 0.0
     wait_s: float = 0.0  # waiting for batches after the first
     first_batch_s: float = 0.0  # start-up: workers starting and producing the first batch
+    device_decode_s: float = 0.0  # --decode gpu: the main process decoding batches on the device
     skipped: list[str] = field(default_factory=list)
 
     @property
     def data_img_per_s(self) -> float | None:
-        """What the data side can deliver: per-process production rate x processes producing."""
-        return self.images / self.work_s * max(1, self.workers) if self.work_s else None
+        """What the data side can deliver: per-process production rate x processes producing, or the main
+        process's device decoding where that is slower."""
+        rates = [self.images / self.work_s * max(1, self.workers)] if self.work_s else []
+        rates += [self.images / self.device_decode_s] if self.device_decode_s else []
+        return min(rates) if rates else None
 
 
 class SplitStream:
@@ -138,7 +142,15 @@ class SplitStream:
                 else:
                     self.stats.wait_s += now - waited
                 if isinstance(batch.items, Encoded):  # --decode gpu: the batch's JPEGs decoded on the device
+                    decoding = time.perf_counter()
                     batch = batch._replace(items=self.data.finish(batch.items, self.res, self.device))
+                    spent = time.perf_counter() - decoding
+                    self.stats.device_decode_s += spent
+                    # the models wait for it as for a worker's batch
+                    if self.stats.batches == 0:
+                        self.stats.first_batch_s += spent
+                    else:
+                        self.stats.wait_s += spent
                 if writer:
                     writer.write(batch.positions, batch.items)
                 self.consumed += len(batch.positions)
