@@ -130,6 +130,8 @@ def _evaluate(model, res, modes: tuple[str, ...], data, n, batch_size, device, w
     check_device_name(device)
     check_data_spec(data)
     check_decode(data, decode)
+    if decode == "gpu" and cache not in (None, "off"):
+        console.print("[yellow]--cache is not used with --decode gpu: decoded images stay on the device[/]")
     names = attach_checkpoint(model, checkpoint) or [name for name in ZOO if zoo_path(name).exists()]
     if not names:
         raise PebenchError("no shipped model is built in this install; pass --model PATH or build the zoo with "
