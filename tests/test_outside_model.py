@@ -142,3 +142,24 @@ def test_a_factory_that_does_not_import_is_named(tmp_path):
     (tmp_path / "bad.py").write_text("import not_installed_anywhere\n")
     result = cli("eval", "-m", f"py:{tmp_path / 'bad.py'}:make", "--res", 224, "--data", TINY)
     assert result.returncode == 2 and "importing" in result.stderr and "ModuleNotFoundError" in result.stderr
+
+
+def test_the_gate_holds_an_outside_model(factory_file, tmp_path, private_cache):
+    """A team's own model in CI: its records make a baseline, the same results pass, and a baseline that held more
+    correct images than the model now scores is a regression (exit 1), as for a shipped model."""
+    import json
+
+    spec = f"py:{factory_file}:make"
+    out, baseline = tmp_path / "r.jsonl", tmp_path / "baseline.json"
+    assert cli("eval", "-m", spec, "--res", 224, "--res", 288, "--data", "synthetic:train=16,val=40", "--workers", 0,
+               "--out", out).returncode == 0
+    assert cli("check", out, "--baseline", baseline, "--update-baseline").returncode == 0
+    same = cli("check", out, "--baseline", baseline)
+    assert same.returncode == 0 and "regressed 0, missing 0" in same.stdout, same.stdout
+    better = json.loads(baseline.read_text())
+    cell = next(c for c in better["cells"] if c["res"] == 288 and c["mode"] == "interp")
+    assert cell["model"] == spec
+    cell["correct"], cell["value"] = cell["n"], 1.0  # the baseline's model scored every image
+    baseline.write_text(json.dumps(better))
+    gate = cli("check", out, "--baseline", baseline)
+    assert gate.returncode == 1 and "regressed 1," in gate.stdout, gate.stdout
