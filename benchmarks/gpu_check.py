@@ -13,9 +13,9 @@ by default; a failing step is recorded and the rest go on):
   rest), and issue 30's targets at 1024 (bias encodings <= 2.1, rpe <= 3.0 with memory <= 2x, spvit
   <= 3.0, RoPE <= 1.1).
 - attention: one attention call at 4,097 tokens (batch 8, 6 heads of 64, bf16) each way pebench runs
-  one (SDPA without and with a bias, FlexAttention with a multiplier and bias score_mod, the explicit
-  chunks), and SP-ViT's forward on `small` at 1024 through the explicit reference vs FlexAttention:
-  time and logit agreement in each mode.
+  one (SDPA without and with a bias, FlexAttention with that bias and with a multiplier too, the
+  explicit chunks), and SP-ViT's and iRPE's forward on `small` at 1024 through the reference vs
+  FlexAttention: time, peak memory and logit agreement in each mode.
 - decode: `pebench eval` of DeiT-S at 224 on the folder with `--decode gpu` vs the PIL path, 16 workers,
   and, on its first 1,024 images, the two paths' pixel differences and top-1 agreement.
 - streaming eval on CUDA: `pebench eval` of a random-init timm DeiT-S (100-class head) over an
@@ -198,14 +198,16 @@ def attention(check: Check) -> None:
                                             f"{a['heads']}, {a['dim']})"), 300, cwd=HERE)
     if call.returncode == 0:
         check.put("attention_call", json.loads(call.stdout.splitlines()[-1]))
+    elif call.returncode:
+        check.put("attention_call_error", call.stderr[-600:])
     size, res, batch = check.scale["cost_size"], max(check.scale["cost_res"]), check.scale["cost_batch"]
-    paths = check.sh("attention paths", fresh(f"attention_paths({check.device!r}, {size!r}, {res}, {batch})"), 400,
-                     cwd=HERE)
-    if paths.returncode == 0:
-        check.put("attention_paths_spvit", json.loads(paths.stdout.splitlines()[-1]))
-    for name, result in (("attention_call", call), ("attention_paths", paths)):
-        if result.returncode:
-            check.put(f"{name}_error", result.stderr[-600:])
+    for spec in ("spvit", "rpe"):
+        paths = check.sh(f"attention paths {spec}", fresh(f"attention_paths({check.device!r}, {size!r}, {res}, "
+                                                          f"{batch}, {spec!r})"), 300, cwd=HERE)
+        if paths.returncode == 0:
+            check.put(f"attention_paths_{spec}", json.loads(paths.stdout.splitlines()[-1]))
+        else:
+            check.put(f"attention_paths_{spec}_error", paths.stderr[-600:])
 
 
 def gpu_decoding(check: Check, folder: Path, ckpt: Path) -> None:

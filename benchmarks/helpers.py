@@ -232,8 +232,9 @@ def _timed_calls(calls: dict[str, Callable], device: torch.device, rounds: int =
 
 def attention_call(device: str = "cuda", tokens: int = 4097, batch: int = 8, heads: int = 6, dim: int = 64) -> dict:
     """One attention call in bf16 (fp32 on a CPU) at ``tokens``, each way pebench can run one: SDPA without a
-    bias (flash where available), SDPA with a precomputed bias, FlexAttention applying a multiplier and a bias
-    inside the kernel, and the explicit chunks (the reference for multiplying encodings): median ms."""
+    bias (flash where available), SDPA with a precomputed bias, FlexAttention reading that bias (whether it
+    beats SDPA for bias encodings), FlexAttention applying a multiplier and a bias inside the kernel, and the
+    explicit chunks (the reference for multiplying encodings): median ms."""
     from pebench.encodings import build_encoding
     from pebench.encodings.base import Arch
     from pebench.models.attention import explicit_attention, flex_attention_with_terms
@@ -251,6 +252,7 @@ def attention_call(device: str = "cuda", tokens: int = 4097, batch: int = 8, hea
         fused = flex_attention_with_terms(q, k, v, scale, bias, multiplier)
         calls = {"sdpa_no_bias": lambda: torch.nn.functional.scaled_dot_product_attention(q, k, v),
                  "sdpa_bias": lambda: torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=bias),
+                 "flex_bias": lambda: flex_attention_with_terms(q, k, v, scale, bias, None),
                  "flex_multiplier_bias": lambda: flex_attention_with_terms(q, k, v, scale, bias, multiplier),
                  "explicit_multiplier_bias": lambda: explicit_attention(q, k, v, scale, bias, multiplier, none, 0,
                                                                        None)}
@@ -259,10 +261,12 @@ def attention_call(device: str = "cuda", tokens: int = 4097, batch: int = 8, hea
             "flex_vs_explicit_max_abs_diff": (fused.float() - reference.float()).abs().max().item()}
 
 
-def attention_paths(device: str = "cuda", size: str = "small", res: int = 1024, batch: int = 32) -> dict:
-    """SP-ViT on ``size`` at ``res`` with priors that matter (random, not the zero init), bf16 autocast on CUDA:
-    time per forward with the explicit reference and with FlexAttention, interleaved, and the largest logit
-    difference between the two paths in each mode (relative to the logits' spread)."""
+def attention_paths(device: str = "cuda", size: str = "small", res: int = 1024, batch: int = 32,
+                    spec: str = "spvit") -> dict:
+    """``spec`` (SP-ViT, iRPE) on ``size`` at ``res`` with position parameters that matter (randomly moved from
+    their init), bf16 autocast on CUDA: time per forward on the reference path and with FlexAttention,
+    interleaved, the largest logit difference between the two in each mode (beside the logits' spread), and
+    the peak memory of one forward on each path (CUDA)."""
     from contextlib import nullcontext
 
     from pebench.measure.speed import Timed, interleaved_rounds, time_ratio
@@ -270,7 +274,7 @@ def attention_paths(device: str = "cuda", size: str = "small", res: int = 1024, 
 
     dev = torch.device(device)
     torch.manual_seed(0)
-    model = build_model(size, "spvit", num_classes=10).eval().to(dev)
+    model = build_model(size, spec, num_classes=10).eval().to(dev)
     with torch.no_grad():
         for p in model.pos_encoding.parameters():
             p.add_(0.5 * torch.randn_like(p))
@@ -293,9 +297,15 @@ def attention_paths(device: str = "cuda", size: str = "small", res: int = 1024, 
     items = [Timed(path, lambda path=path: forward(path, x), batch) for path in ("reference", "flex")]
     interleaved_rounds(items, dev, 5, min_block_s=0.2, max_warmup_s=10.0)
     ratio = time_ratio(items[1], items[0])
-    return {"size": size, "res": res, "batch": batch,
+    peak_mib = {}
+    if dev.type == "cuda":
+        for item in items:
+            torch.cuda.reset_peak_memory_stats(dev)
+            item.call()
+            peak_mib[item.name] = torch.cuda.max_memory_allocated(dev) / 2**20
+    return {"spec": spec, "size": size, "res": res, "batch": batch,
             "ms_per_forward": {i.name: 1000 * statistics.median(i.seconds_per_call) for i in items},
-            "flex_over_reference_time": ratio.median, "agreement": agreement}
+            "flex_over_reference_time": ratio.median, "peak_mib": peak_mib, "agreement": agreement}
 
 
 def decode_agreement(folder: Path, checkpoint: Path, name: str, res: int, crop_pct: float, n: int,
