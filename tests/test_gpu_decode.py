@@ -104,3 +104,20 @@ def test_device_decoding_is_another_cell_and_the_cpu_path_keeps_its_keys(folder)
     gpu = {c.key for c in expand(Suite(**{**suite.__dict__, "decode": "gpu"}))}
     assert cpu_keys.isdisjoint(gpu)
     assert "decode" not in next(iter(expand(suite))).config
+
+
+def test_a_suite_with_device_decoding_runs_through_the_cell_runner(folder, tmp_path, monkeypatch, private_cache):
+    """The whole eval path with decode: gpu, its device check lifted so that the CPU stands in for the GPU: the
+    records say the decode, score the 8 decodable images and name the broken one."""
+    from pebench.cli import suites
+    from pebench.results import read_records
+
+    monkeypatch.setattr(suites, "check_decode_device", lambda decode, device: None)
+    suite = tmp_path / "s.yaml"
+    suite.write_text(f"name: s\nmodels: [sincos]\nresolutions: [224]\nmodes: [native]\ndata: imagefolder:{folder}\n"
+                     "decode: gpu\ndevice: cpu\nworkers: 0\nbatch_size: 4\n")
+    result = cli("run", suite, "--out", tmp_path / "run")
+    assert result.returncode == 0, result.stderr
+    (record,) = [r for r in read_records(tmp_path / "run" / "results.jsonl") if r["kind"] == "eval"]
+    assert record["data"]["decode"] == "gpu" and record["metrics"]["n"] == 8 and record["data"]["skipped"] == 1
+    assert record["timing"]["data_source"] == "decoded on cpu"
