@@ -3,6 +3,8 @@
 mode (float32, CPU, uncompiled), terms that read the probabilities stay explicit, and "auto" keeps the CPU on the
 reference."""
 
+import shutil
+
 import pytest
 import torch
 from conftest import perturbed_model
@@ -97,3 +99,24 @@ def test_gathered_biases_are_read_through_their_buckets_never_made_dense(images,
     monkeypatch.setattr(Gathered, "dense", lambda self: pytest.fail("a gathered bias was made dense"))
     with torch.inference_mode():
         model(images(224, batch=1), "native")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("c++") is None, reason="torch.compile's CPU backend needs a C++ compiler")
+def test_the_score_mod_compiles_as_it_will_on_a_gpu():
+    """torch.compile traces pebench's score_mod (a multiplier, a bias, gathered tables read through a bucket
+    index, transposed too) into a kernel equal to the reference; here with the CPU's inductor backend, as the GPU
+    path compiles it with Triton's."""
+    from pebench.encodings.base import Gathered
+
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 33, 16, generator=g) for _ in range(3))
+    index = torch.randint(0, 5, (2, 33, 33), generator=g)
+    terms = [Gathered(torch.randn(2, 3, 33, 5, generator=g), index),
+             Gathered(torch.randn(1, 1, 33, 5, generator=g), index[:1], transposed=True)]
+    multiplier, bias = torch.rand(1, 3, 33, 33, generator=g) + 0.5, torch.randn(3, 33, 33, generator=g)
+    score_mod = attention.score_mod_for(q, bias, multiplier, terms)
+    compiled = attention._compiled_flex()(q, k, v, score_mod=score_mod, scale=0.25)
+    dense = bias + terms[0].dense() + terms[1].dense()
+    expected = ((q * 0.25) @ k.transpose(-1, -2) * multiplier + dense).softmax(-1) @ v
+    torch.testing.assert_close(compiled, expected, atol=1e-5, rtol=1e-4)

@@ -140,6 +140,18 @@ def _as_4d(term: torch.Tensor | None, q: torch.Tensor) -> torch.Tensor | None:
 def flex_attention_with_terms(q, k, v, scale: float, bias, multiplier, gathered: list[Gathered] = ()) -> torch.Tensor:
     """softmax(scale * q.k^T * multiplier + bias + gathered biases) @ v in one FlexAttention kernel; the terms
     are read per (batch, head, query, key) inside it, never expanded to (B, heads, T, T)."""
+    score_mod = score_mod_for(q, bias, multiplier, gathered)
+    if q.device.type == "cuda":
+        return _compiled_flex()(q, k, v, score_mod=score_mod, scale=scale, kernel_options=FLEX_KERNEL_OPTIONS)
+    from torch.nn.attention.flex_attention import flex_attention
+
+    with warnings.catch_warnings():  # uncompiled FlexAttention warns that it is slow: here it is the CPU check
+        warnings.simplefilter("ignore", UserWarning)
+        return flex_attention(q, k, v, score_mod=score_mod, scale=scale)
+
+
+def score_mod_for(q: torch.Tensor, bias, multiplier, gathered: list[Gathered] = ()) -> Callable:
+    """FlexAttention's ``score_mod`` applying the terms to one (batch, head, query, key) score."""
     multiplier, bias = _as_4d(multiplier, q), _as_4d(bias, q)
     per_batch_m = multiplier is not None and multiplier.shape[0] > 1
     per_batch_b = bias is not None and bias.shape[0] > 1
@@ -158,13 +170,7 @@ def flex_attention_with_terms(q, k, v, scale: float, bias, multiplier, gathered:
                                  else table[b, h, query, plane[query, key]])
         return score
 
-    if q.device.type == "cuda":
-        return _compiled_flex()(q, k, v, score_mod=score_mod, scale=scale, kernel_options=FLEX_KERNEL_OPTIONS)
-    from torch.nn.attention.flex_attention import flex_attention
-
-    with warnings.catch_warnings():  # uncompiled FlexAttention warns that it is slow: here it is the CPU check
-        warnings.simplefilter("ignore", UserWarning)
-        return flex_attention(q, k, v, score_mod=score_mod, scale=scale)
+    return score_mod
 
 
 @cache
