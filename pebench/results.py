@@ -29,6 +29,9 @@ Schema (``schema_version`` 2; version 1 records, written before streaming evalua
                     results (metrics and timing) instead of running the same computation again
     resize_api      timm models: the timm API that adapted position parameters (null at the trained
                     resolution and for pebench's own encodings)
+    attention       pebench's own models: the attention path asked for (auto | reference | flex,
+                    pebench.models.attention; null for timm and py: models, and in records made before
+                    2026-12-04)
     data            {spec, split, requested (items asked for), n (images evaluated), skipped (files that
                      could not be decoded; not in n), skipped_files (their names, up to 100),
                      fingerprint (hash of spec, split, res, crop, renderer or folder listing);
@@ -166,6 +169,7 @@ def header(kind: str, model, res: Label, mode: str, device: str, env: dict) -> d
         "mode": mode,
         "same_as_native": model.same_as_native(res, mode),
         "resize_api": model.net.resize_api(res, mode) if mode != TUNED else None,
+        "attention": getattr(model.net, "attention_path", None),
         "device": device,
         "env": env,
     }

@@ -12,6 +12,10 @@ DEVICES = ("auto", "cpu", "cuda")
 #: where an image folder's JPEGs are decoded: by the DataLoader workers with PIL (the reference, timm's path)
 #: or on the GPU in batches (pebench.data.gpu_decode)
 DECODES = ("cpu", "gpu")
+#: how pebench's own models attend where an encoding's terms are more than a bias (pebench.models.attention):
+#: auto (FlexAttention on a GPU, the reference on a CPU), the reference (explicit attention, or SDPA with the
+#: dense bias), or FlexAttention everywhere
+ATTENTION_PATHS = ("auto", "reference", "flex")
 #: compute precisions of `pebench profile`: fp32, or autocast to bf16 / fp16 (CUDA only)
 DTYPES = ("fp32", "bf16", "fp16")
 DEFAULT_RESOLUTIONS: tuple[Label, ...] = (224, 384, 448, 512)

@@ -120,3 +120,26 @@ def test_the_score_mod_compiles_as_it_will_on_a_gpu():
     dense = bias + terms[0].dense() + terms[1].dense()
     expected = ((q * 0.25) @ k.transpose(-1, -2) * multiplier + dense).softmax(-1) @ v
     torch.testing.assert_close(compiled, expected, atol=1e-5, rtol=1e-4)
+
+
+def test_attention_is_an_option_and_profiling_keeps_flexattention_running(tmp_path):
+    """--attention flex reaches the profiled model: FLOPs are counted on the reference (the counter cannot see
+    into the fused kernel), and FlexAttention runs in the timed rounds and the breakdown, never falling back; the
+    path is in the record and, unless auto, in the cell key."""
+    from conftest import cli
+
+    from pebench.results import read_records
+
+    keys = {}
+    for path in ("flex", "auto"):
+        out = tmp_path / f"{path}.jsonl"
+        result = cli("profile", "-e", "spvit", "--res", 224, "--attention", path, "--repeats", 1, "--batch-size", 1,
+                     "--out", out)
+        assert result.returncode == 0, result.stderr
+        (record,) = read_records(out)
+        keys[path] = record["key"]
+        assert record["attention"] == path and record["flops"]["gmacs"] > 0
+    assert record["breakdown"]["attention_paths"] == {"explicit": 5, "sdpa": 1}  # auto on a CPU: the reference
+    assert keys["flex"] != keys["auto"]
+    assert read_records(tmp_path / "flex.jsonl")[0]["breakdown"]["attention_paths"] == {"flex": 5, "sdpa": 1}
+    assert attention.flex_failure is None

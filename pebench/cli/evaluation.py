@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 
 from pebench.cli.options import (
+    AttentionOption,
     BatchOption,
     CacheOption,
     CheckpointOption,
@@ -116,7 +117,8 @@ def say_how_long(cells: list, path: Path, job, images: int) -> None:
 
 
 def _evaluate(model, res, modes: tuple[str, ...], data, n, batch_size, device, workers, cache, out, crop_pct,
-              checkpoint, command: str, decode: str = "cpu", tune=None, diagnostics=None) -> list[dict]:
+              checkpoint, command: str, decode: str = "cpu", attention: str = "auto", tune=None,
+              diagnostics=None) -> list[dict]:
     """`pebench eval`, `tune` and (with ``diagnostics``, its settings) `inspect`: a one-row suite through
     the cell runner; prints the table. What can be checked without torch is checked first."""
     if n is not None and n <= 0:
@@ -150,7 +152,8 @@ def _evaluate(model, res, modes: tuple[str, ...], data, n, batch_size, device, w
     if not model and len(names) < len(ZOO):
         console.print(f"[yellow]not built, skipped:[/] {', '.join(n for n in ZOO if n not in names)}")
     suite = Suite(name="eval", models=tuple(names), resolutions=resolutions, modes=modes, data=data, n=n,
-                  crop_pct=crop, batch_size=batch_size, device=str(torch_device), decode=decode, workers=workers,
+                  crop_pct=crop, batch_size=batch_size, device=str(torch_device), decode=decode, attention=attention,
+                  workers=workers,
                   cache=parse_cache(cache), tune=tune or Tune(), diagnostics=diagnostics or Diagnostics())
     count = min(n or dataset.size("val"), dataset.size("val"))
     if TUNED in modes and suite.tune.n >= count:
@@ -189,6 +192,7 @@ def eval_(
     batch_size: BatchOption = 64,
     device: DeviceOption = "auto",
     decode: DecodeOption = "cpu",
+    attention: AttentionOption = "auto",
     workers: WorkersOption = None,
     cache: CacheOption = None,
     out: OutOption = None,
@@ -198,7 +202,7 @@ def eval_(
 ) -> None:
     """Top-1/top-5 accuracy of models at resolutions, natively, interpolated or with a position scale."""
     _evaluate(attach_pretrained(model, pretrained), res, parse_modes(mode), data, n, batch_size, device, workers,
-              cache, out, crop_pct, checkpoint, "eval", decode=decode)
+              cache, out, crop_pct, checkpoint, "eval", decode=decode, attention=attention.value)
 
 
 def tune(
@@ -214,6 +218,7 @@ def tune(
     batch_size: BatchOption = 64,
     device: DeviceOption = "auto",
     decode: DecodeOption = "cpu",
+    attention: AttentionOption = "auto",
     workers: WorkersOption = None,
     cache: CacheOption = None,
     out: OutOption = None,
@@ -226,7 +231,7 @@ def tune(
     if tune_n <= 0 or points <= 0:
         raise PebenchError("--tune-n and --points must be positive")
     records = _evaluate(attach_pretrained(model, pretrained), res, (*FIXED, TUNED), data, n, batch_size, device,
-                        workers, cache, out, crop_pct, checkpoint, "tune", decode=decode,
+                        workers, cache, out, crop_pct, checkpoint, "tune", decode=decode, attention=attention.value,
                         tune=Tune(n=tune_n, scales=parse_scales(scales), points=points))
     print_tuning(console, records)
 
@@ -242,6 +247,7 @@ def inspect(
     batch_size: BatchOption = 16,
     device: DeviceOption = "auto",
     decode: DecodeOption = "cpu",
+    attention: AttentionOption = "auto",
     workers: WorkersOption = None,
     cache: CacheOption = None,
     out: OutOption = None,
@@ -256,4 +262,4 @@ def inspect(
         fixed_mode(each, what="--mode", tuned_hint="inspect runs fixed modes (tune first to find S, then "
                                                    "inspect scale=S)")
     _evaluate(model, res, modes, data, None, batch_size, device, workers, cache, out, crop_pct, None, "inspect",
-              decode=decode, diagnostics=Diagnostics(enabled=True, n=n, maps=maps))
+              decode=decode, attention=attention.value, diagnostics=Diagnostics(enabled=True, n=n, maps=maps))

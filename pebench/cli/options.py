@@ -24,7 +24,7 @@ except ImportError:  # pragma: no cover - a typer that parses with click itself
 from pebench.errors import PebenchError
 from pebench.modes import FIXED, parse_mode
 from pebench.resolution import parse_res
-from pebench.settings import DEFAULT_RESOLUTIONS, DEVICES, DTYPES
+from pebench.settings import ATTENTION_PATHS, DEFAULT_RESOLUTIONS, DEVICES, DTYPES
 
 
 def _console() -> Console:
@@ -47,6 +47,10 @@ DataOption = Annotated[str, typer.Option(help="dataset spec: synthetic[:options]
 NOption = Annotated[int | None, typer.Option(help="evaluate the first N validation images (default: all)")]
 BatchOption = Annotated[int, typer.Option(help="batch size (halved automatically on out-of-memory)")]
 DeviceOption = Annotated[str, typer.Option(help="auto (CUDA where one is visible, else CPU), cpu, cuda or cuda:N")]
+AttentionChoice = Enum("AttentionChoice", {name: name for name in ATTENTION_PATHS}, type=str)
+AttentionOption = Annotated[AttentionChoice, typer.Option(
+    help="how pebench's own models attend where an encoding's terms are more than a bias: auto (FlexAttention on "
+         "a GPU, the reference on a CPU), reference (explicit attention, or SDPA with the dense bias) or flex")]
 DecodeOption = Annotated[str, typer.Option(help="where an image folder's JPEGs are decoded: cpu (PIL in the workers, "
                                                 "timm's path) or gpu (batched nvJPEG on the CUDA device)")]
 #: the choices of --dtype (pebench.settings.DTYPES)

@@ -10,6 +10,7 @@ import typer
 
 from pebench.cli.evaluation import live_terminal, records_of
 from pebench.cli.options import (
+    AttentionOption,
     DeviceOption,
     DtypeChoice,
     OutOption,
@@ -45,6 +46,7 @@ def profile(
     mode: Annotated[str, typer.Option(help="native, interp or scale=S")] = "interp",
     batch_size: Annotated[int, typer.Option(help="batch size (halved automatically on out-of-memory)")] = 8,
     device: DeviceOption = "auto",
+    attention: AttentionOption = "auto",
     dtype: Annotated[DtypeChoice, typer.Option(help="fp32, or bf16/fp16 autocast")] = DtypeChoice.fp32,
     channels_last: Annotated[bool, typer.Option("--channels-last", help="channels-last memory format")] = False,
     compile_: Annotated[bool, typer.Option("--compile", help="run the model through torch.compile")] = False,
@@ -80,10 +82,10 @@ def profile(
     if torch_device.type == "cpu" and dtype.value == "fp16":  # --device auto found no GPU
         raise PebenchError(FP16_ON_CPU)
     specs = encoding if encoding is not None else ([] if model else list(dict.fromkeys(ZOO.values())))
+    profile_settings = Profile(enabled=True, encodings=tuple(specs), size=size, mode=mode, batch_size=batch_size,
+                               dtype=dtype.value, repeats=repeats, channels_last=channels_last, compile=compile_)
     suite = Suite(name="profile", models=tuple(names), resolutions=resolutions, modes=(mode,),
-                  device=str(torch_device), profile=Profile(enabled=True, encodings=tuple(specs), size=size, mode=mode,
-                                                 batch_size=batch_size, dtype=dtype.value, repeats=repeats,
-                                                 channels_last=channels_last, compile=compile_))
+                  device=str(torch_device), attention=attention.value, profile=profile_settings)
     cells = [c for c in expand(suite) if c.kind == "profile"]
     keys = {c.key for c in cells}
     path = start_run(out, "profile", keys)

@@ -60,11 +60,19 @@ def param_counts(model: torch.nn.Module, res: Label, mode: Mode) -> dict:
 
 
 def count_flops(model: torch.nn.Module, res: Label, mode: Mode) -> int:
-    """Forward FLOPs of one image at ``res`` (a label: 384 or "384x512")."""
+    """Forward FLOPs of one image at ``res`` (a label: 384 or "384x512"), counted on the reference attention
+    path: FlexAttention computes the same products in a kernel the counter cannot see into."""
     model.eval()
     x = torch.zeros(1, 3, *as_hw(res), device=next(model.parameters()).device)
-    with torch.inference_mode(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
-        model(x, mode)
+    path = getattr(model, "attention_path", None)
+    if path is not None:
+        model.attention_path = "reference"
+    try:
+        with torch.inference_mode(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+            model(x, mode)
+    finally:
+        if path is not None:
+            model.attention_path = path
     return counter.get_total_flops()
 
 

@@ -31,7 +31,6 @@ import torch.nn.functional as F
 from pebench.encodings.base import Context, Gathered
 from pebench.encodings.composite import PositionEncoding
 
-ATTENTION_PATHS = ("auto", "reference", "flex")
 #: bytes of attention scores materialised at once by explicit attention on a CPU (the queries are chunked to
 #: fit); on a GPU chunks may take a share of the free memory instead (:func:`score_chunk_bytes`)
 SCORE_CHUNK_BYTES = 64 << 20

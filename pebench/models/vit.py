@@ -26,9 +26,10 @@ from pebench.encodings.composite import PositionEncoding
 from pebench.encodings.registry import REGISTRY
 from pebench.encodings.spec import EncodingSpec, parse_spec
 from pebench.errors import PebenchError
-from pebench.models.attention import ATTENTION_PATHS, Terms, attend, flex_allowed, route
+from pebench.models.attention import Terms, attend, flex_allowed, route
 from pebench.models.sizes import DEFAULT_PATCH, SIZES, check_resolution
 from pebench.resolution import as_hw
+from pebench.settings import ATTENTION_PATHS
 
 
 class PatchEmbed(nn.Module):

@@ -77,7 +77,7 @@ def expand(suite: Suite) -> list[Cell]:
     plugins = {m: _plugins(m, None) for m in (*suite.models, *suite.finetuned)}
     # with a tuned mode, the first tune.n images choose S and every eval cell scores the same rest
     tuning = {"holdout": suite.tune.n} if TUNED in suite.modes else {}
-    decoding = suite.decoding  # other pixels, other cells
+    decoding = suite.decoding | suite.attending  # other pixels or another attention path: other cells
 
     def eval_cell(model: str, digest: str | None, res: Label, mode: str) -> Cell:
         config = {"kind": "eval", "model": model, "weights_sha256": digest, "res": res, "mode": mode,
@@ -104,7 +104,7 @@ def expand(suite: Suite) -> list[Cell]:
     profile = suite.profile
     if profile.enabled:
         settings = {"device": suite.device, "mode": profile.mode, "batch_size": profile.batch_size,
-                    "dtype": profile.dtype, "repeats": profile.repeats}
+                    "dtype": profile.dtype, "repeats": profile.repeats} | suite.attending
         if profile.channels_last or profile.compile:  # absent otherwise: earlier keys stay valid
             settings |= {"channels_last": profile.channels_last, "compile": profile.compile}
         for model, size in profile_rows(suite):

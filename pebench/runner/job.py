@@ -11,7 +11,7 @@ import torch
 from pebench.data import parse_data
 from pebench.env import environment
 from pebench.models.interface import LoadedModel
-from pebench.models.resolve import load_models
+from pebench.models.resolve import load_models, profile_row
 from pebench.resolution import Label
 from pebench.runner.cells import Cell
 from pebench.runner.partial import PassCheckpoint
@@ -77,8 +77,19 @@ class Job:
 
     def load(self, names) -> dict[str, LoadedModel]:
         """The models of ``names``, loading those not loaded yet."""
-        self.models |= load_models([n for n in names if n not in self.models], self.device)
+        loaded = load_models([n for n in names if n not in self.models], self.device)
+        self.models |= {name: self._attending(model) for name, model in loaded.items()}
         return self.models
+
+    def profile_row(self, name: str, size: str | None) -> LoadedModel:
+        """The row `pebench profile` measures for (model or spec, size)."""
+        return self._attending(profile_row(name, size))
+
+    def _attending(self, loaded: LoadedModel) -> LoadedModel:
+        """``loaded`` attending as the suite says (pebench's own models; others have no such choice)."""
+        if hasattr(loaded.net, "attention_path"):
+            loaded.net.attention_path = self.suite.attention
+        return loaded
 
     def checkpoint(self, res: Label, cells: list[Cell], positions: range) -> PassCheckpoint | None:
         """Where the pass of ``cells`` over ``positions`` at ``res`` is saved (one process only)."""

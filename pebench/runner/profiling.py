@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from pebench.measure.profile import SpeedSettings, profile_models
-from pebench.models.resolve import profile_row
 from pebench.runner.cells import Cell
 from pebench.runner.job import Job
 
@@ -18,7 +17,7 @@ def run_profile(cells: list[Cell], job: Job) -> Iterator[tuple[Cell, dict]]:
     for cell in cells:
         row = (cell.model, cell.config["size"])
         if row not in job.profile_rows:
-            job.profile_rows[row] = profile_row(*row)
+            job.profile_rows[row] = job.profile_row(*row)
     for res in dict.fromkeys(c.res for c in cells):
         at_res = [c for c in cells if c.res == res]
         job.observer.cell_started(at_res[0])

@@ -28,7 +28,6 @@ import torch
 
 from pebench.atomic import atomic_path
 from pebench.errors import PebenchError, RunFailed
-from pebench.models.resolve import profile_row
 from pebench.models.sizes import check_resolution
 from pebench.resolution import as_hw
 from pebench.results import RESULTS_NAME, append_record, read_records, repair_torn_tail
@@ -96,7 +95,7 @@ def prepare(suite: Suite, device: torch.device, kinds: set[str], option: str | N
     if "profile" in kinds and suite.profile.enabled:
         # a model already loaded is profiled with its trained weights; cost does not depend on them
         job.profile_rows = {(name, size): job.models[name] if size is None and name in job.models
-                            else profile_row(name, size) for name, size in profile_rows(suite)}
+                            else job.profile_row(name, size) for name, size in profile_rows(suite)}
     patches = {name: m.meta["patch"] for name, m in job.models.items()}
     patches |= {name: m.meta["patch"] for (name, _), m in job.profile_rows.items()}
     for name, patch in patches.items():

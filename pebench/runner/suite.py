@@ -33,7 +33,15 @@ from pebench.errors import PebenchError, did_you_mean
 from pebench.models.sizes import SIZES
 from pebench.modes import FIXED, fixed_mode, parse_mode
 from pebench.resolution import Label, parse_res
-from pebench.settings import DECODES, DEFAULT_CROP_PCT, DEFAULT_RESOLUTIONS, DEVICES, DTYPES, CropPct
+from pebench.settings import (
+    ATTENTION_PATHS,
+    DECODES,
+    DEFAULT_CROP_PCT,
+    DEFAULT_RESOLUTIONS,
+    DEVICES,
+    DTYPES,
+    CropPct,
+)
 
 
 @dataclass(frozen=True)
@@ -82,6 +90,7 @@ class Suite:
     batch_size: int = 64
     device: str = "auto"  # resolved to the device that runs before cells are made (pebench.settings.DEVICES)
     decode: str = "cpu"  # where an image folder's JPEGs are decoded (pebench.settings.DECODES)
+    attention: str = "auto"  # how pebench's own models attend (pebench.settings.ATTENTION_PATHS)
     workers: int | None = None  # data worker processes; None = min(8, CPU cores), 0 = in-process
     cache: str | bool | None = None  # folder for decoded splits; None = synthetic only, in the default folder
     published: tuple[str, ...] = ()  # published tables the report shows beside the measured ones
@@ -96,6 +105,11 @@ class Suite:
     def decoding(self) -> dict:
         """What cell keys and records say of the decode: nothing for the CPU path (earlier keys stay valid)."""
         return {"decode": self.decode} if self.decode != "cpu" else {}
+
+    @property
+    def attending(self) -> dict:
+        """What cell keys say of the attention path: nothing for "auto" (earlier keys stay valid)."""
+        return {"attention": self.attention} if self.attention != "auto" else {}
 
     def resolved(self) -> dict:
         return json.loads(json.dumps(asdict(self)))
@@ -250,6 +264,7 @@ SCHEMA: tuple[Key, ...] = (
     Key("batch_size", None, "batch_size", _positive_int),
     Key("device", None, "device", _choice(DEVICES)),
     Key("decode", None, "decode", _choice(DECODES)),
+    Key("attention", None, "attention", _choice(ATTENTION_PATHS)),
     Key("workers", None, "workers", _workers),
     Key("cache", None, "cache", _cache),
     Key("published", None, "published", _names),
