@@ -192,6 +192,10 @@ def test_cli_profile_writes_records(tmp_path):
     assert [r["model"]["encoding"] for r in records] == ["none", "peg", "spvit"]
     assert all(r["breakdown"]["total_ms"] > 0 for r in records) and "pos / attn / rest" in result.stdout
     assert records[2]["breakdown"]["position_ms"] > 0  # SP-ViT's prior (kept after the first call, then looked up)
+    assert cli("report", out, "--format", "md", "--out", tmp_path / "report").returncode == 0
+    report = (tmp_path / "report" / "report.md").read_text()
+    section = report[report.index("## Where the time goes (measured)"):]
+    assert "| spvit | 224 |" in section and "5 explicit, 1 sdpa" in section and "| peg | 224 |" in section
     assert records[1]["params"]["encoding"] == 96 * 9 + 96
     assert "GMACs" in result.stdout
 

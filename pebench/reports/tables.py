@@ -199,6 +199,20 @@ def _time_x_none(record: dict) -> str:
     return f"{over['time']:.2f}" if over else "-"  # None: a model with no position-free twin
 
 
+def time_split_grid(records: list[dict]) -> tuple[list[str], list[list[str]]]:
+    """Position / attention / rest shares of a forward and the attention paths, per model and resolution, for
+    the profile records that have a breakdown."""
+    profiles = [r for r in records if r["kind"] == "profile" and r["status"] == "ok" and r.get("breakdown")]
+    rows = []
+    for r in profiles:
+        split = r["breakdown"]
+        paths = ", ".join(f"{count} {path}" for path, count in sorted(split.get("attention_paths", {}).items()))
+        rows.append([r["model"]["name"], str(r["res"]), *(f"{100 * split[f'{part}_share']:.0f}%"
+                                                          for part in ("position", "attention", "rest")),
+                     f"{split['total_ms']:.1f}", paths])
+    return ["model", "res", "position", "attention", "rest", "ms per batch", "attention paths (blocks)"], rows
+
+
 def cost_grid(records: list[dict]) -> tuple[list[str], list[list[str]]]:
     """Params, position params in use, GMACs, img/s and time vs `none`, per model, per resolution."""
     profiles = [r for r in records if r["kind"] == "profile"]

@@ -27,7 +27,7 @@ from pebench.reports.figures import plots
 from pebench.reports.findings import FINDINGS_NOTE, findings_table
 from pebench.reports.finetune import FINETUNE_NOTE, finetune_rows
 from pebench.reports.published import PUBLISHED
-from pebench.reports.tables import TUNED_NOTE, accuracy_grid, cost_grid, modes_grid, na_note
+from pebench.reports.tables import TUNED_NOTE, accuracy_grid, cost_grid, modes_grid, na_note, time_split_grid
 
 Section = tuple[str, str, list[str], list[list[str]]]  # title, note, header, rows
 
@@ -82,9 +82,16 @@ def _diagnostics(records: list[dict], options: Options) -> list[Section]:
 def _cost(records: list[dict], options: Options) -> list[Section]:
     if not any(r["kind"] == "profile" for r in records):
         return []
-    return [("Cost (measured)", "PE params = position values in use at that resolution; GMACs for one image; "
-             "img/s = median over interleaved rounds; x none = median per-round time ratio to a `none` model of "
-             "the same size timed in the same rounds.", *cost_grid(records))]
+    sections = [("Cost (measured)", "PE params = position values in use at that resolution; GMACs for one image; "
+                 "img/s = median over interleaved rounds; x none = median per-round time ratio to a `none` model "
+                 "of the same size timed in the same rounds.", *cost_grid(records))]
+    header, rows = time_split_grid(records)
+    if rows:
+        sections.append(("Where the time goes (measured)", "Share of one forward spent building and applying "
+                         "position terms outside attention / in attention (the encoding's terms applied there) / "
+                         "in the rest of the model, with the attention paths the blocks took; pebench's own "
+                         "models only (docs/cost.md).", header, rows))
+    return sections
 
 
 def _published(records: list[dict], options: Options) -> list[Section]:
