@@ -203,15 +203,14 @@ class TimmModel(nn.Module):
                    *(m.cpb_mlp for m in cpb_modules(self.net))]
         return sum(p.numel() for m in modules if m is not None for p in m.parameters())
 
-    def _named_position_params(self) -> int:
-        """Position parameters of an unlisted class, found by name in the model as configured now."""
-        found = position_state(self.net)
-        return sum(p.numel() for name, p in self.net.named_parameters() if name in found)
+    def _parameters_in(self, state: dict[str, torch.Tensor]) -> int:
+        """Values of ``state``'s tensors that are parameters of the net (an unlisted class's position tensors,
+        found by name, include buffers such as index tables)."""
+        return sum(state[name].numel() for name, _ in self.net.named_parameters() if name in state)
 
     def position_param_count(self) -> int:
         if self.family.generic:
-            return sum(self.trained_position_state[name].numel() for name, _ in self.net.named_parameters()
-                       if name in self.trained_position_state)
+            return self._parameters_in(self.trained_position_state)
         ape = 0 if self.trained_pos_embed is None else self.trained_pos_embed.numel()
         ape += sum(table.numel() for table, _ in self._naflex_tables())
         return ape + self._module_param_count() + sum(t.numel() for t in self.trained_tables)
@@ -221,7 +220,7 @@ class TimmModel(nn.Module):
         gh, gw = (side // self.patch for side in as_hw(res))
         if self.family.generic:  # timm's set_input_size decides the sizes: configure, then count
             self._configure((gh, gw), mode)
-            return self._named_position_params()
+            return self._parameters_in(position_state(self.net))
         count = self._module_param_count()
         if self.trained_pos_embed is not None:
             prefix = self.trained_pos_embed.shape[1] - self.trained_grid[0] * self.trained_grid[1]
