@@ -85,10 +85,11 @@ def attend(q, k, v, scale: float, terms: Terms, path: str, pos: PositionEncoding
             if "out of memory" in str(error):
                 raise  # the caller halves the batch
             _give_up_on_flex(error)
+        path = route(terms, pos.explicit_attention(block), may_fuse=False)
     bias = terms.bias
     for term in terms.gathered:  # only when FlexAttention would not run: the terms made dense
         bias = term.dense() if bias is None else bias + term.dense()
-    if path == "sdpa" or (path == "flex" and terms.multiplier is None and not pos.explicit_attention(block)):
+    if path == "sdpa":
         return F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
     return explicit_attention(q, k, v, scale, bias, terms.multiplier, pos, block, ctx, probe)
 
