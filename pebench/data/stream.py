@@ -136,21 +136,15 @@ class SplitStream:
                     raise RunFailed(f"a data worker process died ({str(error).splitlines()[0]}); rerun with "
                                     "--workers 0 to see its error in this process, or lower --batch-size or "
                                     "--workers if memory ran out (finished cells are kept)") from None
+                if isinstance(batch.items, Encoded):  # --decode gpu: the models wait for it as for a worker's batch
+                    decoding = time.perf_counter()
+                    batch = batch._replace(items=self.data.finish(batch.items, self.res, self.device))
+                    self.stats.device_decode_s += time.perf_counter() - decoding
                 now = time.perf_counter()
                 if self.stats.batches == 0:
                     self.stats.first_batch_s = now - started
                 else:
                     self.stats.wait_s += now - waited
-                if isinstance(batch.items, Encoded):  # --decode gpu: the batch's JPEGs decoded on the device
-                    decoding = time.perf_counter()
-                    batch = batch._replace(items=self.data.finish(batch.items, self.res, self.device))
-                    spent = time.perf_counter() - decoding
-                    self.stats.device_decode_s += spent
-                    # the models wait for it as for a worker's batch
-                    if self.stats.batches == 0:
-                        self.stats.first_batch_s += spent
-                    else:
-                        self.stats.wait_s += spent
                 if writer:
                     writer.write(batch.positions, batch.items)
                 self.consumed += len(batch.positions)
