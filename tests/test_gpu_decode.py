@@ -52,10 +52,10 @@ def test_the_device_path_matches_the_pil_path_and_names_what_nothing_decodes(fol
 
 
 def test_a_batch_the_decoder_rejects_is_decoded_image_by_image_then_by_pil(folder, monkeypatch):
-    import torchvision.io
+    from pebench.data import gpu_decode
 
     calls = []
-    real = torchvision.io.decode_jpeg
+    real = gpu_decode.decode_jpeg
 
     def picky(payload, mode, device):
         calls.append("batch" if isinstance(payload, list) else "one")
@@ -63,7 +63,7 @@ def test_a_batch_the_decoder_rejects_is_decoded_image_by_image_then_by_pil(folde
             raise RuntimeError("nvJPEG: unsupported")
         return real(payload, mode=mode, device=device)
 
-    monkeypatch.setattr(torchvision.io, "decode_jpeg", picky)
+    monkeypatch.setattr(gpu_decode, "decode_jpeg", picky)
     data = GpuJpegFolder(ImageFolderData.open(str(folder)))
     positions = list(range(data.size("val")))
     items = data.finish(data.read("val", 160, positions), 160, torch.device("cpu"))

@@ -29,6 +29,7 @@ from typing import NamedTuple
 
 import torch
 from PIL import Image, UnidentifiedImageError
+from torchvision.io import ImageReadMode, decode_jpeg
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
@@ -109,8 +110,6 @@ class GpuJpegFolder:
 def decode_batch(payloads: list[torch.Tensor], device: torch.device) -> list[torch.Tensor | None]:
     """JPEG bytes -> RGB uint8 (3, H, W) on ``device``, in one batched call; if the batch fails, image by
     image, with None for an image the decoder rejects (the caller decodes it on the CPU)."""
-    from torchvision.io import ImageReadMode, decode_jpeg
-
     if not payloads:
         return []
     with warnings.catch_warnings():  # torchvision 0.29's deprecation notice: the choice is explained above
