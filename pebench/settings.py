@@ -30,6 +30,7 @@ def crop_at(crop_pct: CropPct, res: Label) -> float:
     (resolutions it does not name get :data:`DEFAULT_CROP_PCT`)."""
     return crop_pct.get(res, DEFAULT_CROP_PCT) if isinstance(crop_pct, dict) else crop_pct
 
+
 #: environment variable: plugins (modules or .py files, separated by ':') every command loads first
 PLUGINS_ENV = "PEBENCH_PLUGINS"
 #: the entry-point group an installed package declares its encodings in

@@ -77,12 +77,13 @@ def expand(suite: Suite) -> list[Cell]:
     plugins = {m: _plugins(m, None) for m in (*suite.models, *suite.finetuned)}
     # with a tuned mode, the first tune.n images choose S and every eval cell scores the same rest
     tuning = {"holdout": suite.tune.n} if TUNED in suite.modes else {}
-    decoding = suite.decoding | suite.attending  # other pixels or another attention path: other cells
+    # other pixels or another attention path: other cells
+    choices = suite.decoding | suite.attending
 
     def eval_cell(model: str, digest: str | None, res: Label, mode: str) -> Cell:
         config = {"kind": "eval", "model": model, "weights_sha256": digest, "res": res, "mode": mode,
                   "data": suite.data, "n": suite.n, "crop_pct": crop_at(suite.crop_pct, res),
-                  "device": suite.device} | tuning | decoding | plugins[model]
+                  "device": suite.device} | tuning | choices | plugins[model]
         if mode == TUNED:
             config |= {"tune_scales": suite.tune.scales, "tune_points": suite.tune.points}
         return Cell("eval", model, res, mode, config, _key(config))
@@ -99,7 +100,7 @@ def expand(suite: Suite) -> list[Cell]:
                     config = {"kind": "diagnostics", "model": model, "weights_sha256": digests[model], "res": res,
                               "mode": mode, "data": suite.data, "n": suite.diagnostics.n,
                               "crop_pct": crop_at(suite.crop_pct, res), "maps": suite.diagnostics.maps,
-                              "device": suite.device} | decoding | plugins[model]
+                              "device": suite.device} | choices | plugins[model]
                     cells.append(Cell("diagnostics", model, res, mode, config, _key(config)))
     profile = suite.profile
     if profile.enabled:
