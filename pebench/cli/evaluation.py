@@ -202,7 +202,7 @@ def eval_(
 ) -> None:
     """Top-1/top-5 accuracy of models at resolutions, natively, interpolated or with a position scale."""
     _evaluate(attach_pretrained(model, pretrained), res, parse_modes(mode), data, n, batch_size, device, workers,
-              cache, out, crop_pct, checkpoint, "eval", decode=decode, attention=attention.value)
+              cache, out, crop_pct, checkpoint, "eval", decode=decode.value, attention=attention.value)
 
 
 def tune(
@@ -231,8 +231,8 @@ def tune(
     if tune_n <= 0 or points <= 0:
         raise PebenchError("--tune-n and --points must be positive")
     records = _evaluate(attach_pretrained(model, pretrained), res, (*FIXED, TUNED), data, n, batch_size, device,
-                        workers, cache, out, crop_pct, checkpoint, "tune", decode=decode, attention=attention.value,
-                        tune=Tune(n=tune_n, scales=parse_scales(scales), points=points))
+                        workers, cache, out, crop_pct, checkpoint, "tune", decode=decode.value,
+                        attention=attention.value, tune=Tune(n=tune_n, scales=parse_scales(scales), points=points))
     print_tuning(console, records)
 
 
@@ -262,4 +262,4 @@ def inspect(
         fixed_mode(each, what="--mode", tuned_hint="inspect runs fixed modes (tune first to find S, then "
                                                    "inspect scale=S)")
     _evaluate(model, res, modes, data, None, batch_size, device, workers, cache, out, crop_pct, None, "inspect",
-              decode=decode, attention=attention.value, diagnostics=Diagnostics(enabled=True, n=n, maps=maps))
+              decode=decode.value, attention=attention.value, diagnostics=Diagnostics(enabled=True, n=n, maps=maps))

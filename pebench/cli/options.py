@@ -24,7 +24,7 @@ except ImportError:  # pragma: no cover - a typer that parses with click itself
 from pebench.errors import PebenchError
 from pebench.modes import FIXED, parse_mode
 from pebench.resolution import parse_res
-from pebench.settings import ATTENTION_PATHS, DEFAULT_RESOLUTIONS, DEVICES, DTYPES
+from pebench.settings import ATTENTION_PATHS, DECODES, DEFAULT_RESOLUTIONS, DEVICES, DTYPES
 
 
 def _console() -> Console:
@@ -51,8 +51,10 @@ AttentionChoice = Enum("AttentionChoice", {name: name for name in ATTENTION_PATH
 AttentionOption = Annotated[AttentionChoice, typer.Option(
     help="how pebench's own models attend where an encoding's terms are more than a bias: auto (FlexAttention on "
          "a GPU, the reference on a CPU), reference (explicit attention, or SDPA with the dense bias) or flex")]
-DecodeOption = Annotated[str, typer.Option(help="where an image folder's JPEGs are decoded: cpu (PIL in the workers, "
-                                                "timm's path) or gpu (batched nvJPEG on the CUDA device)")]
+DecodeChoice = Enum("DecodeChoice", {name: name for name in DECODES}, type=str)
+DecodeOption = Annotated[DecodeChoice, typer.Option(
+    help="where an image folder's JPEGs are decoded: cpu (PIL in the workers, timm's path) or gpu (batched nvJPEG "
+         "on the CUDA device)")]
 #: the choices of --dtype (pebench.settings.DTYPES)
 DtypeChoice = Enum("DtypeChoice", {name: name for name in DTYPES}, type=str)
 WorkersOption = Annotated[int | None, typer.Option(help="data worker processes that decode/render batches "
