@@ -267,7 +267,6 @@ class Component(nn.Module):
         used. Optional: fused attention (pebench.models.attention) asks for it on a GPU."""
         return None
 
-
     def value_term(self, block: int, attn: torch.Tensor, ctx: Context, rows: slice) -> torch.Tensor | None:
         """Extra attention output (B, heads, rows, head_dim) from the attention probabilities of the
         query ``rows`` (B, heads, rows, T), or None."""
@@ -292,6 +291,13 @@ class Gathered:
             term = term.transpose(-1, -2) if self.transposed else term
             out = term if out is None else out + term
         return out
+
+
+def with_dense(bias: torch.Tensor | None, terms: list[Gathered]) -> torch.Tensor | None:
+    """``bias`` (or None) plus the dense form of every gathered term: what a path without FlexAttention reads."""
+    for term in terms:
+        bias = term.dense() if bias is None else bias + term.dense()
+    return bias
 
 
 #: query rows whose pair terms are gathered at once: bounds the temporaries of a (T, T) bias at any grid

@@ -29,7 +29,16 @@ import math
 import torch
 from torch import nn
 
-from pebench.encodings.base import Arch, Component, Context, Gathered, Option, pair_bias, scaled_offsets
+from pebench.encodings.base import (
+    Arch,
+    Component,
+    Context,
+    Gathered,
+    Option,
+    pair_bias,
+    scaled_offsets,
+    with_dense,
+)
 from pebench.errors import PebenchError
 
 METHODS = ("product", "cross", "euclidean", "quant", "clip")
@@ -126,8 +135,7 @@ class ImageRelativePosition(Component):
     def attention_bias(self, block, q, k, ctx):
         if self.mode == "bias":
             return self.reuse_at_inference(block, ctx, q, lambda: self._scalar_bias(block, ctx, q.dtype))
-        terms = [term.dense() for term in self.bias_by_bucket(block, q, k, ctx) or []]
-        return sum(terms[1:], terms[0]) if terms else None
+        return with_dense(None, self.bias_by_bucket(block, q, k, ctx) or [])
 
     def bias_by_bucket(self, block, q, k, ctx) -> list[Gathered] | None:
         """The contextual terms as per-token tables read through the buckets: (B, heads, T, buckets) instead

@@ -28,7 +28,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from pebench.encodings.base import Context, Gathered
+from pebench.encodings.base import Context, Gathered, with_dense
 from pebench.encodings.composite import PositionEncoding
 
 #: bytes of attention scores materialised at once by explicit attention on a CPU (the queries are chunked to
@@ -86,9 +86,7 @@ def attend(q, k, v, scale: float, terms: Terms, path: str, pos: PositionEncoding
                 raise  # the caller halves the batch
             _give_up_on_flex(error)
         path = route(terms, pos.explicit_attention(block), may_fuse=False)
-    bias = terms.bias
-    for term in terms.gathered:  # only when FlexAttention would not run: the terms made dense
-        bias = term.dense() if bias is None else bias + term.dense()
+    bias = with_dense(terms.bias, terms.gathered)  # only when FlexAttention does not run
     if path == "sdpa":
         return F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
     return explicit_attention(q, k, v, scale, bias, terms.multiplier, pos, block, ctx, probe)
