@@ -153,8 +153,8 @@ def _evaluate(model, res, modes: tuple[str, ...], data, n, batch_size, device, w
         console.print(f"[yellow]not built, skipped:[/] {', '.join(n for n in ZOO if n not in names)}")
     suite = Suite(name="eval", models=tuple(names), resolutions=resolutions, modes=modes, data=data, n=n,
                   crop_pct=crop, batch_size=batch_size, device=str(torch_device), decode=decode, attention=attention,
-                  workers=workers,
-                  cache=parse_cache(cache), tune=tune or Tune(), diagnostics=diagnostics or Diagnostics())
+                  workers=workers, cache=parse_cache(cache), tune=tune or Tune(),
+                  diagnostics=diagnostics or Diagnostics())
     count = min(n or dataset.size("val"), dataset.size("val"))
     if TUNED in modes and suite.tune.n >= count:
         raise PebenchError(f"--tune-n {suite.tune.n} leaves no image to score out of {count}; lower --tune-n or "
@@ -166,10 +166,10 @@ def _evaluate(model, res, modes: tuple[str, ...], data, n, batch_size, device, w
     job = prepare(suite, torch_device, {kind}, option="--res")
     job.data = dataset
     warn_class_mismatch(job.models, dataset)
-    if not diagnostics:
-        say_how_long(cells, path, job, count)
     if diagnostics:
         count = min(suite.diagnostics.n, dataset.size("val"))
+    else:
+        say_how_long(cells, path, job, count)
     with live_terminal(f"{dataset.spec} (val, the first {count:,} images) on {torch_device}") as live:
         records = run_cells(job, cells, keys, path, live, strict=False)
     records = records_of(records, path, keys)
