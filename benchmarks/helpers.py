@@ -263,8 +263,9 @@ def attention_call(device: str = "cuda", tokens: int = 4097, batch: int = 8, hea
 
 def attention_paths(device: str = "cuda", size: str = "small", res: int = 1024, batch: int = 32,
                     spec: str = "spvit") -> dict:
-    """``spec`` (SP-ViT, iRPE) on ``size`` at ``res`` with position parameters that matter (randomly moved from
-    their init), bf16 autocast on CUDA: time per forward on the reference path and with FlexAttention,
+    """``spec`` (SP-ViT, iRPE, RoPE) on ``size`` at ``res`` with position parameters that matter (randomly moved
+    from their init), bf16 autocast on CUDA: time per forward on the reference path and fused (FlexAttention, the
+    compiled rotation),
     interleaved, the largest logit difference between the two in each mode (beside the logits' spread), and
     the peak memory of one forward on each path (CUDA)."""
     from contextlib import nullcontext

@@ -25,7 +25,7 @@ MAY_IMPORT = {
     "cli": {"core", "encodings", "models", "data", "measure", "runner", "training", "reports"},
 }
 CORE = {"pebench", "pebench.errors", "pebench.atomic", "pebench.env", "pebench.resolution", "pebench.modes",
-        "pebench.settings", "pebench.results", "pebench.randomness", "pebench.importing"}
+        "pebench.settings", "pebench.results", "pebench.randomness", "pebench.importing", "pebench.kernels"}
 #: packages that are not named after their stage
 STAGE_OF_PACKAGE = {"zoo": "models"}
 

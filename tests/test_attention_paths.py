@@ -9,6 +9,7 @@ import pytest
 import torch
 from conftest import perturbed_model
 
+from pebench import kernels
 from pebench.errors import PebenchError
 from pebench.models import attention
 
@@ -25,7 +26,7 @@ def test_flex_equals_the_reference_for_multiplying_encodings(spec, mode, images)
         model.attention_path = "flex"
         flexed = model(x, mode)
     assert reference.std() > 0.1  # logits that depend on the terms enough for the tolerance to mean something
-    assert attention.flex_failure is None  # FlexAttention itself ran, not the fallback
+    assert kernels.failure is None  # FlexAttention itself ran, not the fallback
     torch.testing.assert_close(flexed, reference, atol=2e-5, rtol=1e-4)
 
 
@@ -39,12 +40,12 @@ def test_a_flex_failure_falls_back_to_the_reference_once_and_says_so(images, mon
         raise RuntimeError("no working triton here")
 
     monkeypatch.setattr(attention, "flex_attention_with_terms", broken)
-    monkeypatch.setattr(attention, "flex_failure", None)
+    monkeypatch.setattr(kernels, "failure", None)
     model.attention_path = "flex"
-    with pytest.warns(RuntimeWarning, match="FlexAttention failed on this machine .RuntimeError: no working triton"):
+    with pytest.warns(RuntimeWarning, match="a fused kernel failed on this machine .RuntimeError: no working triton"):
         with torch.inference_mode():
             torch.testing.assert_close(model(x, "native"), reference)
-    assert attention.flex_failure == "RuntimeError: no working triton here"
+    assert kernels.failure == "RuntimeError: no working triton here"
     assert not attention.flex_allowed("flex", x, model.pos_encoding, 0)  # not tried again in this process
 
 
@@ -116,7 +117,9 @@ def test_the_score_mod_compiles_as_it_will_on_a_gpu():
              Gathered(torch.randn(1, 1, 33, 5, generator=g), index[:1], transposed=True)]
     multiplier, bias = torch.rand(1, 3, 33, 33, generator=g) + 0.5, torch.randn(3, 33, 33, generator=g)
     score_mod = attention.score_mod_for(q, bias, multiplier, terms)
-    compiled = attention._compiled_flex()(q, k, v, score_mod=score_mod, scale=0.25)
+    from torch.nn.attention.flex_attention import flex_attention
+
+    compiled = kernels.compiled(flex_attention)(q, k, v, score_mod=score_mod, scale=0.25)
     dense = bias + terms[0].dense() + terms[1].dense()
     expected = ((q * 0.25) @ k.transpose(-1, -2) * multiplier + dense).softmax(-1) @ v
     torch.testing.assert_close(compiled, expected, atol=1e-5, rtol=1e-4)
@@ -142,4 +145,4 @@ def test_attention_is_an_option_and_profiling_keeps_flexattention_running(tmp_pa
     assert record["breakdown"]["attention_paths"] == {"explicit": 5, "sdpa": 1}  # auto on a CPU: the reference
     assert keys["flex"] != keys["auto"]
     assert read_records(tmp_path / "flex.jsonl")[0]["breakdown"]["attention_paths"] == {"flex": 5, "sdpa": 1}
-    assert attention.flex_failure is None
+    assert kernels.failure is None

@@ -49,8 +49,9 @@ BatchOption = Annotated[int, typer.Option(help="batch size (halved automatically
 DeviceOption = Annotated[str, typer.Option(help="auto (CUDA where one is visible, else CPU), cpu, cuda or cuda:N")]
 AttentionChoice = Enum("AttentionChoice", {name: name for name in ATTENTION_PATHS}, type=str)
 AttentionOption = Annotated[AttentionChoice, typer.Option(
-    help="how pebench's own models attend where an encoding's terms are more than a bias: auto (FlexAttention on "
-         "a GPU, the reference on a CPU), reference (explicit attention, or SDPA with the dense bias) or flex")]
+    help="how pebench's own models attend where an encoding's terms are more than a bias, and whether kernels "
+         "fuse (FlexAttention, RoPE's rotation): auto (fused on a GPU, the reference on a CPU), reference "
+         "(explicit attention or SDPA with the dense bias; the eager rotation) or flex (fused anywhere)")]
 DecodeChoice = Enum("DecodeChoice", {name: name for name in DECODES}, type=str)
 DecodeOption = Annotated[DecodeChoice, typer.Option(
     help="where an image folder's JPEGs are decoded: cpu (PIL in the workers, timm's path) or gpu (batched nvJPEG "

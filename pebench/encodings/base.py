@@ -67,12 +67,15 @@ class Arch:
 
 @dataclass(frozen=True)
 class Context:
-    """Where a forward pass runs: the current patch grid, the trained grid and the mode."""
+    """Where a forward pass runs: the current patch grid, the trained grid and the mode; and whether the model
+    runs fused kernels (:mod:`pebench.kernels`), in which case a component may compute a term through a fused
+    version of its own that equals the reference within float tolerance (RoPE's rotation does)."""
 
     grid: tuple[int, int]
     trained_grid: tuple[int, int]
     mode: Mode
     num_prefix: int
+    fused_kernels: bool = False
 
     @property
     def num_patches(self) -> int:

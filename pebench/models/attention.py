@@ -15,14 +15,14 @@
   check it against the reference in every mode, on the CPU in float32.
 
 A model's ``attention_path`` chooses: "auto" (FlexAttention on CUDA where it applies, else the reference),
-"reference" or "flex" (also on the CPU, uncompiled: how the tests compare the two).
+"reference" or "flex" (also on the CPU, uncompiled: how the tests compare the two); the same choice fuses
+other kernels (:mod:`pebench.kernels`), and a failing compiler switches them all back to the reference.
 """
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from functools import cache
 from typing import NamedTuple
 
 import torch
@@ -30,14 +30,12 @@ import torch.nn.functional as F
 
 from pebench.encodings.base import Context, Gathered, with_dense
 from pebench.encodings.composite import PositionEncoding
+from pebench.kernels import compiled, fused_or_reference, wanted
 
 #: bytes of attention scores materialised at once by explicit attention on a CPU (the queries are chunked to
 #: fit); on a GPU chunks may take a share of the free memory instead (:func:`score_chunk_bytes`)
 SCORE_CHUNK_BYTES = 64 << 20
 GPU_SCORE_SHARE = 0.125
-#: why FlexAttention failed in this process (a compiler or kernel that does not work on this machine), after
-#: which every block takes the reference path, exact and slower; None while it works
-flex_failure: str | None = None
 #: FlexAttention's tile sizes on CUDA (see the module docstring)
 FLEX_KERNEL_OPTIONS = {"BLOCK_M": 64, "BLOCK_N": 64}
 
@@ -62,8 +60,7 @@ class Terms(NamedTuple):
 def flex_allowed(path: str, q: torch.Tensor, pos: PositionEncoding, block: int) -> bool:
     """Whether this block may attend through FlexAttention: asked for, or "auto" on a GPU, and nothing in it
     reads the attention probabilities."""
-    wanted = path == "flex" or (path == "auto" and q.device.type == "cuda")
-    return wanted and flex_failure is None and not pos.reads_probabilities(block)
+    return wanted(path, q.device) and not pos.reads_probabilities(block)
 
 
 def route(terms: Terms, explicit: bool, may_fuse: bool) -> str:
@@ -77,26 +74,16 @@ def route(terms: Terms, explicit: bool, may_fuse: bool) -> str:
 def attend(q, k, v, scale: float, terms: Terms, path: str, pos: PositionEncoding, block: int, ctx: Context,
            probe: Callable | None = None) -> torch.Tensor:
     """Attention output (B, heads, T, head_dim) through ``path`` (:func:`route`); a FlexAttention that fails
-    on this machine falls back to the reference."""
+    on this machine falls back to the reference (:func:`pebench.kernels.fused_or_reference`)."""
     if path == "flex":
-        try:
-            return flex_attention_with_terms(q, k, v, scale, terms.bias, terms.multiplier, terms.gathered)
-        except Exception as error:  # noqa: BLE001 - any compiler or kernel failure: the reference is exact
-            if "out of memory" in str(error):
-                raise  # the caller halves the batch
-            _give_up_on_flex(error)
-        path = route(terms, pos.explicit_attention(block), may_fuse=False)
+        return fused_or_reference(
+            lambda: flex_attention_with_terms(q, k, v, scale, terms.bias, terms.multiplier, terms.gathered),
+            lambda: attend(q, k, v, scale, terms, route(terms, pos.explicit_attention(block), may_fuse=False),
+                           pos, block, ctx, probe))
     bias = with_dense(terms.bias, terms.gathered)  # only when FlexAttention does not run
     if path == "sdpa":
         return F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
     return explicit_attention(q, k, v, scale, bias, terms.multiplier, pos, block, ctx, probe)
-
-
-def _give_up_on_flex(error: Exception) -> None:
-    global flex_failure
-    flex_failure = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"[:300]
-    warnings.warn(f"FlexAttention failed on this machine ({flex_failure}); pebench runs the reference attention "
-                  "paths in this process (exact, slower)", RuntimeWarning, stacklevel=3)
 
 
 def explicit_attention(q, k, v, scale, bias, multiplier, pos: PositionEncoding, block: int, ctx: Context,
@@ -138,11 +125,11 @@ def _as_4d(term: torch.Tensor | None, q: torch.Tensor) -> torch.Tensor | None:
 def flex_attention_with_terms(q, k, v, scale: float, bias, multiplier, gathered: list[Gathered] = ()) -> torch.Tensor:
     """softmax(scale * q.k^T * multiplier + bias + gathered biases) @ v in one FlexAttention kernel; the terms
     are read per (batch, head, query, key) inside it, never expanded to (B, heads, T, T)."""
+    from torch.nn.attention.flex_attention import flex_attention  # 0.25 s to import: only where it runs
+
     score_mod = score_mod_for(q, bias, multiplier, gathered)
     if q.device.type == "cuda":
-        return _compiled_flex()(q, k, v, score_mod=score_mod, scale=scale, kernel_options=FLEX_KERNEL_OPTIONS)
-    from torch.nn.attention.flex_attention import flex_attention
-
+        return compiled(flex_attention)(q, k, v, score_mod=score_mod, scale=scale, kernel_options=FLEX_KERNEL_OPTIONS)
     with warnings.catch_warnings():  # uncompiled FlexAttention warns that it is slow: here it is the CPU check
         warnings.simplefilter("ignore", UserWarning)
         return flex_attention(q, k, v, score_mod=score_mod, scale=scale)
@@ -169,10 +156,3 @@ def score_mod_for(q: torch.Tensor, bias, multiplier, gathered: list[Gathered] = 
         return score
 
     return score_mod
-
-
-@cache
-def _compiled_flex() -> Callable:
-    from torch.nn.attention.flex_attention import flex_attention
-
-    return torch.compile(flex_attention, dynamic=False)

@@ -20,6 +20,7 @@ from contextlib import AbstractContextManager, nullcontext
 import torch
 from torch import nn
 
+from pebench import kernels
 from pebench.encodings import ape
 from pebench.encodings.base import Arch, Context, Mode, NotApplicable
 from pebench.encodings.composite import PositionEncoding
@@ -184,8 +185,9 @@ class VisionTransformer(nn.Module):
         """The same architecture without position information (``none``): the cost reference."""
         return build_model(self.size, "none", num_classes=self.num_classes, img_size=self.img_size, patch=self.patch)
 
-    def context(self, grid: tuple[int, int], mode: Mode) -> Context:
-        return Context(grid=grid, trained_grid=self.trained_grid, mode=mode, num_prefix=self.num_prefix)
+    def context(self, grid: tuple[int, int], mode: Mode, fused_kernels: bool = False) -> Context:
+        return Context(grid=grid, trained_grid=self.trained_grid, mode=mode, num_prefix=self.num_prefix,
+                       fused_kernels=fused_kernels)
 
     def applicability(self, res, mode: Mode) -> str | None:
         """Why ``mode`` cannot run at resolution ``res``, or None when it can."""
@@ -193,7 +195,7 @@ class VisionTransformer(nn.Module):
 
     def forward_features(self, images: torch.Tensor, mode: Mode = "interp") -> torch.Tensor:
         x, grid = self.patch_embed(images)
-        ctx = self.context(grid, mode)
+        ctx = self.context(grid, mode, fused_kernels=kernels.wanted(self.attention_path, images.device))
         if reason := self.pos_encoding.unsupported(ctx):
             raise NotApplicable(reason)
         if self.cls_token is not None:
@@ -208,7 +210,8 @@ class VisionTransformer(nn.Module):
 
     @property
     def attention_path(self) -> str:
-        """How multiplying blocks attend: "auto", "reference" or "flex" (:mod:`pebench.models.attention`)."""
+        """How multiplying blocks attend and whether kernels fuse: "auto", "reference" or "flex"
+        (:mod:`pebench.models.attention`, :mod:`pebench.kernels`)."""
         return self.blocks[0].attn.path
 
     @attention_path.setter
