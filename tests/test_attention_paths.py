@@ -100,21 +100,23 @@ def test_gathered_biases_are_read_through_their_buckets_never_made_dense(images,
     monkeypatch.setattr(Gathered, "dense", lambda self: pytest.fail("a gathered bias was made dense"))
     with torch.inference_mode():
         model(images(224, batch=1), "native")
+    (index,) = {entry[1].dtype for entry in model.pos_encoding["rpe"]._inference_cache.values()}
+    assert index == torch.uint8  # what the fused kernel reads per pair: 50 buckets in one byte, not eight
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("c++") is None, reason="torch.compile's CPU backend needs a C++ compiler")
 def test_the_score_mod_compiles_as_it_will_on_a_gpu():
     """torch.compile traces pebench's score_mod (a multiplier, a bias, gathered tables read through a bucket
-    index, transposed too) into a kernel equal to the reference; here with the CPU's inductor backend, as the GPU
-    path compiles it with Triton's."""
+    index, int64 and uint8, transposed too) into a kernel equal to the reference; here with the CPU's inductor
+    backend, as the GPU path compiles it with Triton's."""
     from pebench.encodings.base import Gathered
 
     g = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(2, 3, 33, 16, generator=g) for _ in range(3))
     index = torch.randint(0, 5, (2, 33, 33), generator=g)
     terms = [Gathered(torch.randn(2, 3, 33, 5, generator=g), index),
-             Gathered(torch.randn(1, 1, 33, 5, generator=g), index[:1], transposed=True)]
+             Gathered(torch.randn(1, 1, 33, 5, generator=g), index[:1].to(torch.uint8), transposed=True)]
     multiplier, bias = torch.rand(1, 3, 33, 33, generator=g) + 0.5, torch.randn(3, 33, 33, generator=g)
     score_mod = attention.score_mod_for(q, bias, multiplier, terms)
     from torch.nn.attention.flex_attention import flex_attention

@@ -35,6 +35,7 @@ from pebench.encodings.base import (
     Context,
     Gathered,
     Option,
+    narrowest_index_dtype,
     pair_bias,
     scaled_offsets,
     with_dense,
@@ -77,10 +78,11 @@ def offset_buckets(offsets: torch.Tensor, method: str, ratio: float, clip: int) 
     return torch.stack([r, c + side]), 2 * side  # cross
 
 
-def bucket_index(ctx: Context, method: str, ratio: float, clip: int, device: torch.device) -> torch.Tensor:
-    """(planes, T, T) bucket of every token pair; the class token's bucket is the last one."""
+def bucket_index(ctx: Context, method: str, ratio: float, clip: int, device: torch.device,
+                 dtype: torch.dtype = torch.long) -> torch.Tensor:
+    """(planes, T, T) bucket of every token pair in ``dtype``; the class token's bucket is the last one."""
     buckets, count = offset_buckets(scaled_offsets(ctx, device), method, ratio, clip)
-    return pair_bias(buckets, ctx, torch.long, fill=count)[0]
+    return pair_bias(buckets, ctx, dtype, fill=count)[0]
 
 
 def num_buckets(method: str, ratio: float, clip: int) -> int:
@@ -117,6 +119,7 @@ class ImageRelativePosition(Component):
         self.scale = arch.head_dim**-0.5
         heads = 1 if shared_heads else arch.num_heads
         buckets = num_buckets(method, ratio, clip)
+        self.narrow_index_dtype = narrowest_index_dtype(buckets)
         if mode == "bias":
             shape: tuple[int, ...] = (heads, buckets)
             self.tables = nn.ModuleDict({"k": _per_block(arch.depth, shape)})
@@ -124,10 +127,12 @@ class ImageRelativePosition(Component):
             shape = (heads, arch.head_dim, buckets)
             self.tables = nn.ModuleDict({t: _per_block(arch.depth, shape) for t in on})
 
-    def _buckets(self, ctx: Context, like: torch.Tensor) -> torch.Tensor:
-        """(planes, T, T) buckets, shared by every block (kept between forwards at inference)."""
-        return self.reuse_at_inference("buckets", ctx, like,
-                                       lambda: bucket_index(ctx, self.method, self.ratio, self.clip, like.device))
+    def _buckets(self, ctx: Context, like: torch.Tensor, narrow: bool = False) -> torch.Tensor:
+        """(planes, T, T) buckets, shared by every block (kept between forwards at inference): int64 for the
+        reference's gathers and scatters, ``narrow`` the narrowest integer dtype, which fused kernels read."""
+        dtype = self.narrow_index_dtype if narrow else torch.long
+        return self.reuse_at_inference(("buckets", dtype), ctx, like, lambda: bucket_index(
+            ctx, self.method, self.ratio, self.clip, like.device, dtype))
 
     def explicit_attention(self, block: int) -> bool:
         return self.mode == "contextual" and "v" in self.on
@@ -142,7 +147,7 @@ class ImageRelativePosition(Component):
         of the (B, heads, T, T) bias (the scalar bias is static and stays dense)."""
         if self.mode == "bias" or not {"k", "q"} & set(self.on):
             return None
-        buckets = self._buckets(ctx, q)
+        buckets = self._buckets(ctx, q, narrow=ctx.fused_kernels)
         terms = []
         if "k" in self.on:
             terms.append(Gathered((q * self.scale) @ self.tables["k"][block].to(q.dtype), buckets))

@@ -150,9 +150,9 @@ def score_mod_for(q: torch.Tensor, bias, multiplier, gathered: list[Gathered] = 
             score = score + bias[batch if per_batch_b else 0, head, query, key]
         for table, per_batch, per_head, index, transposed in tables:
             b, h = batch if per_batch else 0, head if per_head else 0
-            for plane in index:
-                score = score + (table[b, h, key, plane[key, query]] if transposed
-                                 else table[b, h, query, plane[query, key]])
+            for plane in index:  # any integer dtype (Gathered): as an index, int32
+                score = score + (table[b, h, key, plane[key, query].to(torch.int32)] if transposed
+                                 else table[b, h, query, plane[query, key].to(torch.int32)])
         return score
 
     return score_mod
