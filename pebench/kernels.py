@@ -26,6 +26,10 @@ T = TypeVar("T")
 
 #: why a fused kernel failed in this process, after which everything takes the reference; None while they work
 failure: str | None = None
+#: specialisations (input shapes, score_mod structures) a compiled function may collect: past torch's limit (8)
+#: dynamo stops compiling it and runs FlexAttention unfused, materialising every score, so a suite's resolutions,
+#: batch sizes and encodings would silently fall off the fused path after the eighth
+RECOMPILE_LIMIT = 512
 
 
 def wanted(path: str, device: torch.device) -> bool:
@@ -40,6 +44,13 @@ def on(device: torch.device, function: Callable) -> Callable:
 
 @cache
 def compiled(function: Callable) -> Callable:
+    """``function`` compiled with static shapes: one kernel per input shape, as many as :data:`RECOMPILE_LIMIT`
+    (raised for the process when a function is first compiled: setting it costs 70 us, too much per call).
+    Tensors a score_mod reads are inputs of the kernel; Python numbers in it are constants, compiled anew for
+    each value, so formulas take theirs as tensors."""
+    config = torch._dynamo.config
+    config.recompile_limit = max(config.recompile_limit, RECOMPILE_LIMIT)
+    config.accumulated_recompile_limit = max(config.accumulated_recompile_limit, RECOMPILE_LIMIT)
     return torch.compile(function, dynamic=False)
 
 

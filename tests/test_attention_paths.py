@@ -15,9 +15,10 @@ from pebench.models import attention
 
 
 @pytest.mark.parametrize("spec", ["spvit", "spvit+rope_axial", "spvit:blocks=0+alibi", "rpe",
-                                  "rpe:on=qk,method=cross", "rpe:mode=bias+spvit", "rpe:on=qk+spvit"])
+                                  "rpe:on=qk,method=cross", "rpe:mode=bias+spvit", "rpe:on=qk+spvit", "alibi",
+                                  "lookhere", "lookhere:fov=180+rope_axial", "lookhere:fov=45+spvit"])
 @pytest.mark.parametrize("mode", ["native", "interp", "scale=0.5"])
-def test_flex_equals_the_reference_for_multiplying_encodings(spec, mode, images):
+def test_flex_equals_the_reference_for_every_fused_encoding(spec, mode, images):
     model = perturbed_model(spec)
     x = images(288)
     with torch.inference_mode():
@@ -30,8 +31,9 @@ def test_flex_equals_the_reference_for_multiplying_encodings(spec, mode, images)
     torch.testing.assert_close(flexed, reference, atol=2e-5, rtol=1e-4)
 
 
-def test_a_flex_failure_falls_back_to_the_reference_once_and_says_so(images, monkeypatch):
-    model = perturbed_model("spvit")
+@pytest.mark.parametrize("spec", ["spvit", "lookhere"])
+def test_a_flex_failure_falls_back_to_the_reference_once_and_says_so(spec, images, monkeypatch):
+    model = perturbed_model(spec)
     x = images(224, batch=1)
     with torch.inference_mode():
         reference = model(x, "native")
@@ -104,6 +106,33 @@ def test_gathered_biases_are_read_through_their_buckets_never_made_dense(images,
     assert index == torch.uint8  # what the fused kernel reads per pair: 50 buckets in one byte, not eight
 
 
+def test_offset_formulas_are_computed_in_the_kernel_and_masks_skip_whole_tiles(images, monkeypatch):
+    """ALiBi's and LookHere's biases reach FlexAttention as formulas of the patch offset, never as a tensor;
+    LookHere's visibility equals its reference masks for every head and offset and, as a block mask, skips the
+    tiles its wedges leave out whole."""
+    from pebench.encodings.alibi import ALiBi2D
+    from pebench.encodings.base import grid_offsets
+    from pebench.encodings.lookhere import LookHere, visible
+
+    for spec, component in (("alibi", ALiBi2D), ("lookhere", LookHere)):
+        model = perturbed_model(spec)
+        model.attention_path = "flex"
+        with monkeypatch.context() as patch:
+            patch.setattr(component, "attention_bias", lambda *a: pytest.fail("a formula bias was made dense"))
+            with torch.inference_mode():
+                model(images(224, batch=1), "interp")
+
+    lookhere = perturbed_model("lookhere:fov=45,global_slope=2").pos_encoding["lookhere"]
+    offsets = grid_offsets((9, 7), "cpu")
+    vectors = torch.stack([-offsets[:, 1], offsets[:, 0]], dim=1)
+    for head, (direction, _) in enumerate(lookhere.plan):
+        expected = visible(vectors, direction, lookhere.fov)
+        assert torch.equal(lookhere.sees(torch.tensor(head), offsets[:, 0], offsets[:, 1]), expected)
+    upwards = perturbed_model("lookhere").pos_encoding["lookhere"]  # 3 heads: up, right, down
+    mask = attention._block_mask((upwards.sees,), (32, 32), 1, 3, 1025, torch.device("cpu"))
+    assert 0.2 < mask.sparsity() / 100 < 0.6  # tiles skipped: up and down see half the rows, right all of them
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("c++") is None, reason="torch.compile's CPU backend needs a C++ compiler")
 def test_the_score_mod_compiles_as_it_will_on_a_gpu():
@@ -125,6 +154,33 @@ def test_the_score_mod_compiles_as_it_will_on_a_gpu():
     dense = bias + terms[0].dense() + terms[1].dense()
     expected = ((q * 0.25) @ k.transpose(-1, -2) * multiplier + dense).softmax(-1) @ v
     torch.testing.assert_close(compiled, expected, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("c++") is None, reason="torch.compile's CPU backend needs a C++ compiler")
+def test_offset_formulas_and_block_masks_compile_once_per_grid():
+    """torch.compile traces LookHere's offset formula and block mask (with ALiBi's formula beside it) into a kernel
+    equal to SDPA reading their dense biases; the next block's formulas, fresh closures with another slope, reuse
+    that kernel instead of compiling again."""
+    from torch._dynamo.utils import counters
+    from torch.nn.attention.flex_attention import flex_attention
+
+    model = perturbed_model("lookhere+alibi")
+    lookhere, alibi = model.pos_encoding["lookhere"], model.pos_encoding["alibi"]
+    ctx = model.context((6, 5), "interp")
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 31, 16, generator=g) for _ in range(3))
+    mask = attention._block_mask((lookhere.sees,), ctx.grid, 1, 3, 31, q.device)
+    graphs = []
+    for block in (0, 1):
+        formulas = [lookhere.bias_by_offset(block, ctx), alibi.bias_by_offset(block, ctx)]
+        score_mod = attention.score_mod_for(q, None, None, [], formulas, ctx)
+        got = kernels.compiled(flex_attention)(q, k, v, score_mod=score_mod, block_mask=mask, scale=0.25)
+        graphs.append(counters["stats"]["unique_graphs"])
+        dense = lookhere.attention_bias(block, q, k, ctx) + alibi.attention_bias(block, q, k, ctx)
+        expected = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=dense, scale=0.25)
+        torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)
+    assert graphs[1] == graphs[0]
 
 
 def test_attention_is_an_option_and_profiling_keeps_flexattention_running(tmp_path):

@@ -207,6 +207,18 @@ def test_a_hook_with_the_wrong_shape_or_an_exception_names_the_plugin(tmp_path):
     model = build_model("micro", "raising", num_classes=10).eval()
     with pytest.raises(PebenchError, match="plugin encoding 'raising' .*attention_bias raised ZeroDivisionError"):
         model(torch.zeros(1, 3, 224, 224), "native")
+    formula = GOOD.format(name="wrong_formula").replace("\n\npebench.register_preset", """
+    def bias_by_offset(self, block, ctx):
+        return torch.zeros(3)
+
+
+pebench.register_preset""")
+    plugin_api.load_plugin(str(write(tmp_path, "formula.py", formula)), "--plugin")
+    model = build_model("micro", "wrong_formula", num_classes=10).eval()
+    model.attention_path = "flex"  # fused kernels ask for the formula
+    with pytest.raises(PebenchError, match=r"plugin encoding 'wrong_formula' \(.*formula.py\): bias_by_offset returned "
+                                           r"Tensor where a pebench.encodings.base.OffsetBias \(or None\) is needed"):
+        model(torch.zeros(1, 3, 224, 224), "native")
 
 
 def test_a_plugin_encoding_gives_the_same_cell_keys_only_for_the_same_plugin(good, tmp_path):

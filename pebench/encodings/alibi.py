@@ -21,7 +21,7 @@ import math
 
 import torch
 
-from pebench.encodings.base import Component, Context, Option, pair_bias, scaled_offsets
+from pebench.encodings.base import Component, Context, OffsetBias, Option, pair_bias, position_scale_on, scaled_offsets
 
 
 def alibi_slopes(num_heads: int) -> list[float]:
@@ -64,3 +64,9 @@ class ALiBi2D(Component):
     def _bias(self, ctx: Context, q: torch.Tensor) -> torch.Tensor:
         distance = scaled_offsets(ctx, q.device).norm(dim=1)  # (M,)
         return pair_bias(-self.slopes[:, None] * distance, ctx, q.dtype)
+
+    def bias_by_offset(self, block, ctx: Context) -> OffsetBias:
+        """The same bias computed in a fused kernel: issue 30 measured a 2D ALiBi score_mod on an H200 at 1.64 ms
+        per call against 1.76 ms for SDPA reading the bias (4,097 tokens, batch 8, 6 heads)."""
+        axis, slopes = position_scale_on(ctx, self.slopes.device), self.slopes
+        return OffsetBias(lambda head, dr, dc: -slopes[head] * torch.hypot(dr * axis[0], dc * axis[1]))

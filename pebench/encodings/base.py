@@ -270,6 +270,12 @@ class Component(nn.Module):
         used. Optional: fused attention (pebench.models.attention) asks for it on a GPU."""
         return None
 
+    def bias_by_offset(self, block: int, ctx: Context) -> OffsetBias | None:
+        """This component's ``attention_bias`` as a formula of the offset between a query and a key patch, which a
+        fused kernel computes pair by pair, reading nothing; None (the default): it has none. Optional: fused
+        attention (pebench.models.attention) asks for it on a GPU before ``bias_by_bucket``."""
+        return None
+
     def value_term(self, block: int, attn: torch.Tensor, ctx: Context, rows: slice) -> torch.Tensor | None:
         """Extra attention output (B, heads, rows, head_dim) from the attention probabilities of the
         query ``rows`` (B, heads, rows, T), or None."""
@@ -296,6 +302,24 @@ class Gathered:
             term = term.transpose(-1, -2) if self.transposed else term
             out = term if out is None else out + term
         return out
+
+
+@dataclass(frozen=True)
+class OffsetBias:
+    """An additive bias that is a formula of where the key patch lies from the query patch, for fused kernels.
+
+    ``bias(head, dr, dc)`` gives the logit term from integer tensors that broadcast against each other: the head
+    and the offset in patches, query minus key, by row and column (the mode's position scale is the formula's
+    own to apply). ``visible(head, dr, dc)``, or None, is False where the key is masked, which the component's
+    ``attention_bias`` marks with a very negative logit; it must depend on the head and offset alone, the same
+    callable for every block, grid and mode (a bound method), because a fused kernel builds from it, once per
+    grid, the map of tiles to skip. Pairs with a prefix token (the class token) get 0 and are visible. Only
+    elementwise torch operations and indexing of small tensors may appear: the formulas are traced into the
+    kernel, where a Python number is a constant compiled per value; read numbers that vary between blocks or
+    modes from tensors (:func:`position_scale_on`)."""
+
+    bias: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+    visible: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None
 
 
 def with_dense(bias: torch.Tensor | None, terms: list[Gathered]) -> torch.Tensor | None:
@@ -392,6 +416,18 @@ def scaled_offsets(ctx: Context, device: torch.device) -> torch.Tensor:
     """The (M, 2) offsets of :func:`relative_offsets` for ``ctx.grid`` as floats, multiplied by the
     mode's position scale; :func:`pair_bias` spreads per-offset values over the token pairs."""
     return grid_offsets(ctx.grid, device).float() * torch.tensor(ctx.position_scale, device=device)
+
+
+def position_scale_on(ctx: Context, device: torch.device) -> torch.Tensor:
+    """``ctx.position_scale`` as a (2,) float tensor on ``device``: how an :class:`OffsetBias` formula reads it (a
+    Python number in a formula is compiled into the kernel as a constant, one compilation per value)."""
+    return _scale_tensor(ctx.position_scale, device)
+
+
+@lru_cache(maxsize=64)
+@torch.inference_mode(False)
+def _scale_tensor(scale: tuple[float, float], device: torch.device) -> torch.Tensor:
+    return torch.tensor(scale, dtype=torch.float32, device=device)
 
 
 def patch_coordinates(ctx: Context, device: torch.device) -> torch.Tensor:

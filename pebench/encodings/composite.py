@@ -7,7 +7,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from pebench.encodings.base import Arch, Component, Context, Gathered
+from pebench.encodings.base import Arch, Component, Context, Gathered, OffsetBias
 from pebench.encodings.plugins import ORIGIN
 from pebench.encodings.registry import REGISTRY
 from pebench.encodings.spec import EncodingSpec, parse_spec
@@ -94,16 +94,18 @@ class PositionEncoding(nn.ModuleDict):
 
     def split_bias(self, block: int, q: torch.Tensor, k: torch.Tensor, ctx: Context):
         """The attention bias as (the dense sum of the components without a factored form, or None; the
-        factored terms of those with one): what a fused kernel reads (:meth:`Component.bias_by_bucket`)."""
+        gathered terms; the offset formulas): what a fused kernel reads (:meth:`Component.bias_by_offset`,
+        :meth:`Component.bias_by_bucket`)."""
         scores = (q.shape[0], q.shape[1], q.shape[2], k.shape[2])
-        dense, gathered = [], []
+        dense, gathered, formulas = [], [], []
         for name in self:
-            terms = self._call(name, "bias_by_bucket", _gathered, block, q, k, ctx)
-            if terms is None:
-                dense.append(self._call(name, "attention_bias", _broadcasts_to(scores), block, q, k, ctx))
-            else:
+            if (formula := self._call(name, "bias_by_offset", _offset_bias, block, ctx)) is not None:
+                formulas.append(formula)
+            elif (terms := self._call(name, "bias_by_bucket", _gathered, block, q, k, ctx)) is not None:
                 gathered += terms
-        return _combine(dense, torch.add), gathered
+            else:
+                dense.append(self._call(name, "attention_bias", _broadcasts_to(scores), block, q, k, ctx))
+        return _combine(dense, torch.add), gathered, formulas
 
     def score_multiplier(self, block: int, ctx: Context, like: torch.Tensor):
         scores = (like.shape[0], like.shape[1], like.shape[2], like.shape[2])
@@ -152,6 +154,12 @@ def _gathered(result) -> str | None:
     if result is None or (isinstance(result, list) and all(isinstance(term, Gathered) for term in result)):
         return None
     return f"{type(result).__name__} where a list of pebench.encodings.base.Gathered (or None) is needed"
+
+
+def _offset_bias(result) -> str | None:
+    if result is None or isinstance(result, OffsetBias):
+        return None
+    return f"{type(result).__name__} where a pebench.encodings.base.OffsetBias (or None) is needed"
 
 
 def _shape_of(result) -> str:

@@ -64,7 +64,17 @@ from __future__ import annotations
 
 import torch
 
-from pebench.encodings.base import Arch, Component, Context, Option, grid_offsets, pair_bias, scaled_offsets
+from pebench.encodings.base import (
+    Arch,
+    Component,
+    Context,
+    OffsetBias,
+    Option,
+    grid_offsets,
+    pair_bias,
+    position_scale_on,
+    scaled_offsets,
+)
 
 #: integer ray of every multiple of 45 degrees, (x, y) with y pointing up the image
 _RAYS = {0: (1, 0), 45: (1, 1), 90: (0, 1), 135: (-1, 1), 180: (-1, 0), 225: (-1, -1), 270: (0, -1), 315: (1, -1)}
@@ -132,9 +142,28 @@ class LookHere(Component):
         self.plan = head_plan(arch.num_heads, fov)
         layers = torch.linspace(layer_slope_first, layer_slope_last, arch.depth, dtype=torch.float64)
         self.block_slopes = [global_slope * float(s) for s in layers]  # global times layer slope
+        # per head, the rays of its wedge's two edges, and per block and head the slope, for fused kernels
+        edges = [(*_RAYS[round(d - fov / 2) % 360], *_RAYS[round(d + fov / 2) % 360]) for d, _ in self.plan]
+        self.register_buffer("edges", torch.tensor(edges), persistent=False)
+        slopes = torch.tensor(self.block_slopes)[:, None] * torch.tensor([s for _, s in self.plan])[None]
+        self.register_buffer("pair_slopes", slopes.float(), persistent=False)
 
     def attention_bias(self, block, q, k, ctx: Context):
         return self.reuse_at_inference(block, ctx, q, lambda: self._bias(block, ctx, q))
+
+    def bias_by_offset(self, block, ctx: Context) -> OffsetBias:
+        """The same bias computed in a fused kernel, whose block mask skips the tiles outside every wedge."""
+        axis, slopes = position_scale_on(ctx, self.edges.device), self.pair_slopes[block]
+        return OffsetBias(lambda head, dr, dc: -slopes[head] * torch.hypot(dr * axis[0], dc * axis[1]),
+                          visible=self.sees)
+
+    def sees(self, head: torch.Tensor, dr: torch.Tensor, dc: torch.Tensor) -> torch.Tensor:
+        """:func:`visible` per head for offsets query minus key (rows, columns), as a fused kernel evaluates it."""
+        x, y = -dc, dr  # key minus query, y up
+        inside = self.edges[head, 0] * y - self.edges[head, 1] * x >= 0
+        if self.fov < 180:
+            inside = inside & (x * self.edges[head, 3] - y * self.edges[head, 2] >= 0)
+        return inside
 
     def _penalty(self, ctx: Context, device: torch.device) -> torch.Tensor:
         """(heads, M) head slope times distance for every offset of the grid, +inf outside the head's

@@ -1,15 +1,17 @@
 """The ways attention runs with an encoding's terms, and which one a block takes.
 
 - SDPA (``scaled_dot_product_attention``) with an additive position bias as ``attn_mask``: every block
-  whose encoding adds at most a bias.
+  whose encoding adds at most a bias that is not a formula of the offset.
 - Explicit attention, the scores materialised in query chunks: the reference path for encodings that
   multiply the scores (SP-ViT) and the only one for terms that read the attention probabilities
   (iRPE on values) or for a diagnostics probe.
 - FlexAttention (``torch.nn.attention.flex_attention``; Dong et al., "Flex Attention: A Programming Model
   for Generating Optimized Attention Kernels", 2024) with a ``score_mod`` that applies the multiplier, the
   bias and biases in factored form (:class:`~pebench.encodings.base.Gathered`: iRPE's contextual terms as
-  per-token tables read through the bucket index, never (B, heads, T, T)) inside the fused kernel, for the
-  multiplying and gathering blocks, where a GPU is in use: compiled once per shape, with 64 x 64 tiles
+  per-token tables read through the bucket index, never (B, heads, T, T);
+  :class:`~pebench.encodings.base.OffsetBias`: ALiBi's and LookHere's biases computed from the patch offset,
+  LookHere's wedges as a block mask that skips the tiles they mask whole) inside the fused kernel, for the
+  multiplying, gathering and formula blocks, where a GPU is in use: compiled once per shape, with 64 x 64 tiles
   (issue 30 reports, on an H200, a 2D ALiBi score_mod at 4,097 tokens taking 1.64 ms per call with them
   and 10.8 ms with the default tiles; benchmarks/gpu_check.py measures pebench's own calls). The tests
   check it against the reference in every mode, on the CPU in float32.
@@ -23,12 +25,13 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
+from functools import lru_cache
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 
-from pebench.encodings.base import Context, Gathered, with_dense
+from pebench.encodings.base import Context, Gathered, OffsetBias
 from pebench.encodings.composite import PositionEncoding
 from pebench.kernels import compiled, fused_or_reference, wanted
 
@@ -49,12 +52,13 @@ def score_chunk_bytes(device: torch.device) -> int:
 
 class Terms(NamedTuple):
     """An encoding's terms for one block's attention: a dense additive bias, a factor on the scores (each
-    broadcastable to (B, heads, T, T), or None) and biases in factored form, which only FlexAttention reads
-    without materialising them."""
+    broadcastable to (B, heads, T, T), or None) and biases in factored form, gathered or offset formulas, which
+    only FlexAttention reads, without materialising them."""
 
     bias: torch.Tensor | None
     multiplier: torch.Tensor | None
-    gathered: list[Gathered]
+    gathered: list[Gathered] = []
+    formulas: list[OffsetBias] = []
 
 
 def flex_allowed(path: str, q: torch.Tensor, pos: PositionEncoding, block: int) -> bool:
@@ -66,7 +70,7 @@ def flex_allowed(path: str, q: torch.Tensor, pos: PositionEncoding, block: int) 
 def route(terms: Terms, explicit: bool, may_fuse: bool) -> str:
     """The path a block's attention takes (module docstring): "flex" where ``may_fuse`` (:func:`flex_allowed`,
     no probe) and SDPA cannot take the terms, else "explicit" or "sdpa"."""
-    if may_fuse and (explicit or terms.gathered):
+    if may_fuse and (explicit or terms.gathered or terms.formulas):
         return "flex"
     return "explicit" if explicit else "sdpa"
 
@@ -76,14 +80,16 @@ def attend(q, k, v, scale: float, terms: Terms, path: str, pos: PositionEncoding
     """Attention output (B, heads, T, head_dim) through ``path`` (:func:`route`); a FlexAttention that fails
     on this machine falls back to the reference (:func:`pebench.kernels.fused_or_reference`)."""
     if path == "flex":
-        return fused_or_reference(
-            lambda: flex_attention_with_terms(q, k, v, scale, terms.bias, terms.multiplier, terms.gathered),
-            lambda: attend(q, k, v, scale, terms, route(terms, pos.explicit_attention(block), may_fuse=False),
-                           pos, block, ctx, probe))
-    bias = with_dense(terms.bias, terms.gathered)  # only when FlexAttention does not run
+        def reference() -> torch.Tensor:
+            dense = Terms(pos.attention_bias(block, q, k, ctx), terms.multiplier)  # every bias in its dense form
+            return attend(q, k, v, scale, dense, route(dense, pos.explicit_attention(block), may_fuse=False),
+                          pos, block, ctx, probe)
+
+        return fused_or_reference(lambda: flex_attention_with_terms(
+            q, k, v, scale, terms.bias, terms.multiplier, terms.gathered, terms.formulas, ctx), reference)
     if path == "sdpa":
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
-    return explicit_attention(q, k, v, scale, bias, terms.multiplier, pos, block, ctx, probe)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=terms.bias)
+    return explicit_attention(q, k, v, scale, terms.bias, terms.multiplier, pos, block, ctx, probe)
 
 
 def explicit_attention(q, k, v, scale, bias, multiplier, pos: PositionEncoding, block: int, ctx: Context,
@@ -122,20 +128,55 @@ def _as_4d(term: torch.Tensor | None, q: torch.Tensor) -> torch.Tensor | None:
     return term.expand(term.shape[0], q.shape[1], q.shape[2], q.shape[2])
 
 
-def flex_attention_with_terms(q, k, v, scale: float, bias, multiplier, gathered: list[Gathered] = ()) -> torch.Tensor:
-    """softmax(scale * q.k^T * multiplier + bias + gathered biases) @ v in one FlexAttention kernel; the terms
-    are read per (batch, head, query, key) inside it, never expanded to (B, heads, T, T)."""
+def flex_attention_with_terms(q, k, v, scale: float, bias, multiplier, gathered: list[Gathered] = (),
+                              formulas: list[OffsetBias] = (), ctx: Context | None = None) -> torch.Tensor:
+    """softmax(scale * q.k^T * multiplier + bias + gathered biases + offset formulas) @ v in one FlexAttention
+    kernel; the terms are read or computed per (batch, head, query, key) inside it, never expanded to
+    (B, heads, T, T). Formulas with a visibility skip the tiles it masks whole (a block mask, built once per grid)
+    and mask the rest pair by pair; they need ``ctx``, the grid that turns token indices into patches."""
     from torch.nn.attention.flex_attention import flex_attention  # 0.25 s to import: only where it runs
 
-    score_mod = score_mod_for(q, bias, multiplier, gathered)
+    score_mod = score_mod_for(q, bias, multiplier, gathered, formulas, ctx)
+    visibles = tuple(formula.visible for formula in formulas if formula.visible is not None)
+    block_mask = _block_mask(visibles, ctx.grid, ctx.num_prefix, q.shape[1], q.shape[2], q.device) \
+        if visibles else None
     if q.device.type == "cuda":
-        return compiled(flex_attention)(q, k, v, score_mod=score_mod, scale=scale, kernel_options=FLEX_KERNEL_OPTIONS)
+        return compiled(flex_attention)(q, k, v, score_mod=score_mod, block_mask=block_mask, scale=scale,
+                                        kernel_options=FLEX_KERNEL_OPTIONS)
     with warnings.catch_warnings():  # uncompiled FlexAttention warns that it is slow: here it is the CPU check
         warnings.simplefilter("ignore", UserWarning)
-        return flex_attention(q, k, v, score_mod=score_mod, scale=scale)
+        return flex_attention(q, k, v, score_mod=score_mod, block_mask=block_mask, scale=scale)
 
 
-def score_mod_for(q: torch.Tensor, bias, multiplier, gathered: list[Gathered] = ()) -> Callable:
+def patch_pair(query: torch.Tensor, key: torch.Tensor, grid: tuple[int, int], num_prefix: int):
+    """For token indices: whether both are patches, and the query's offset from the key in patches (rows,
+    columns); prefix tokens are read as patch 0 (their offsets unused)."""
+    width = grid[1]
+    both = (query >= num_prefix) & (key >= num_prefix)
+    query, key = (query - num_prefix).clamp(min=0), (key - num_prefix).clamp(min=0)
+    return both, query // width - key // width, query % width - key % width
+
+
+@lru_cache(maxsize=8)
+def _block_mask(visibles: tuple[Callable, ...], grid: tuple[int, int], num_prefix: int, heads: int, tokens: int,
+                device: torch.device):
+    """FlexAttention's block mask of the pairs every formula's ``visible`` keeps (prefix pairs always): tiles
+    masked whole are skipped. ``visible`` depends on the offset alone (OffsetBias), so one map serves every
+    block, batch and mode of a grid."""
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    def mask_mod(batch, head, query, key):
+        both, dr, dc = patch_pair(query, key, grid, num_prefix)
+        inside = visibles[0](head, dr, dc)
+        for visible in visibles[1:]:
+            inside = inside & visible(head, dr, dc)
+        return ~both | inside
+
+    return create_block_mask(mask_mod, None, heads, tokens, tokens, device=device)
+
+
+def score_mod_for(q: torch.Tensor, bias, multiplier, gathered: list[Gathered] = (), formulas: list[OffsetBias] = (),
+                  ctx: Context | None = None) -> Callable:
     """FlexAttention's ``score_mod`` applying the terms to one (batch, head, query, key) score."""
     multiplier, bias = _as_4d(multiplier, q), _as_4d(bias, q)
     per_batch_m = multiplier is not None and multiplier.shape[0] > 1
@@ -153,6 +194,10 @@ def score_mod_for(q: torch.Tensor, bias, multiplier, gathered: list[Gathered] = 
             for plane in index:  # any integer dtype (Gathered): as an index, int32
                 score = score + (table[b, h, key, plane[key, query].to(torch.int32)] if transposed
                                  else table[b, h, query, plane[query, key].to(torch.int32)])
+        if formulas:
+            both, dr, dc = patch_pair(query, key, ctx.grid, ctx.num_prefix)
+            for formula in formulas:
+                score = score + torch.where(both, formula.bias(head, dr, dc), 0.0)
         return score
 
     return score_mod

@@ -80,10 +80,10 @@ class Attention(nn.Module):
             q, k = pos.rotate(self.index, q, k, ctx)
             explicit = self.probe is not None or pos.explicit_attention(self.index)
             may_fuse = self.probe is None and flex_allowed(self.path, q, pos, self.index)
-            bias, gathered = pos.split_bias(self.index, q, k, ctx) if may_fuse else \
-                (pos.attention_bias(self.index, q, k, ctx), [])
+            bias, gathered, formulas = pos.split_bias(self.index, q, k, ctx) if may_fuse else \
+                (pos.attention_bias(self.index, q, k, ctx), [], [])
             multiplier = pos.score_multiplier(self.index, ctx, q) if explicit else None
-            terms = Terms(bias, multiplier, gathered)
+            terms = Terms(bias, multiplier, gathered, formulas)
             path = route(terms, explicit, may_fuse)
         with timed(self.clock, f"attention:{path}"):
             out = attend(q, k, v, self.scale, terms, path, pos, self.index, ctx, self.probe)
