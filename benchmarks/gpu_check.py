@@ -13,8 +13,9 @@ by default; a failing step is recorded and the rest go on):
   rest), and issue 30's targets at 1024 (bias encodings <= 2.1, rpe <= 3.0 with memory <= 2x, spvit
   <= 3.0, RoPE <= 1.1 at 224 and 1024).
 - attention: one attention call at 4,097 tokens (batch 8, 6 heads of 64, bf16) each way pebench runs
-  one (SDPA without and with a bias, FlexAttention with that bias and with a multiplier too, the
-  explicit chunks), SP-ViT's and iRPE's forward on `small` at 1024 through the reference vs
+  one (SDPA without and with a bias, FlexAttention with that bias, with ALiBi's and LookHere's offset
+  formulas and with a multiplier too, the explicit chunks), SP-ViT's, iRPE's, ALiBi's and LookHere's
+  forward on `small` at 1024 through the reference (SDPA with the bias for the last two) vs
   FlexAttention, and RoPE's at 224 and 1024 with the eager vs the fused (compiled) rotation: time, peak
   memory and logit agreement in each mode.
 - decode: `pebench eval` of DeiT-S at 224 on the folder with `--decode gpu` vs the PIL path, 16 workers,
@@ -194,8 +195,8 @@ def encoding_costs(check: Check) -> None:
 
 
 def attention(check: Check) -> None:
-    """One attention call each way pebench runs one; SP-ViT's and iRPE's forward on the reference vs FlexAttention,
-    and RoPE's with the eager vs the fused rotation."""
+    """One attention call each way pebench runs one; SP-ViT's, iRPE's, ALiBi's and LookHere's forward on the
+    reference vs FlexAttention, and RoPE's with the eager vs the fused rotation."""
     a = check.scale["attention"]
     call = check.sh("attention call", fresh(f"attention_call({check.device!r}, {a['tokens']}, {a['batch']}, "
                                             f"{a['heads']}, {a['dim']})"), 300, cwd=HERE)
@@ -204,7 +205,8 @@ def attention(check: Check) -> None:
     elif call.returncode:
         check.put("attention_call_error", call.stderr[-600:])
     size, batch, (low, high) = check.scale["cost_size"], check.scale["cost_batch"], check.scale["cost_res"]
-    for spec, res in (("spvit", high), ("rpe", high), ("rope", low), ("rope", high)):
+    for spec, res in (("spvit", high), ("rpe", high), ("alibi", high), ("lookhere", high), ("rope", low),
+                      ("rope", high)):
         name = f"attention_paths_{spec}" + (f"_{res}" if spec == "rope" else "")
         paths = check.sh(name.replace("_", " "), fresh(f"attention_paths({check.device!r}, {size!r}, {res}, "
                                                        f"{batch}, {spec!r})"), 300, cwd=HERE)

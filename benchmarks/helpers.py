@@ -231,12 +231,13 @@ def _timed_calls(calls: dict[str, Callable], device: torch.device, rounds: int =
 
 
 def attention_call(device: str = "cuda", tokens: int = 4097, batch: int = 8, heads: int = 6, dim: int = 64) -> dict:
-    """One attention call in bf16 (fp32 on a CPU) at ``tokens``, each way pebench can run one: SDPA without a
-    bias (flash where available), SDPA with a precomputed bias, FlexAttention reading that bias (whether it
-    beats SDPA for bias encodings), FlexAttention applying a multiplier and a bias inside the kernel, and the
-    explicit chunks (the reference for multiplying encodings): median ms."""
+    """One attention call in bf16 (fp32 on a CPU) at ``tokens`` (a class token and a square grid), each way
+    pebench can run one: SDPA without a bias (flash where available), SDPA with a precomputed bias,
+    FlexAttention reading that bias, computing ALiBi's and LookHere's from the offset (LookHere's with its block
+    mask), and applying a multiplier and a bias inside the kernel, and the explicit chunks (the reference for
+    multiplying encodings): median ms."""
     from pebench.encodings import build_encoding
-    from pebench.encodings.base import Arch
+    from pebench.encodings.base import Arch, Context
     from pebench.models.attention import explicit_attention, flex_attention_with_terms
 
     dev = torch.device(device)
@@ -245,7 +246,10 @@ def attention_call(device: str = "cuda", tokens: int = 4097, batch: int = 8, hea
     q, k, v = (torch.randn(batch, heads, tokens, dim, device=dev, dtype=dtype, generator=g) for _ in range(3))
     bias = torch.randn(1, heads, tokens, tokens, device=dev, dtype=dtype, generator=g)
     multiplier = 1 + 0.1 * torch.randn(1, heads, tokens, tokens, device=dev, dtype=dtype, generator=g)
-    none = build_encoding("none", Arch(dim=heads * dim, depth=1, num_heads=heads, trained_grid=(16, 16), num_prefix=1))
+    arch = Arch(dim=heads * dim, depth=1, num_heads=heads, trained_grid=(16, 16), num_prefix=1)
+    none, side = build_encoding("none", arch), round((tokens - 1) ** 0.5)
+    ctx = Context(grid=(side, side), trained_grid=arch.trained_grid, mode="native", num_prefix=1)
+    formulas = {name: build_encoding(name, arch).to(dev)[name].bias_by_offset(0, ctx) for name in ("alibi", "lookhere")}
     scale = dim**-0.5
     with torch.inference_mode():
         reference = explicit_attention(q, k, v, scale, bias, multiplier, none, 0, None)
@@ -253,6 +257,9 @@ def attention_call(device: str = "cuda", tokens: int = 4097, batch: int = 8, hea
         calls = {"sdpa_no_bias": lambda: torch.nn.functional.scaled_dot_product_attention(q, k, v),
                  "sdpa_bias": lambda: torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=bias),
                  "flex_bias": lambda: flex_attention_with_terms(q, k, v, scale, bias, None),
+                 **{f"flex_{name}_formula": lambda f=formula: flex_attention_with_terms(q, k, v, scale, None, None, [],
+                                                                                      [f], ctx)
+                    for name, formula in formulas.items()},
                  "flex_multiplier_bias": lambda: flex_attention_with_terms(q, k, v, scale, bias, multiplier),
                  "explicit_multiplier_bias": lambda: explicit_attention(q, k, v, scale, bias, multiplier, none, 0,
                                                                        None)}
@@ -263,11 +270,10 @@ def attention_call(device: str = "cuda", tokens: int = 4097, batch: int = 8, hea
 
 def attention_paths(device: str = "cuda", size: str = "small", res: int = 1024, batch: int = 32,
                     spec: str = "spvit") -> dict:
-    """``spec`` (SP-ViT, iRPE, RoPE) on ``size`` at ``res`` with position parameters that matter (randomly moved
-    from their init), bf16 autocast on CUDA: time per forward on the reference path and fused (FlexAttention, the
-    compiled rotation),
-    interleaved, the largest logit difference between the two in each mode (beside the logits' spread), and
-    the peak memory of one forward on each path (CUDA)."""
+    """``spec`` (SP-ViT, iRPE, ALiBi, LookHere, RoPE) on ``size`` at ``res`` with position parameters that
+    matter (randomly moved from their init), bf16 autocast on CUDA: time per forward on the reference path and
+    fused (FlexAttention, the compiled rotation), interleaved, the largest logit difference between the two in
+    each mode (beside the logits' spread), and the peak memory of one forward on each path (CUDA)."""
     from contextlib import nullcontext
 
     from pebench.measure.speed import Timed, interleaved_rounds, time_ratio
