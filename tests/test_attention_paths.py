@@ -159,18 +159,22 @@ def test_the_score_mod_compiles_as_it_will_on_a_gpu():
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("c++") is None, reason="torch.compile's CPU backend needs a C++ compiler")
 def test_offset_formulas_and_block_masks_compile_once_per_grid():
-    """torch.compile traces LookHere's offset formula and block mask (with ALiBi's formula beside it) into a kernel
-    equal to SDPA reading their dense biases; the next block's formulas, fresh closures with another slope, reuse
+    """torch.compile builds LookHere's block mask (8-token tiles, some skipped) as the eager construction does and
+    traces its offset formula and mask (with ALiBi's formula beside it) into a kernel equal to SDPA reading their
+    dense biases; the next block's formulas, fresh closures with another slope, reuse
     that kernel instead of compiling again."""
     from torch._dynamo.utils import counters
-    from torch.nn.attention.flex_attention import flex_attention
+    from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 
     model = perturbed_model("lookhere+alibi")
     lookhere, alibi = model.pos_encoding["lookhere"], model.pos_encoding["alibi"]
     ctx = model.context((6, 5), "interp")
     g = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(2, 3, 31, 16, generator=g) for _ in range(3))
-    mask = attention._block_mask((lookhere.sees,), ctx.grid, 1, 3, 31, q.device)
+    mask_mod = attention.mask_mod_for((lookhere.sees,), ctx.grid, 1)
+    mask = kernels.compiled(create_block_mask)(mask_mod, None, 3, 31, 31, device="cpu", BLOCK_SIZE=8)  # as a GPU
+    eager = create_block_mask(mask_mod, None, 3, 31, 31, device="cpu", BLOCK_SIZE=8)  # as a CPU builds it
+    assert torch.equal(mask.to_dense(), eager.to_dense()) and mask.sparsity() > 0
     graphs = []
     for block in (0, 1):
         formulas = [lookhere.bias_by_offset(block, ctx), alibi.bias_by_offset(block, ctx)]

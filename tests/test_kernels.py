@@ -115,19 +115,18 @@ def test_the_rotation_compiles_as_it_will_on_a_gpu():
 
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("c++") is None, reason="torch.compile's CPU backend needs a C++ compiler")
-def test_a_compiled_function_keeps_compiling_past_torchs_recompile_limit(monkeypatch):
+def test_a_compiled_function_keeps_compiling_past_torchs_recompile_limit():
     """Past torch's limit of specialisations (8) dynamo runs a function eagerly, FlexAttention unfused; a suite
     meets more shapes than that (resolutions x batch sizes x encodings), so pebench raises the limit when it
     compiles. Here the limit starts at 2 and a third shape still compiles."""
     from torch._dynamo.utils import counters
 
-    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 2)
-
     def affine(x):
         return x * 2 + 1
 
-    function = kernels.compiled(affine)
-    before = counters["stats"]["unique_graphs"]
-    for n in (3, 4, 5):
-        torch.testing.assert_close(function(torch.ones(n)), torch.full((n,), 3.0))
+    with torch._dynamo.config.patch(recompile_limit=2):  # restored afterwards (monkeypatch would delete it)
+        function = kernels.compiled(affine)
+        before = counters["stats"]["unique_graphs"]
+        for n in (3, 4, 5):
+            torch.testing.assert_close(function(torch.ones(n)), torch.full((n,), 3.0))
     assert counters["stats"]["unique_graphs"] - before == 3

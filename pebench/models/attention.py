@@ -33,7 +33,7 @@ import torch.nn.functional as F
 
 from pebench.encodings.base import Context, Gathered, OffsetBias
 from pebench.encodings.composite import PositionEncoding
-from pebench.kernels import compiled, fused_or_reference, wanted
+from pebench.kernels import compiled, fused_or_reference, on, wanted
 
 #: bytes of attention scores materialised at once by explicit attention on a CPU (the queries are chunked to
 #: fit); on a GPU chunks may take a share of the free memory instead (:func:`score_chunk_bytes`)
@@ -141,8 +141,9 @@ def flex_attention_with_terms(q, k, v, scale: float, bias, multiplier, gathered:
     block_mask = _block_mask(visibles, ctx.grid, ctx.num_prefix, q.shape[1], q.shape[2], q.device) \
         if visibles else None
     if q.device.type == "cuda":
-        return compiled(flex_attention)(q, k, v, score_mod=score_mod, block_mask=block_mask, scale=scale,
-                                        kernel_options=FLEX_KERNEL_OPTIONS)
+        with torch.autocast("cuda", enabled=False):  # q, k, v are already in the compute dtype; nothing to cast
+            return compiled(flex_attention)(q, k, v, score_mod=score_mod, block_mask=block_mask, scale=scale,
+                                            kernel_options=FLEX_KERNEL_OPTIONS)
     with warnings.catch_warnings():  # uncompiled FlexAttention warns that it is slow: here it is the CPU check
         warnings.simplefilter("ignore", UserWarning)
         return flex_attention(q, k, v, score_mod=score_mod, block_mask=block_mask, scale=scale)
@@ -165,6 +166,14 @@ def _block_mask(visibles: tuple[Callable, ...], grid: tuple[int, int], num_prefi
     block, batch and mode of a grid."""
     from torch.nn.attention.flex_attention import create_block_mask
 
+    # compiled on a GPU: eagerly it materialises every (head, query, key) pair and its temporaries, gigabytes at 1024 px
+    return on(device, create_block_mask)(mask_mod_for(visibles, grid, num_prefix), None, heads, tokens, tokens,
+                                         device=device)
+
+
+def mask_mod_for(visibles: tuple[Callable, ...], grid: tuple[int, int], num_prefix: int) -> Callable:
+    """FlexAttention's ``mask_mod``: True where a (head, query, key) pair is seen by every formula's ``visible``."""
+
     def mask_mod(batch, head, query, key):
         both, dr, dc = patch_pair(query, key, grid, num_prefix)
         inside = visibles[0](head, dr, dc)
@@ -172,7 +181,7 @@ def _block_mask(visibles: tuple[Callable, ...], grid: tuple[int, int], num_prefi
             inside = inside & visible(head, dr, dc)
         return ~both | inside
 
-    return create_block_mask(mask_mod, None, heads, tokens, tokens, device=device)
+    return mask_mod
 
 
 def score_mod_for(q: torch.Tensor, bias, multiplier, gathered: list[Gathered] = (), formulas: list[OffsetBias] = (),
