@@ -31,26 +31,6 @@ def test_flex_equals_the_reference_for_every_fused_encoding(spec, mode, images):
     torch.testing.assert_close(flexed, reference, atol=2e-5, rtol=1e-4)
 
 
-@pytest.mark.parametrize("spec", ["spvit", "lookhere"])
-def test_a_flex_failure_falls_back_to_the_reference_once_and_says_so(spec, images, monkeypatch):
-    model = perturbed_model(spec)
-    x = images(224, batch=1)
-    with torch.inference_mode():
-        reference = model(x, "native")
-
-    def broken(*args):
-        raise RuntimeError("no working triton here")
-
-    monkeypatch.setattr(attention, "flex_attention_with_terms", broken)
-    monkeypatch.setattr(kernels, "failure", None)
-    model.attention_path = "flex"
-    with pytest.warns(RuntimeWarning, match="a fused kernel failed on this machine .RuntimeError: no working triton"):
-        with torch.inference_mode():
-            torch.testing.assert_close(model(x, "native"), reference)
-    assert kernels.failure == "RuntimeError: no working triton here"
-    assert not attention.flex_allowed("flex", x, model.pos_encoding, 0)  # not tried again in this process
-
-
 def test_per_image_terms_and_a_bias_alone_are_read_per_batch_and_head():
     g = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(3, 2, 17, 8, generator=g) for _ in range(3))

@@ -52,8 +52,12 @@ def test_auto_keeps_the_cpu_on_the_reference_rotation(images, rotations):
     assert not Context((14, 14), (14, 14), "native", 1).fused_kernels  # contexts made without it, as plugins do
 
 
-def test_a_failing_rotation_kernel_falls_back_and_switches_all_fusion_off(images, monkeypatch):
-    model = perturbed_model("rope_axial+spvit")
+@pytest.mark.parametrize("spec, module, kernel", [("spvit", attention, "flex_attention_with_terms"),
+                                                  ("lookhere", attention, "flex_attention_with_terms"),
+                                                  ("rope_axial+spvit", rope, "rotate_both")])
+def test_a_failing_kernel_falls_back_once_says_so_and_switches_all_fusion_off(spec, module, kernel, images,
+                                                                              monkeypatch):
+    model = perturbed_model(spec)
     x = images(224, batch=1)
     with torch.inference_mode():
         reference = model(x, "native")
@@ -61,15 +65,15 @@ def test_a_failing_rotation_kernel_falls_back_and_switches_all_fusion_off(images
     def broken(*args):
         raise RuntimeError("triton: no such device")
 
-    monkeypatch.setattr(rope, "rotate_both", broken)
+    monkeypatch.setattr(module, kernel, broken)
     monkeypatch.setattr(kernels, "failure", None)
     model.attention_path = "flex"
     with pytest.warns(RuntimeWarning, match="a fused kernel failed on this machine .RuntimeError: triton: no such"):
         with torch.inference_mode():
             torch.testing.assert_close(model(x, "native"), reference)
     assert kernels.failure == "RuntimeError: triton: no such device"
-    assert not kernels.wanted("flex", x.device)
-    assert not attention.flex_allowed("flex", x, model.pos_encoding, 0)  # FlexAttention is not tried either
+    assert not kernels.wanted("flex", x.device)  # nothing is tried again in this process
+    assert not attention.flex_allowed("flex", x, model.pos_encoding, 0)
 
 
 def test_out_of_memory_in_a_fused_kernel_reaches_the_caller(monkeypatch):
