@@ -207,18 +207,28 @@ def test_a_hook_with_the_wrong_shape_or_an_exception_names_the_plugin(tmp_path):
     model = build_model("micro", "raising", num_classes=10).eval()
     with pytest.raises(PebenchError, match="plugin encoding 'raising' .*attention_bias raised ZeroDivisionError"):
         model(torch.zeros(1, 3, 224, 224), "native")
-    formula = GOOD.format(name="wrong_formula").replace("\n\npebench.register_preset", """
+    for name, formula, message in (
+        ("wrong_formula", "torch.zeros(3)", r"bias_by_offset returned Tensor where a pebench.encodings.base.OffsetBias "
+                                            r"\(or None\) is needed"),
+        ("raising_formula", "OffsetBias(lambda head, dr, dc: 1 / 0)",
+         "bias_by_offset's formula raised ZeroDivisionError: division by zero"),
+        ("integer_formula", "OffsetBias(lambda head, dr, dc: dr * dc)",
+         r"bias_by_offset's formula gave shape \(1, 729\) where float values are needed"),
+        ("blind_formula", "OffsetBias(lambda head, dr, dc: 0.0 * dr, visible=lambda head, dr, dc: dr)",
+         r"bias_by_offset's formula gave a visibility of shape \(1, 729\) where booleans broadcastable to \(3, 729\)")):
+        text = GOOD.format(name=name).replace("\n\npebench.register_preset", f"""
     def bias_by_offset(self, block, ctx):
-        return torch.zeros(3)
+        from pebench.encodings.base import OffsetBias
+
+        return {formula}
 
 
 pebench.register_preset""")
-    plugin_api.load_plugin(str(write(tmp_path, "formula.py", formula)), "--plugin")
-    model = build_model("micro", "wrong_formula", num_classes=10).eval()
-    model.attention_path = "flex"  # fused kernels ask for the formula
-    with pytest.raises(PebenchError, match=r"plugin encoding 'wrong_formula' \(.*formula.py\): bias_by_offset returned "
-                                           r"Tensor where a pebench.encodings.base.OffsetBias \(or None\) is needed"):
-        model(torch.zeros(1, 3, 224, 224), "native")
+        plugin_api.load_plugin(str(write(tmp_path, f"{name}.py", text)), "--plugin")
+        model = build_model("micro", name, num_classes=10).eval()
+        model.attention_path = "flex"  # fused kernels ask for the formula
+        with pytest.raises(PebenchError, match=rf"plugin encoding '{name}' \(.*{name}.py\): {message}"):
+            model(torch.zeros(1, 3, 224, 224), "native")
 
 
 def test_a_plugin_encoding_gives_the_same_cell_keys_only_for_the_same_plugin(good, tmp_path):

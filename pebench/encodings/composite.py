@@ -7,7 +7,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from pebench.encodings.base import Arch, Component, Context, Gathered, OffsetBias
+from pebench.encodings.base import Arch, Component, Context, Gathered, OffsetBias, grid_offsets
 from pebench.encodings.plugins import ORIGIN
 from pebench.encodings.registry import REGISTRY
 from pebench.encodings.spec import EncodingSpec, parse_spec
@@ -21,8 +21,9 @@ class PositionEncoding(nn.ModuleDict):
     def __init__(self, spec: EncodingSpec, arch: Arch):
         super().__init__({c.name: REGISTRY[c.name](arch, **c.kwargs) for c in spec.components})
         self.spec = spec
-        self.head_dim = arch.head_dim
+        self.head_dim, self.num_heads = arch.head_dim, arch.num_heads
         self.plugins = {name: ORIGIN[name].target for name in spec.names if name in ORIGIN}
+        self._formulas_tried: set[tuple] = set()
 
     def parts(self) -> list[Component]:
         return list(self.values())
@@ -100,12 +101,32 @@ class PositionEncoding(nn.ModuleDict):
         dense, gathered, formulas = [], [], []
         for name in self:
             if (formula := self._call(name, "bias_by_offset", _offset_bias, block, ctx)) is not None:
+                if name in self.plugins:
+                    self._try_formula(name, block, formula, ctx, q.device)
                 formulas.append(formula)
             elif (terms := self._call(name, "bias_by_bucket", _gathered, block, q, k, ctx)) is not None:
                 gathered += terms
             else:
                 dense.append(self._call(name, "attention_bias", _broadcasts_to(scores), block, q, k, ctx))
         return _combine(dense, torch.add), gathered, formulas
+
+    def _try_formula(self, name: str, block: int, formula: OffsetBias, ctx: Context, device: torch.device) -> None:
+        """A plugin's formula run once per block, grid and mode on every head and offset of the grid, where its
+        errors can name the plugin: inside the fused kernel one would only switch fusion off for the process."""
+        if (key := (name, block, ctx.grid, ctx.mode)) in self._formulas_tried:
+            return
+        offsets = grid_offsets(ctx.grid, device)
+        head, dr, dc = torch.arange(self.num_heads, device=device)[:, None], offsets[None, :, 0], offsets[None, :, 1]
+        where = f"plugin encoding '{name}' ({self.plugins[name]}): bias_by_offset's"
+        try:
+            values = formula.bias(head, dr, dc)
+            seen = None if formula.visible is None else formula.visible(head, dr, dc)
+        except Exception as error:  # noqa: BLE001 - someone else's code, named in the error
+            raise PebenchError(f"{where} formula raised {type(error).__name__}: {error}; fix the plugin") from None
+        if problem := _formula_problem(values, seen, (self.num_heads, len(offsets))):
+            raise PebenchError(f"{where} formula gave {problem} on the (heads, offsets) of a grid; fix the plugin "
+                               "(docs/plugins.md: OffsetBias)")
+        self._formulas_tried.add(key)
 
     def score_multiplier(self, block: int, ctx: Context, like: torch.Tensor):
         scores = (like.shape[0], like.shape[1], like.shape[2], like.shape[2])
@@ -160,6 +181,18 @@ def _offset_bias(result) -> str | None:
     if result is None or isinstance(result, OffsetBias):
         return None
     return f"{type(result).__name__} where a pebench.encodings.base.OffsetBias (or None) is needed"
+
+
+def _formula_problem(values, seen, shape: tuple[int, int]) -> str | None:
+    """What is wrong with a formula's bias and visibility evaluated on (heads, offsets), or None."""
+    if not (isinstance(values, torch.Tensor) and values.is_floating_point()):
+        return f"{_shape_of(values)} where float values are needed"
+    if problem := _broadcasts_to(shape)(values):
+        return problem
+    if seen is not None and not (isinstance(seen, torch.Tensor) and seen.dtype == torch.bool
+                                 and _broadcasts_to(shape)(seen) is None):
+        return f"a visibility of {_shape_of(seen)} where booleans broadcastable to {shape} are needed"
+    return None
 
 
 def _shape_of(result) -> str:
