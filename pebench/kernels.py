@@ -49,8 +49,10 @@ def compiled(function: Callable) -> Callable:
     Tensors a score_mod reads are inputs of the kernel; Python numbers in it are constants, compiled anew for
     each value, so formulas take theirs as tensors."""
     config = torch._dynamo.config
-    config.recompile_limit = max(config.recompile_limit, RECOMPILE_LIMIT)
-    config.accumulated_recompile_limit = max(config.accumulated_recompile_limit, RECOMPILE_LIMIT)
+    for names in (("recompile_limit", "cache_size_limit"),  # torch >= 2.6 names, then the older ones
+                  ("accumulated_recompile_limit", "accumulated_cache_size_limit")):
+        name = next(name for name in names if hasattr(config, name))
+        setattr(config, name, max(getattr(config, name), RECOMPILE_LIMIT))
     return torch.compile(function, dynamic=False)
 
 
