@@ -62,7 +62,10 @@ def test_a_failing_kernel_falls_back_once_says_so_and_switches_all_fusion_off(sp
     with torch.inference_mode():
         reference = model(x, "native")
 
+    tries = []
+
     def broken(*args):
+        tries.append(args)
         raise RuntimeError("triton: no such device")
 
     monkeypatch.setattr(module, kernel, broken)
@@ -73,7 +76,10 @@ def test_a_failing_kernel_falls_back_once_says_so_and_switches_all_fusion_off(sp
             torch.testing.assert_close(model(x, "native"), reference)
     assert kernels.failure == "RuntimeError: triton: no such device"
     assert not kernels.wanted("flex", x.device)  # nothing is tried again in this process
-    assert not attention.flex_allowed("flex", x, model.pos_encoding, 0)
+    with torch.inference_mode():
+        torch.testing.assert_close(model(x, "native"), reference)
+    assert len(tries) == 1 and not attention.flex_allowed(model.context((14, 14), "native", kernels.wanted(
+        "flex", x.device)), model.pos_encoding, 0)
 
 
 def test_out_of_memory_in_a_fused_kernel_reaches_the_caller(monkeypatch):

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 
 from pebench.encodings.base import Context, Gathered, OffsetBias
 from pebench.encodings.composite import PositionEncoding
-from pebench.kernels import compiled, fused_or_reference, on, wanted
+from pebench.kernels import compiled, fused_or_reference, on
 
 #: bytes of attention scores materialised at once by explicit attention on a CPU (the queries are chunked to
 #: fit); on a GPU chunks may take a share of the free memory instead (:func:`score_chunk_bytes`)
@@ -61,10 +61,10 @@ class Terms(NamedTuple):
     formulas: list[OffsetBias] = []
 
 
-def flex_allowed(path: str, q: torch.Tensor, pos: PositionEncoding, block: int) -> bool:
-    """Whether this block may attend through FlexAttention: asked for, or "auto" on a GPU, and nothing in it
-    reads the attention probabilities."""
-    return wanted(path, q.device) and not pos.reads_probabilities(block)
+def flex_allowed(ctx: Context, pos: PositionEncoding, block: int) -> bool:
+    """Whether this block may attend through FlexAttention: the forward fuses kernels (``ctx.fused_kernels``,
+    :func:`pebench.kernels.wanted`) and nothing in the block reads the attention probabilities."""
+    return ctx.fused_kernels and not pos.reads_probabilities(block)
 
 
 def route(terms: Terms, explicit: bool, may_fuse: bool) -> str:

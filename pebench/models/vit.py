@@ -68,8 +68,6 @@ class Attention(nn.Module):
         #: called with (block, attention probabilities (B, heads, rows, T), rows, ctx) while set
         #: (pebench.measure.diagnostics.probing); attention then runs explicitly so that the weights exist
         self.probe: Callable | None = None
-        #: "auto", "reference" or "flex" (pebench.models.attention), set for the whole model
-        self.path = "auto"
         #: while set (pebench.measure.breakdown), ``clock(section)`` times the position terms and attention
         self.clock: Callable[[str], AbstractContextManager] | None = None
 
@@ -79,7 +77,7 @@ class Attention(nn.Module):
         with timed(self.clock, "position"):
             q, k = pos.rotate(self.index, q, k, ctx)
             explicit = self.probe is not None or pos.explicit_attention(self.index)
-            may_fuse = self.probe is None and flex_allowed(self.path, q, pos, self.index)
+            may_fuse = self.probe is None and flex_allowed(ctx, pos, self.index)
             bias, gathered, formulas = pos.split_bias(self.index, q, k, ctx) if may_fuse else \
                 (pos.attention_bias(self.index, q, k, ctx), [], [])
             multiplier = pos.score_multiplier(self.index, ctx, q) if explicit else None
@@ -130,6 +128,7 @@ class VisionTransformer(nn.Module):
         self.size, self.patch, self.img_size = size, patch, img_size
         self.trained_grid = (img_size // patch, img_size // patch)
         self.num_prefix = 1 if keeps_class_token else 0
+        self._attention_path = "auto"  # pebench.models.attention; set through attention_path
 
         self.patch_embed = PatchEmbed(patch, dims.dim)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dims.dim)) if keeps_class_token else None
@@ -212,14 +211,13 @@ class VisionTransformer(nn.Module):
     def attention_path(self) -> str:
         """How multiplying blocks attend and whether kernels fuse: "auto", "reference" or "flex"
         (:mod:`pebench.models.attention`, :mod:`pebench.kernels`)."""
-        return self.blocks[0].attn.path
+        return self._attention_path
 
     @attention_path.setter
     def attention_path(self, path: str) -> None:
         if path not in ATTENTION_PATHS:
             raise PebenchError(f"unknown attention path '{path}'; use {', '.join(ATTENTION_PATHS)}")
-        for block in self.blocks:
-            block.attn.path = path
+        self._attention_path = path
 
     @property
     def clock(self) -> Callable[[str], AbstractContextManager] | None:
